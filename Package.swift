@@ -1,0 +1,74 @@
+// swift-tools-version:6.0
+//
+// Lookalike: a server for look-alike search over image embeddings.
+// Layers, bottom to top (arrows point down only; see Docs/architecture.md):
+//   C modules (CFaiss, CLMDB, CBLAS) -> storage (LookalikeStorage) and index (LookalikeIndex)
+//   -> engine (LookalikeEngine) -> protocol/server and Tools/.
+import PackageDescription
+
+// Debian keeps omp.h (needed by FAISS headers) in GCC's private include folder, which clang
+// does not search. -idirafter puts it last so it never shadows clang's own headers.
+let gccInclude = "/usr/lib/gcc/x86_64-linux-gnu/12/include"
+
+let package = Package(
+    name: "Lookalike",
+    products: [
+        .library(name: "LookalikeEngine", targets: ["LookalikeEngine"]),
+        .executable(name: "lookalike-demo", targets: ["lookalike-demo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C modules: the only place C and C++ are spoken.
+        .target(
+            name: "CFaiss",
+            path: "Sources/CFaiss",
+            cxxSettings: [
+                .unsafeFlags(["-idirafter", gccInclude, "-O2", "-std=c++17"]),
+            ],
+            linkerSettings: [
+                .linkedLibrary("faiss"), .linkedLibrary("gomp"), .linkedLibrary("blas"),
+                .linkedLibrary("lapack"), .linkedLibrary("m"), .linkedLibrary("stdc++"),
+            ]
+        ),
+        .systemLibrary(name: "CLMDB", path: "Sources/CLMDB"),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+
+        // Storage and index: LMDB tables; FAISS segments and exact scans.
+        .target(name: "LookalikeStorage", dependencies: ["CLMDB"]),
+        .target(name: "LookalikeIndex", dependencies: ["CFaiss", "CBLAS"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+
+        // Engine: collections, write path, search, recovery.
+        .target(
+            name: "LookalikeEngine",
+            dependencies: [
+                "LookalikeStorage", "LookalikeIndex",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Tools.
+        .executableTarget(
+            name: "lookalike-demo",
+            dependencies: [
+                "LookalikeEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/lookalike-demo"
+        ),
+        // A child process for the crash tests: streams acknowledged writes until killed.
+        .executableTarget(
+            name: "lookalike-test-writer",
+            dependencies: ["LookalikeEngine"],
+            path: "Tests/TestWriter"
+        ),
+
+        .testTarget(
+            name: "LookalikeEngineTests",
+            dependencies: ["LookalikeEngine", "LookalikeStorage", "LookalikeIndex"]
+        ),
+    ]
+)

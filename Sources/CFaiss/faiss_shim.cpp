@@ -1,0 +1,218 @@
+// The C++ side of lookalike_faiss.h: thin, boring, and exception-proof. Logic lives in Swift.
+#include "lookalike_faiss.h"
+
+#include <faiss/Index.h>
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexPQ.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/IndexScalarQuantizer.h>
+#include <faiss/clone_index.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/index_factory.h>
+#include <faiss/index_io.h>
+#include <omp.h>
+
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+
+struct lk_index {
+    faiss::Index *index;
+};
+
+namespace {
+
+void set_error(char *err, size_t errlen, const char *msg) {
+    if (err == nullptr || errlen == 0) return;
+    std::strncpy(err, msg, errlen - 1);
+    err[errlen - 1] = '\0';
+}
+
+// Runs body, turning any exception into -1 and a message. Every entry point goes through this.
+template <typename F>
+int guarded(char *err, size_t errlen, F body) {
+    try {
+        body();
+        return 0;
+    } catch (const std::bad_alloc &) {
+        set_error(err, errlen, "out of memory");
+    } catch (const std::exception &e) {
+        set_error(err, errlen, e.what());
+    } catch (...) {
+        set_error(err, errlen, "unknown FAISS error");
+    }
+    return -1;
+}
+
+// The index that does the searching, below any pre-transform (OPQ, PCA) wrapper.
+faiss::Index *search_core(faiss::Index *index) {
+    while (auto *pt = dynamic_cast<faiss::IndexPreTransform *>(index)) index = pt->index;
+    return index;
+}
+
+int64_t train_hint(faiss::Index *index) {
+    faiss::Index *core = search_core(index);
+    int64_t hint = 0;
+    // FAISS's own k-means warns below 39 points per centroid.
+    if (auto *ivf = dynamic_cast<faiss::IndexIVF *>(core)) {
+        hint = 39 * (int64_t)ivf->nlist;
+        if (auto *ivfpq = dynamic_cast<faiss::IndexIVFPQ *>(core))
+            hint = std::max<int64_t>(hint, 39 * ((int64_t)1 << ivfpq->pq.nbits));
+    } else if (auto *pq = dynamic_cast<faiss::IndexPQ *>(core)) {
+        hint = 39 * ((int64_t)1 << pq->pq.nbits);
+    } else if (dynamic_cast<faiss::IndexScalarQuantizer *>(core)) {
+        hint = 1000;
+    } else if (auto *hnsw = dynamic_cast<faiss::IndexHNSW *>(core)) {
+        if (!hnsw->is_trained) hint = train_hint(hnsw->storage);
+    }
+    if (!index->is_trained && hint == 0) hint = 1000;
+    return hint;
+}
+
+}  // namespace
+
+extern "C" {
+
+int lk_index_create(const char *spec, int dim, int metric, lk_index **out, char *err,
+                    size_t errlen) {
+    *out = nullptr;
+    return guarded(err, errlen, [&] {
+        if (dim <= 0) throw std::invalid_argument("dimension must be positive");
+        faiss::MetricType m =
+            metric == LK_METRIC_IP ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
+        std::unique_ptr<faiss::Index> index(faiss::index_factory(dim, spec, m));
+        *out = new lk_index{index.release()};
+    });
+}
+
+void lk_index_free(lk_index *index) {
+    if (index == nullptr) return;
+    delete index->index;
+    delete index;
+}
+
+int lk_index_info_get(const lk_index *index, lk_index_info *info, char *err, size_t errlen) {
+    return guarded(err, errlen, [&] {
+        faiss::Index *ix = index->index;
+        std::memset(info, 0, sizeof(*info));
+        info->dim = (int)ix->d;
+        info->metric = ix->metric_type == faiss::METRIC_INNER_PRODUCT ? LK_METRIC_IP
+                                                                       : LK_METRIC_L2;
+        info->is_trained = ix->is_trained ? 1 : 0;
+        info->ntotal = ix->ntotal;
+        info->train_hint = train_hint(ix);
+        info->code_size = (int64_t)ix->sa_code_size();
+        faiss::Index *core = search_core(ix);
+        if (auto *hnsw = dynamic_cast<faiss::IndexHNSW *>(core)) {
+            info->kind = LK_KIND_HNSW;
+            info->hnsw_m = hnsw->hnsw.nb_neighbors(1);
+            info->hnsw_ef_search = hnsw->hnsw.efSearch;
+            info->hnsw_ef_construction = hnsw->hnsw.efConstruction;
+        } else if (auto *ivf = dynamic_cast<faiss::IndexIVF *>(core)) {
+            info->kind = LK_KIND_IVF;
+            info->nlist = (int64_t)ivf->nlist;
+        } else if (dynamic_cast<faiss::IndexFlat *>(core)) {
+            info->kind = LK_KIND_FLAT;
+        }
+    });
+}
+
+int lk_index_set_hnsw(lk_index *index, int ef_construction, int ef_search, char *err,
+                      size_t errlen) {
+    return guarded(err, errlen, [&] {
+        auto *hnsw = dynamic_cast<faiss::IndexHNSW *>(search_core(index->index));
+        if (hnsw == nullptr) throw std::invalid_argument("not an HNSW index");
+        if (ef_construction > 0) hnsw->hnsw.efConstruction = ef_construction;
+        if (ef_search > 0) hnsw->hnsw.efSearch = ef_search;
+    });
+}
+
+int lk_index_train(lk_index *index, int64_t n, const float *x, char *err, size_t errlen) {
+    return guarded(err, errlen, [&] { index->index->train(n, x); });
+}
+
+int lk_index_add(lk_index *index, int64_t n, const float *x, char *err, size_t errlen) {
+    return guarded(err, errlen, [&] {
+        if (!index->index->is_trained) throw std::invalid_argument("index is not trained");
+        index->index->add(n, x);
+    });
+}
+
+int lk_index_search(const lk_index *index, int64_t n, const float *x, int64_t k,
+                    const lk_search_params *params, float *distances, int64_t *labels,
+                    char *err, size_t errlen) {
+    return guarded(err, errlen, [&] {
+        faiss::Index *ix = index->index;
+        if (k <= 0) throw std::invalid_argument("k must be positive");
+        std::unique_ptr<faiss::IDSelectorBitmap> selector;
+        if (params != nullptr && params->bitmap != nullptr)
+            selector.reset(new faiss::IDSelectorBitmap(params->bitmap_bytes, params->bitmap));
+
+        // Parameters must reach the core index: IndexPreTransform forwards them in 1.7.3.
+        faiss::Index *core = search_core(ix);
+        faiss::SearchParametersHNSW hp;
+        faiss::SearchParametersIVF ip;
+        faiss::SearchParameters plain;
+        faiss::SearchParameters *sp = nullptr;
+        if (auto *hnsw = dynamic_cast<faiss::IndexHNSW *>(core)) {
+            hp.efSearch = (params && params->ef_search > 0) ? params->ef_search
+                                                            : hnsw->hnsw.efSearch;
+            hp.sel = selector.get();
+            sp = &hp;
+        } else if (auto *ivf = dynamic_cast<faiss::IndexIVF *>(core)) {
+            ip.nprobe = (params && params->nprobe > 0) ? (size_t)params->nprobe : ivf->nprobe;
+            ip.sel = selector.get();
+            sp = &ip;
+        } else if (selector) {
+            plain.sel = selector.get();
+            sp = &plain;
+        }
+        ix->search(n, x, k, distances, labels, sp);
+    });
+}
+
+int lk_index_remove(lk_index *index, const int64_t *positions, size_t n, size_t *removed,
+                    char *err, size_t errlen) {
+    *removed = 0;
+    return guarded(err, errlen, [&] {
+        faiss::IDSelectorBatch sel(n, positions);
+        *removed = index->index->remove_ids(sel);
+    });
+}
+
+int lk_index_reconstruct(const lk_index *index, int64_t position, float *out, char *err,
+                         size_t errlen) {
+    return guarded(err, errlen, [&] { index->index->reconstruct(position, out); });
+}
+
+int lk_index_clone(const lk_index *index, lk_index **out, char *err, size_t errlen) {
+    *out = nullptr;
+    return guarded(err, errlen, [&] {
+        std::unique_ptr<faiss::Index> copy(faiss::clone_index(index->index));
+        *out = new lk_index{copy.release()};
+    });
+}
+
+int lk_index_write(const lk_index *index, const char *path, char *err, size_t errlen) {
+    return guarded(err, errlen, [&] { faiss::write_index(index->index, path); });
+}
+
+int lk_index_read(const char *path, int mmap, lk_index **out, char *err, size_t errlen) {
+    *out = nullptr;
+    return guarded(err, errlen, [&] {
+        int flags = mmap ? faiss::IO_FLAG_MMAP : 0;
+        std::unique_ptr<faiss::Index> index(faiss::read_index(path, flags));
+        *out = new lk_index{index.release()};
+    });
+}
+
+void lk_set_omp_threads(int n) {
+    if (n > 0) omp_set_num_threads(n);
+}
+
+}  // extern "C"

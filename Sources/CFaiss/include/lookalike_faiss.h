@@ -1,0 +1,105 @@
+/*
+ * lookalike_faiss.h: the small C surface Lookalike uses of FAISS (Debian's libfaiss-dev 1.7.3,
+ * which ships a static C++ library and no C-API code).
+ *
+ * Owns: nothing but opaque faiss::Index pointers handed to the caller.
+ * Invariants:
+ *   - Every function catches every C++ exception at the boundary and reports it as a non-zero
+ *     return plus a message in the caller's buffer. A FAISS error must never abort the server.
+ *   - Labels are positions (0..ntotal-1 in add order). The Swift side maps positions to its own
+ *     64-bit ids; we never wrap indexes in IndexIDMap because that rejects search parameters.
+ * Threads: a const operation (search, reconstruct, write, info) may run on many threads at
+ * once on one index; a mutating one (train, add, remove, set_*) must be alone on that index.
+ * The Swift index layer enforces this.
+ */
+#ifndef LOOKALIKE_FAISS_H
+#define LOOKALIKE_FAISS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lk_index lk_index;
+
+enum { LK_METRIC_L2 = 0, LK_METRIC_IP = 1 };
+
+enum {
+    LK_KIND_OTHER = 0,
+    LK_KIND_FLAT = 1,
+    LK_KIND_HNSW = 2,
+    LK_KIND_IVF = 3,
+};
+
+typedef struct {
+    int kind;              /* LK_KIND_* of the outermost searchable index */
+    int dim;
+    int metric;            /* LK_METRIC_* */
+    int is_trained;
+    int64_t ntotal;
+    int64_t nlist;         /* IVF: number of inverted lists, else 0 */
+    int hnsw_m;            /* HNSW: neighbours per node, else 0 */
+    int hnsw_ef_search;    /* HNSW: the index's own efSearch (the heap bound), else 0 */
+    int hnsw_ef_construction;
+    int64_t train_hint;    /* vectors training wants before it gives good centroids/codebooks */
+    int64_t code_size;     /* bytes per stored vector */
+} lk_index_info;
+
+typedef struct {
+    int ef_search;           /* HNSW per-call efSearch; <= 0 uses the index's own */
+    int nprobe;              /* IVF per-call nprobe; <= 0 uses the index's own */
+    const uint8_t *bitmap;   /* if non-null, only positions whose bit is set are returned */
+    size_t bitmap_bytes;
+} lk_search_params;
+
+/* Create an index from a FAISS factory string ("Flat", "HNSW32", "IVF1024,SQ8", ...). */
+int lk_index_create(const char *spec, int dim, int metric, lk_index **out,
+                    char *err, size_t errlen);
+void lk_index_free(lk_index *index);
+int lk_index_info_get(const lk_index *index, lk_index_info *info, char *err, size_t errlen);
+
+/* HNSW only: set efConstruction (if > 0) and the index's efSearch (if > 0). Per-call efSearch
+ * larger than the index's own is capped by its candidate heap in 1.7.3, so set this to the
+ * largest value any query will use. */
+int lk_index_set_hnsw(lk_index *index, int ef_construction, int ef_search,
+                      char *err, size_t errlen);
+
+int lk_index_train(lk_index *index, int64_t n, const float *x, char *err, size_t errlen);
+int lk_index_add(lk_index *index, int64_t n, const float *x, char *err, size_t errlen);
+
+/* Search n queries; distances and labels are n*k each; missing results have label -1. */
+int lk_index_search(const lk_index *index, int64_t n, const float *x, int64_t k,
+                    const lk_search_params *params, float *distances, int64_t *labels,
+                    char *err, size_t errlen);
+
+/* Remove the given positions (IVF keeps other positions; Flat renumbers; HNSW refuses). */
+int lk_index_remove(lk_index *index, const int64_t *positions, size_t n, size_t *removed,
+                    char *err, size_t errlen);
+
+int lk_index_reconstruct(const lk_index *index, int64_t position, float *out,
+                         char *err, size_t errlen);
+
+/* A deep copy (e.g. of a trained, empty IVF index used as the template for new segments). */
+int lk_index_clone(const lk_index *index, lk_index **out, char *err, size_t errlen);
+
+int lk_index_write(const lk_index *index, const char *path, char *err, size_t errlen);
+/* mmap != 0 asks for IO_FLAG_MMAP (IVF only: the index must then never be added to). */
+int lk_index_read(const char *path, int mmap, lk_index **out, char *err, size_t errlen);
+
+/* Atomically clears bit `pos` of a selector bitmap that searches may be reading; returns 1 if
+ * it was set. (Swift's atomics cannot address foreign memory.) */
+static inline int lk_bitmap_clear_bit(uint8_t *bitmap, size_t pos) {
+    uint8_t mask = (uint8_t)(1u << (pos & 7));
+    uint8_t previous = __atomic_fetch_and(&bitmap[pos >> 3], (uint8_t)~mask, __ATOMIC_SEQ_CST);
+    return (previous & mask) != 0;
+}
+
+/* OpenMP threads FAISS may use inside one call. */
+void lk_set_omp_threads(int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,2 @@
+// LMDB from Debian's liblmdb-dev. Nothing of our own here: the Swift storage layer owns the logic.
+#include <lmdb.h>

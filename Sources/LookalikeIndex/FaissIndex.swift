@@ -1,0 +1,170 @@
+// FaissIndex: one FAISS index behind the C module, as a Swift object.
+//
+// Owns: the lk_index pointer (freed in deinit).
+// Invariants: labels are positions in add order; every FAISS failure is a thrown IndexError.
+// Threads: `search`, `reconstruct`, `write`, `info` may run concurrently; `train`, `add`,
+// `setHNSW` must not overlap with anything else on the same index. Segments guarantee this by
+// building an index completely before publishing it, and never mutating a published one.
+import CFaiss
+
+public enum IndexError: Error, CustomStringConvertible, Equatable {
+    case faiss(String)
+    case io(String)
+    case corrupt(String)
+
+    public var description: String {
+        switch self {
+        case .faiss(let m): return "FAISS error: \(m)"
+        case .io(let m): return "index file error: \(m)"
+        case .corrupt(let m): return "index file is damaged: \(m)"
+        }
+    }
+}
+
+/// Calls a C-module function that reports failure as non-zero plus a message.
+@inline(__always)
+func checkFaiss(_ body: (UnsafeMutablePointer<CChar>, Int) -> Int32) throws {
+    var buffer = [CChar](repeating: 0, count: 512)
+    let rc = buffer.withUnsafeMutableBufferPointer { body($0.baseAddress!, $0.count) }
+    if rc != 0 {
+        let message = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        throw IndexError.faiss(message)
+    }
+}
+
+public struct FaissInfo: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable { case flat, hnsw, ivf, other }
+    public var kind: Kind
+    public var dimension: Int
+    public var isTrained: Bool
+    public var count: Int
+    public var nlist: Int
+    public var hnswM: Int
+    public var hnswEfSearch: Int
+    public var hnswEfConstruction: Int
+    public var trainHint: Int
+    public var codeSize: Int
+}
+
+/// Per-query effort and an optional selector bitmap over positions.
+public struct SearchEffort: Sendable, Equatable {
+    public var efSearch: Int
+    public var nprobe: Int
+    public init(efSearch: Int = 0, nprobe: Int = 0) {
+        self.efSearch = efSearch
+        self.nprobe = nprobe
+    }
+}
+
+public final class FaissIndex: @unchecked Sendable {
+    let handle: OpaquePointer
+
+    private init(handle: OpaquePointer) { self.handle = handle }
+    deinit { lk_index_free(handle) }
+
+    /// Creates an index from a FAISS factory string. Throws if FAISS rejects the spec.
+    public convenience init(spec: String, dimension: Int, metric: FaissMetric) throws {
+        var out: OpaquePointer?
+        try checkFaiss { lk_index_create(spec, Int32(dimension), metric.cValue, &out, $0, $1) }
+        self.init(handle: out!)
+    }
+
+    /// Reads an index file written by `write(to:)`. `mmap` only for IVF indexes never added to.
+    public static func read(path: String, mmap: Bool) throws -> FaissIndex {
+        var out: OpaquePointer?
+        try checkFaiss { lk_index_read(path, mmap ? 1 : 0, &out, $0, $1) }
+        return FaissIndex(handle: out!)
+    }
+
+    public func clone() throws -> FaissIndex {
+        var out: OpaquePointer?
+        try checkFaiss { lk_index_clone(handle, &out, $0, $1) }
+        return FaissIndex(handle: out!)
+    }
+
+    public func info() throws -> FaissInfo {
+        var raw = lk_index_info()
+        try checkFaiss { lk_index_info_get(handle, &raw, $0, $1) }
+        let kind: FaissInfo.Kind
+        switch Int(raw.kind) {
+        case Int(LK_KIND_FLAT): kind = .flat
+        case Int(LK_KIND_HNSW): kind = .hnsw
+        case Int(LK_KIND_IVF): kind = .ivf
+        default: kind = .other
+        }
+        return FaissInfo(
+            kind: kind, dimension: Int(raw.dim), isTrained: raw.is_trained != 0,
+            count: Int(raw.ntotal), nlist: Int(raw.nlist), hnswM: Int(raw.hnsw_m),
+            hnswEfSearch: Int(raw.hnsw_ef_search),
+            hnswEfConstruction: Int(raw.hnsw_ef_construction),
+            trainHint: Int(raw.train_hint), codeSize: Int(raw.code_size))
+    }
+
+    public func setHNSW(efConstruction: Int, efSearch: Int) throws {
+        try checkFaiss { lk_index_set_hnsw(handle, Int32(efConstruction), Int32(efSearch), $0, $1) }
+    }
+
+    public func train(_ vectors: UnsafePointer<Float>, count: Int) throws {
+        try checkFaiss { lk_index_train(handle, Int64(count), vectors, $0, $1) }
+    }
+
+    public func add(_ vectors: UnsafePointer<Float>, count: Int) throws {
+        try checkFaiss { lk_index_add(handle, Int64(count), vectors, $0, $1) }
+    }
+
+    /// Searches `queryCount` queries; returns distances and positions, `k` per query (-1 = none).
+    public func search(
+        _ queries: UnsafePointer<Float>, queryCount: Int, k: Int, effort: SearchEffort,
+        selector: UnsafeRawBufferPointer?
+    ) throws -> (distances: [Float], positions: [Int64]) {
+        var distances = [Float](repeating: 0, count: queryCount * k)
+        var positions = [Int64](repeating: -1, count: queryCount * k)
+        var params = lk_search_params()
+        params.ef_search = Int32(effort.efSearch)
+        params.nprobe = Int32(effort.nprobe)
+        if let selector {
+            params.bitmap = selector.baseAddress?.assumingMemoryBound(to: UInt8.self)
+            params.bitmap_bytes = selector.count
+        }
+        try distances.withUnsafeMutableBufferPointer { d in
+            try positions.withUnsafeMutableBufferPointer { p in
+                try checkFaiss {
+                    lk_index_search(handle, Int64(queryCount), queries, Int64(k), &params,
+                                    d.baseAddress, p.baseAddress, $0, $1)
+                }
+            }
+        }
+        return (distances, positions)
+    }
+
+    public func remove(positions: [Int64]) throws -> Int {
+        var removed = 0
+        try positions.withUnsafeBufferPointer { p in
+            try checkFaiss { lk_index_remove(handle, p.baseAddress, p.count, &removed, $0, $1) }
+        }
+        return removed
+    }
+
+    public func reconstruct(position: Int, dimension: Int) throws -> [Float] {
+        var out = [Float](repeating: 0, count: dimension)
+        try out.withUnsafeMutableBufferPointer { o in
+            try checkFaiss { lk_index_reconstruct(handle, Int64(position), o.baseAddress, $0, $1) }
+        }
+        return out
+    }
+
+    public func write(to path: String) throws {
+        try checkFaiss { lk_index_write(handle, path, $0, $1) }
+    }
+
+    /// OpenMP threads FAISS may use within one call (1 when many threads call in parallel).
+    public static func setThreads(_ n: Int) { lk_set_omp_threads(Int32(n)) }
+}
+
+/// The metric FAISS computes: cosine collections use inner product on normalised vectors.
+public enum FaissMetric: Sendable {
+    case l2, innerProduct
+    var cValue: Int32 {
+        self == .l2 ? Int32(LK_METRIC_L2) : Int32(LK_METRIC_IP)
+    }
+}

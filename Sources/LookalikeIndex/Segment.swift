@@ -1,0 +1,172 @@
+// Segments: the searchable pieces of a collection. A collection is a list of segments, each
+// holding a contiguous, ascending run of ids (see Docs/architecture.md):
+//   - FlatSegment: the mutable exact segment new items land in (and, once full, "frozen" while
+//     its sealed replacement is built);
+//   - SealedSegment: an immutable FAISS index of the collection's type, loaded from a file.
+//
+// Invariants: within a segment, ids ascend with position; a position's live bit only ever goes
+// from set to clear; a published segment's FAISS index is never mutated.
+// Threads: FlatSegment has one appender (the engine's commit thread) and any number of
+// concurrent searchers, without locks: rows are written before `count` is published with
+// release ordering, and capacity is fixed so rows never move. Deletes may come from any thread
+// (LiveBitmap is atomic). SealedSegment is read-only apart from its LiveBitmap.
+import Synchronization
+
+public protocol Segment: AnyObject, Sendable {
+    var dimension: Int { get }
+    /// Positions in use (live or dead).
+    var count: Int { get }
+    var live: LiveBitmap { get }
+    func id(at position: Int) -> UInt64
+    func position(of id: UInt64) -> Int?
+    /// Up to k live neighbours, closest first, distances as in `Neighbor`.
+    func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort) throws -> [Neighbor]
+}
+
+extension Segment {
+    public var liveCount: Int { count - live.deadCount }
+
+    /// Tombstones an id held here; returns false if it is not here or already dead.
+    @discardableResult
+    public func markDeleted(id: UInt64) -> Bool {
+        guard let p = position(of: id) else { return false }
+        return live.clear(p)
+    }
+
+    public var firstId: UInt64? { count > 0 ? id(at: 0) : nil }
+    public var lastId: UInt64? { count > 0 ? id(at: count - 1) : nil }
+}
+
+/// Binary search for an id in ascending ids; nil if absent.
+@inline(__always)
+func positionOf(_ id: UInt64, in ids: UnsafePointer<UInt64>, count: Int) -> Int? {
+    var lo = 0, hi = count
+    while lo < hi {
+        let mid = (lo + hi) >> 1
+        if ids[mid] < id { lo = mid + 1 } else { hi = mid }
+    }
+    return lo < count && ids[lo] == id ? lo : nil
+}
+
+public final class FlatSegment: Segment, @unchecked Sendable {
+    public let dimension: Int
+    public let capacity: Int
+    public let metric: FaissMetric
+    public let live: LiveBitmap
+    let rows: UnsafeMutablePointer<Float>
+    let norms: UnsafeMutablePointer<Float>
+    let ids: UnsafeMutablePointer<UInt64>
+    private let published = Atomic<Int>(0)
+
+    public init(dimension: Int, capacity: Int, metric: FaissMetric) {
+        precondition(capacity > 0 && dimension > 0)
+        self.dimension = dimension
+        self.capacity = capacity
+        self.metric = metric
+        // Untouched pages of these buffers cost no memory until rows are written.
+        rows = .allocate(capacity: capacity * dimension)
+        norms = .allocate(capacity: capacity)
+        ids = .allocate(capacity: capacity)
+        live = LiveBitmap(capacity: capacity)
+    }
+
+    deinit {
+        rows.deallocate()
+        norms.deallocate()
+        ids.deallocate()
+    }
+
+    public var count: Int { published.load(ordering: .acquiring) }
+    public var isFull: Bool { count >= capacity }
+    public var freeSlots: Int { capacity - count }
+
+    public func id(at position: Int) -> UInt64 { ids[position] }
+
+    public func position(of id: UInt64) -> Int? {
+        positionOf(id, in: ids, count: count)
+    }
+
+    /// Appends one vector (already normalised for cosine). Single appender only.
+    /// Precondition: not full, and `id` larger than every id here.
+    public func append(id: UInt64, vector: UnsafePointer<Float>) {
+        let n = published.load(ordering: .relaxed)
+        precondition(n < capacity, "append to a full segment")
+        precondition(n == 0 || ids[n - 1] < id, "ids must ascend")
+        (rows + n * dimension).update(from: vector, count: dimension)
+        norms[n] = metric == .l2 ? VectorMath.squaredNorm(vector, count: dimension) : 0
+        ids[n] = id
+        live.setLive(upTo: n + 1)
+        published.store(n + 1, ordering: .releasing)
+    }
+
+    /// The first `count` rows, contiguous: what sealing feeds to FAISS.
+    public var vectors: UnsafePointer<Float> { UnsafePointer(rows) }
+    public var idList: [UInt64] { Array(UnsafeBufferPointer(start: ids, count: count)) }
+
+    public func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort) throws
+        -> [Neighbor]
+    {
+        var top = TopK(k: k)
+        let n = count
+        let live = self.live
+        let hasDead = live.deadCount > 0
+        ExactScan.scan(
+            rows: rows, rowCount: n, dimension: dimension, squaredNorms: norms, metric: metric,
+            query: query, into: &top, idOf: { self.ids[$0] },
+            isLive: hasDead ? { live.isLive($0) } : nil)
+        return top.sorted()
+    }
+}
+
+public final class SealedSegment: Segment, @unchecked Sendable {
+    public let index: FaissIndex
+    public let dimension: Int
+    public let live: LiveBitmap
+    public let metric: FaissMetric
+    private let ids: [UInt64]
+    /// The name under which its files are stored ("seg-000001"), as the manifest records it.
+    public let name: String
+
+    /// Wraps a fully built index whose position i holds ids[i]; ids must ascend.
+    public init(name: String, index: FaissIndex, ids: [UInt64], metric: FaissMetric) throws {
+        let info = try index.info()
+        guard info.count == ids.count else {
+            throw IndexError.corrupt("\(name): index holds \(info.count) vectors, id list \(ids.count)")
+        }
+        for i in ids.indices.dropFirst() where ids[i - 1] >= ids[i] {
+            throw IndexError.corrupt("\(name): ids do not ascend at position \(i)")
+        }
+        self.name = name
+        self.index = index
+        self.ids = ids
+        self.metric = metric
+        dimension = info.dimension
+        live = LiveBitmap(capacity: ids.count)
+        live.setLive(upTo: ids.count)
+    }
+
+    public var count: Int { ids.count }
+    public func id(at position: Int) -> UInt64 { ids[position] }
+    public func position(of id: UInt64) -> Int? {
+        ids.withUnsafeBufferPointer { positionOf(id, in: $0.baseAddress!, count: $0.count) }
+    }
+    public var idList: [UInt64] { ids }
+
+    public func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort) throws
+        -> [Neighbor]
+    {
+        guard liveCount > 0 else { return [] }
+        let kk = min(k, count)
+        let result = try index.search(
+            query, queryCount: 1, k: kk, effort: effort, selector: live.selector)
+        var out: [Neighbor] = []
+        out.reserveCapacity(kk)
+        for i in 0..<kk {
+            let p = result.positions[i]
+            guard p >= 0, p < ids.count, live.isLive(Int(p)) else { continue }
+            let d = result.distances[i]
+            out.append(Neighbor(id: ids[Int(p)], distance: metric == .l2 ? d : -d))
+        }
+        return out
+    }
+}
