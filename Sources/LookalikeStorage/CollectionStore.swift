@@ -1,0 +1,277 @@
+// CollectionStore: the LMDB tables of one collection, and the only code that knows their layout.
+//
+//   c<N>/keys        key (UTF-8)            -> id (8 bytes, big-endian)
+//   c<N>/items       id                     -> u32 key length, key, attributes JSON (may be empty)
+//   c<N>/vectors     id                     -> the vector as given, float32 little-endian
+//   c<N>/tombstones  id                     -> (empty) ids removed since they were sealed
+//   c<N>/attr/<A>    attribute value (dup)  -> ids with that value, sorted
+// N is the collection's number (names may hold any bytes; table names may not).
+//
+// Invariants (hold at every commit): a key is in `keys` iff its id is in `items` and `vectors`;
+// an id appears in an attribute table iff the item is live and has that value; ids ascend in
+// the order items were written and are never reused; removing an id writes its tombstone.
+// Threads: stateless over the Environment; callers supply the transaction.
+import Foundation
+
+public struct ItemRecord: Sendable, Equatable {
+    public var key: String
+    /// The attributes JSON object as the user gave it, or nil when the item has none.
+    public var attributes: String?
+    public init(key: String, attributes: String?) {
+        self.key = key
+        self.attributes = attributes
+    }
+}
+
+public final class CollectionStore: Sendable {
+    public let number: UInt32
+    public let indexedAttributes: [String]
+    let keys: Table
+    let items: Table
+    let vectors: Table
+    let tombstones: Table
+    let attributeTables: [String: Table]
+
+    public static func tablePrefix(_ number: UInt32) -> String { "c\(number)/" }
+
+    public init(environment env: Environment, number: UInt32, indexedAttributes: [String]) throws {
+        let p = Self.tablePrefix(number)
+        self.number = number
+        self.indexedAttributes = indexedAttributes
+        keys = try env.table(p + "keys")
+        items = try env.table(p + "items")
+        vectors = try env.table(p + "vectors")
+        tombstones = try env.table(p + "tombstones")
+        var attrs: [String: Table] = [:]
+        for a in indexedAttributes { attrs[a] = try env.table(p + "attr/" + a, duplicates: true) }
+        attributeTables = attrs
+    }
+
+    // MARK: Reads
+
+    public func id(forKey key: String, _ txn: Transaction) throws -> UInt64? {
+        try txn.get(keys, Array(key.utf8)).map(IdKey.decode)
+    }
+
+    public func item(_ id: UInt64, _ txn: Transaction) throws -> ItemRecord? {
+        guard let raw = try txn.get(items, IdKey.encode(id)) else { return nil }
+        return try Self.decodeItem(raw)
+    }
+
+    /// The stored vector's bytes (float32 LE), valid until the transaction ends.
+    public func vectorBytes(_ id: UInt64, _ txn: Transaction) throws -> UnsafeRawBufferPointer? {
+        try txn.get(vectors, IdKey.encode(id))
+    }
+
+    public func vector(_ id: UInt64, _ txn: Transaction) throws -> [Float]? {
+        guard let raw = try vectorBytes(id, txn) else { return nil }
+        return (0..<(raw.count / 4)).map {
+            Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))
+        }
+    }
+
+    public func count(_ txn: Transaction) throws -> Int { try txn.count(items) }
+
+    /// Visits live vectors with id >= `from`, in id order, until `body` returns false.
+    public func forEachVector(from: UInt64, _ txn: Transaction,
+                              _ body: (UInt64, UnsafeRawBufferPointer) throws -> Bool) throws {
+        let c = try txn.cursor(vectors)
+        var entry = c.seek(IdKey.encode(from))
+        while let (k, v) = entry {
+            guard try body(IdKey.decode(k), v) else { return }
+            entry = c.next()
+        }
+    }
+
+    /// Visits every tombstoned id.
+    public func forEachTombstone(_ txn: Transaction, _ body: (UInt64) -> Void) throws {
+        let c = try txn.cursor(tombstones)
+        var entry = c.first()
+        while let (k, _) = entry {
+            body(IdKey.decode(k))
+            entry = c.next()
+        }
+    }
+
+    /// The first live item at or after `id`, wrapping to the start: for random sampling.
+    public func itemAtOrAfter(_ id: UInt64, _ txn: Transaction) throws -> (UInt64, ItemRecord)? {
+        let c = try txn.cursor(items)
+        guard let (k, v) = c.seek(IdKey.encode(id)) ?? c.first() else { return nil }
+        return (IdKey.decode(k), try Self.decodeItem(v))
+    }
+
+    /// Ids whose indexed attribute `attribute` has `value` (ascending).
+    public func ids(attribute: String, value: String, _ txn: Transaction) throws -> [UInt64] {
+        guard let t = attributeTables[attribute] else { return [] }
+        let c = try txn.cursor(t)
+        var out: [UInt64] = []
+        var entry = c.find(Array(value.utf8))
+        while let (_, v) = entry {
+            out.append(IdKey.decode(v))
+            entry = c.nextDuplicate()
+        }
+        return out
+    }
+
+    /// How many live items have that value (LMDB counts duplicates without reading them).
+    public func count(attribute: String, value: String, _ txn: Transaction) throws -> Int {
+        guard let t = attributeTables[attribute] else { return 0 }
+        let c = try txn.cursor(t)
+        return c.find(Array(value.utf8)) == nil ? 0 : c.duplicateCount()
+    }
+
+    // MARK: Writes (writable transaction)
+
+    /// Stores a new item under a fresh id. The key must not be live (remove its old id first).
+    public func insert(id: UInt64, record: ItemRecord, vector: UnsafeBufferPointer<Float>,
+                       _ txn: Transaction) throws {
+        let idKey = IdKey.encode(id)
+        try txn.put(keys, Array(record.key.utf8), idKey)
+        try txn.put(items, idKey, Self.encodeItem(record))
+        try vector.withMemoryRebound(to: UInt8.self) { bytes in
+            // x86-64 and arm64 are little-endian: the floats' bytes are stored as they are.
+            _ = try idKey.withUnsafeBytes { try txn.put(vectors, $0, UnsafeRawBufferPointer(bytes)) }
+        }
+        try index(id: idKey, attributes: record.attributes, add: true, txn)
+    }
+
+    /// Removes an item's id everywhere but in `keys` (the caller re-points or deletes the key).
+    public func removeItem(id: UInt64, record: ItemRecord, _ txn: Transaction) throws {
+        let idKey = IdKey.encode(id)
+        try index(id: idKey, attributes: record.attributes, add: false, txn)
+        try txn.delete(items, idKey)
+        try txn.delete(vectors, idKey)
+        try txn.put(tombstones, idKey, [])
+    }
+
+    public func deleteKey(_ key: String, _ txn: Transaction) throws {
+        try txn.delete(keys, Array(key.utf8))
+    }
+
+    /// Replaces an item's attributes, keeping its id and vector.
+    public func setAttributes(id: UInt64, old: ItemRecord, attributes: String?, _ txn: Transaction) throws {
+        let idKey = IdKey.encode(id)
+        try index(id: idKey, attributes: old.attributes, add: false, txn)
+        var record = old
+        record.attributes = attributes
+        try txn.put(items, idKey, Self.encodeItem(record))
+        try index(id: idKey, attributes: attributes, add: true, txn)
+    }
+
+    /// Forgets tombstones (after compaction has dropped those ids from every segment).
+    public func clearTombstones(_ ids: [UInt64], _ txn: Transaction) throws {
+        for id in ids { try txn.delete(tombstones, IdKey.encode(id)) }
+    }
+
+    /// Empties every table of the collection (used by DEL / drop).
+    public func emptyAll(_ txn: Transaction) throws {
+        for t in [keys, items, vectors, tombstones] + Array(attributeTables.values) {
+            try txn.empty(t)
+        }
+    }
+
+    private func index(id: [UInt8], attributes: String?, add: Bool, _ txn: Transaction) throws {
+        guard !attributeTables.isEmpty, let attributes else { return }
+        for (name, values) in AttributeIndex.values(of: attributes, for: indexedAttributes) {
+            guard let table = attributeTables[name] else { continue }
+            for value in values {
+                if add {
+                    try txn.put(table, Array(value.utf8), id, noOverwrite: true)
+                } else {
+                    try txn.delete(table, Array(value.utf8), value: id)
+                }
+            }
+        }
+    }
+
+    // MARK: Encoding
+
+    static func encodeItem(_ r: ItemRecord) -> [UInt8] {
+        let key = Array(r.key.utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(4 + key.count + (r.attributes?.utf8.count ?? 0))
+        withUnsafeBytes(of: UInt32(key.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(contentsOf: key)
+        if let a = r.attributes { out.append(contentsOf: a.utf8) }
+        return out
+    }
+
+    static func decodeItem(_ raw: UnsafeRawBufferPointer) throws -> ItemRecord {
+        guard raw.count >= 4 else { throw StorageError.corrupt("item record too short") }
+        let n = Int(UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)))
+        guard raw.count >= 4 + n else { throw StorageError.corrupt("item record truncated") }
+        let key = String(decoding: raw[4..<(4 + n)], as: UTF8.self)
+        let rest = raw[(4 + n)...]
+        return ItemRecord(key: key, attributes: rest.isEmpty ? nil : String(decoding: rest, as: UTF8.self))
+    }
+}
+
+/// Which values of an item's attributes go into the attribute tables.
+public enum AttributeIndex {
+    /// LMDB keys are at most 511 bytes; longer values are not indexed (they still filter by scan).
+    public static let maxValueBytes = 480
+
+    /// For each indexed attribute present: its string value, a number or boolean as JSON text,
+    /// or each scalar element of an array ("categories": ["Home", "Kitchen"]).
+    public static func values(of json: String, for attributes: [String]) -> [String: [String]] {
+        guard let data = json.data(using: .utf8),
+              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        else { return [:] }
+        var out: [String: [String]] = [:]
+        for name in attributes {
+            guard let v = object[name] else { continue }
+            let list = (v as? [Any]) ?? [v]
+            let values = list.compactMap(scalarText).filter { !$0.isEmpty && $0.utf8.count <= maxValueBytes }
+            if !values.isEmpty { out[name] = Array(Set(values)).sorted() }
+        }
+        return out
+    }
+
+    /// The text an attribute value is indexed under.
+    public static func scalarText(_ v: Any) -> String? {
+        switch v {
+        case let s as String: return s
+        case let n as NSNumber:
+            // Foundation gives JSON booleans as NSNumber of objCType "c" (a C char).
+            if String(cString: n.objCType) == "c" { return n.boolValue ? "true" : "false" }
+            if let i = Int64(exactly: n.doubleValue) { return String(i) }
+            return String(n.doubleValue)
+        default: return nil
+        }
+    }
+}
+
+/// The shared `meta` table: collection definitions, manifests and counters, by string key.
+public final class MetaStore: Sendable {
+    let table: Table
+    public init(environment env: Environment) throws { table = try env.table("meta") }
+
+    public func get(_ key: String, _ txn: Transaction) throws -> [UInt8]? {
+        try txn.get(table, Array(key.utf8)).map { Array($0) }
+    }
+    public func put(_ key: String, _ value: [UInt8], _ txn: Transaction) throws {
+        try txn.put(table, Array(key.utf8), value)
+    }
+    public func delete(_ key: String, _ txn: Transaction) throws {
+        try txn.delete(table, Array(key.utf8))
+    }
+    public func getUInt64(_ key: String, _ txn: Transaction) throws -> UInt64? {
+        try txn.get(table, Array(key.utf8)).map(IdKey.decode)
+    }
+    public func putUInt64(_ key: String, _ value: UInt64, _ txn: Transaction) throws {
+        try txn.put(table, Array(key.utf8), IdKey.encode(value))
+    }
+    /// Entries whose key starts with `prefix`, in key order.
+    public func entries(prefix: String, _ txn: Transaction) throws -> [(String, [UInt8])] {
+        let c = try txn.cursor(table)
+        var out: [(String, [UInt8])] = []
+        var entry = c.seek(Array(prefix.utf8))
+        while let (k, v) = entry {
+            let key = String(decoding: k, as: UTF8.self)
+            guard key.hasPrefix(prefix) else { break }
+            out.append((key, Array(v)))
+            entry = c.next()
+        }
+        return out
+    }
+}
