@@ -149,6 +149,7 @@ int lk_index_search(const lk_index *index, int64_t n, const float *x, int64_t k,
     return guarded(err, errlen, [&] {
         faiss::Index *ix = index->index;
         if (k <= 0) throw std::invalid_argument("k must be positive");
+        if (params != nullptr && params->threads > 0) omp_set_num_threads(params->threads);
         std::unique_ptr<faiss::IDSelectorBitmap> selector;
         if (params != nullptr && params->bitmap != nullptr)
             selector.reset(new faiss::IDSelectorBitmap(params->bitmap_bytes, params->bitmap));

@@ -115,13 +115,14 @@ public final class FaissIndex: @unchecked Sendable {
     /// Searches `queryCount` queries; returns distances and positions, `k` per query (-1 = none).
     public func search(
         _ queries: UnsafePointer<Float>, queryCount: Int, k: Int, effort: SearchEffort,
-        selector: UnsafeRawBufferPointer?
+        selector: UnsafeRawBufferPointer?, threads: Int = 1
     ) throws -> (distances: [Float], positions: [Int64]) {
         var distances = [Float](repeating: 0, count: queryCount * k)
         var positions = [Int64](repeating: -1, count: queryCount * k)
         var params = lk_search_params()
         params.ef_search = Int32(effort.efSearch)
         params.nprobe = Int32(effort.nprobe)
+        params.threads = Int32(threads)
         if let selector {
             params.bitmap = selector.baseAddress?.assumingMemoryBound(to: UInt8.self)
             params.bitmap_bytes = selector.count

@@ -126,6 +126,7 @@ public final class SealedSegment: Segment, @unchecked Sendable {
     private let ids: [UInt64]
     /// The name under which its files are stored ("seg-000001"), as the manifest records it.
     public let name: String
+    public let info: FaissInfo
 
     /// Wraps a fully built index whose position i holds ids[i]; ids must ascend.
     public init(name: String, index: FaissIndex, ids: [UInt64], metric: FaissMetric) throws {
@@ -140,6 +141,7 @@ public final class SealedSegment: Segment, @unchecked Sendable {
         self.index = index
         self.ids = ids
         self.metric = metric
+        self.info = info
         dimension = info.dimension
         live = LiveBitmap(capacity: ids.count)
         live.setLive(upTo: ids.count)

@@ -130,6 +130,23 @@ public final class Environment: @unchecked Sendable {
         }
     }
 
+    /// Deletes a named table from the file. Only while no transaction uses it (at open).
+    public func deleteTable(_ name: String) throws {
+        try tableLock.withLock { cache in
+            var txn: OpaquePointer?
+            try StorageError.check(mdb_txn_begin(env, nil, 0, &txn), "begin (delete table)")
+            var dbi: MDB_dbi = 0
+            var rc = mdb_dbi_open(txn, name, 0, &dbi)
+            if rc == MDB_SUCCESS { rc = mdb_drop(txn, dbi, 1) }
+            if rc != MDB_SUCCESS && rc != MDB_NOTFOUND {
+                mdb_txn_abort(txn)
+                try StorageError.check(rc, "deleting table \(name)")
+            }
+            try StorageError.check(mdb_txn_commit(txn), "commit (delete table)")
+            cache[name] = nil
+        }
+    }
+
     /// Names of the named tables that exist in the file.
     public func tableNames() throws -> [String] {
         try read { txn in

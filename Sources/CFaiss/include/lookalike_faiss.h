@@ -52,6 +52,7 @@ typedef struct {
     int nprobe;              /* IVF per-call nprobe; <= 0 uses the index's own */
     const uint8_t *bitmap;   /* if non-null, only positions whose bit is set are returned */
     size_t bitmap_bytes;
+    int threads;             /* if > 0, OpenMP threads for this call (set on the calling thread) */
 } lk_search_params;
 
 /* Create an index from a FAISS factory string ("Flat", "HNSW32", "IVF1024,SQ8", ...). */

@@ -1,0 +1,424 @@
+// Collection: one named set of items: its LMDB tables, its segments, its writes and searches.
+//
+// Owns: the segment list (sealed segments, frozen flat segments being sealed, one mutable flat
+// segment), the manifest that names the sealed segments, and the id counter.
+// Invariants:
+//   - Segments hold ascending, disjoint id ranges, in list order; the mutable one is last.
+//   - Every id below `manifest.sealedThrough` that was live when sealed is in a sealed segment
+//     named by the manifest; every live id at or above it is in a flat segment (replayed from
+//     LMDB at open).
+//   - An id removed or replaced has its live bit cleared in whichever segment holds it before
+//     the write is acknowledged.
+// Threads:
+//   - `nextId`, `stage`, `appendCommitted`, `tombstoneCommitted`, `markDropped`: the commit
+//     thread only (WriteQueue).
+//   - `seal`: the sealer's thread only, one seal at a time per engine.
+//   - reads and searches: any thread, concurrently with all of the above. They take a snapshot
+//     of the segment list under `state`'s lock (a few pointer copies) and search outside it.
+//   - `state` is a short lock: no I/O and no search is done while holding it.
+import Foundation
+import Logging
+import LookalikeIndex
+import LookalikeStorage
+import Synchronization
+
+/// The sealed-segment manifest, stored as JSON in the meta table.
+struct Manifest: Codable, Equatable {
+    struct Entry: Codable, Equatable {
+        var name: String
+        var firstId: UInt64
+        var lastId: UInt64
+        var count: Int
+    }
+    var segments: [Entry] = []
+    var sealedThrough: UInt64 = 0
+    var nextSegment: Int = 1
+    /// A trained, empty index new segments are cloned from (IVF/PQ/SQ), once trained.
+    var template: String?
+}
+
+public final class Collection: @unchecked Sendable {
+    public let definition: CollectionDefinition
+    public var name: String { definition.name }
+    let number: UInt32
+    let store: CollectionStore
+    let engine: Engine
+    let segmentDirectory: String
+    /// What the index spec builds, from an empty probe index: its kind, and how many vectors
+    /// training wants (0 when it needs none).
+    let specKind: FaissInfo.Kind
+    let trainHint: Int
+
+    /// Next id to allocate. Commit thread only (and `open`, before the commit thread sees us).
+    var nextId: UInt64 = 0
+
+    struct State {
+        var sealed: [SealedSegment] = []
+        var frozen: [FlatSegment] = []
+        var mutable: FlatSegment
+        var manifest = Manifest()
+        var template: FaissIndex?
+        var dropped = false
+
+        var all: [any Segment] { sealed + frozen + [mutable] }
+    }
+    let state: Mutex<State>
+
+    init(engine: Engine, definition: CollectionDefinition, number: UInt32) throws {
+        self.engine = engine
+        self.definition = definition
+        self.number = number
+        store = try CollectionStore(environment: engine.environment, number: number,
+                                    indexedAttributes: definition.attributes)
+        segmentDirectory = "\(engine.directory)/segments/c\(number)"
+        let probe = try Collection.probe(definition)
+        specKind = probe.kind
+        trainHint = probe.isTrained ? 0 : max(1, probe.trainHint)
+        state = Mutex(State(mutable: FlatSegment(dimension: definition.dimension,
+                                                 capacity: 1, metric: definition.metric.faiss)))
+    }
+
+    /// Builds an empty index from the spec: FAISS's verdict on it, and what it will be.
+    static func probe(_ definition: CollectionDefinition) throws -> FaissInfo {
+        do {
+            return try FaissIndex(spec: definition.index, dimension: definition.dimension,
+                                  metric: definition.metric.faiss).info()
+        } catch let IndexError.faiss(reason) {
+            throw EngineError.indexSpecRejected(spec: definition.index, reason: reason)
+        }
+    }
+
+    // MARK: - Sizes
+
+    /// Rows in a flat segment before it is frozen and sealed. An index that needs training
+    /// waits until there are enough vectors to train it well.
+    var flatCapacity: Int {
+        let threshold = definition.sealThreshold ?? engine.options.sealThreshold
+        let needsTraining = state.withLock { $0.template == nil } && trainHint > 0
+        return needsTraining ? max(threshold, trainHint) : threshold
+    }
+
+
+    func newFlatSegment() -> FlatSegment {
+        FlatSegment(dimension: definition.dimension, capacity: flatCapacity,
+                    metric: definition.metric.faiss)
+    }
+
+    // MARK: - Validation (any thread, before a write is queued)
+
+    func prepare(_ request: WriteRequest) throws -> [Float]? {
+        switch request {
+        case .upsert(let key, let vector, let attributes):
+            try validateKey(key)
+            if case .set(let a) = attributes { try validateAttributes(a) }
+            return try indexVector(vector)
+        case .remove(let key):
+            try validateKey(key)
+            return nil
+        case .setAttributes(let key, let attributes):
+            try validateKey(key)
+            try validateAttributes(attributes)
+            return nil
+        case .dropCollection:
+            return nil
+        }
+    }
+
+    func validateKey(_ key: String) throws {
+        guard !key.isEmpty else { throw EngineError.emptyKey }
+        guard key.utf8.count <= min(engine.options.maxKeyBytes, 511) else {
+            throw EngineError.keyTooLong(max: min(engine.options.maxKeyBytes, 511))
+        }
+    }
+
+    func validateAttributes(_ json: String?) throws {
+        guard let json, !json.isEmpty else { return }
+        guard json.utf8.count <= engine.options.maxAttributeBytes else {
+            throw EngineError.attributesTooLarge(max: engine.options.maxAttributeBytes)
+        }
+        let parsed: Any
+        do { parsed = try JSONSerialization.jsonObject(with: Data(json.utf8)) } catch {
+            throw EngineError.invalidJSON("it does not parse (\(json.prefix(40)))")
+        }
+        guard parsed is [String: Any] else { throw EngineError.invalidJSON("it is not an object") }
+    }
+
+    /// Checks a vector and returns it as the index stores it (unit length for cosine).
+    func indexVector(_ vector: [Float]) throws -> [Float] {
+        guard vector.count == definition.dimension else {
+            throw EngineError.wrongDimension(expected: definition.dimension, got: vector.count)
+        }
+        guard vector.withUnsafeBufferPointer(VectorMath.allFinite) else { throw EngineError.notFinite }
+        guard definition.metric == .cosine else { return vector }
+        guard let unit = VectorMath.normalized(vector) else { throw EngineError.zeroVector }
+        return unit
+    }
+
+    // MARK: - Commit thread
+
+    /// Writes one request into the open transaction. Throws a per-write error only before it
+    /// has changed anything, so the rest of the batch can commit.
+    func stage(_ write: PreparedWrite, _ txn: Transaction, _ effects: inout [MemoryEffect]) throws
+        -> WriteOutcome
+    {
+        guard !state.withLock({ $0.dropped }) else { throw EngineError.unknownCollection(name) }
+        switch write.request {
+        case .upsert(let key, let vector, let attributes):
+            let oldId = try store.id(forKey: key, txn)
+            let old = try oldId.flatMap { try store.item($0, txn) }
+            var newAttributes = old?.attributes
+            if case .set(let a) = attributes { newAttributes = (a?.isEmpty ?? true) ? nil : a }
+            if let oldId, let old, try sameVector(oldId, vector, txn) {
+                // Same vector: only attributes may change, and the id stays (no tombstone churn
+                // when a load is run again).
+                if newAttributes != old.attributes {
+                    try store.setAttributes(id: oldId, old: old, attributes: newAttributes, txn)
+                }
+                return .updated
+            }
+            let id = nextId
+            nextId += 1
+            if let oldId, let old {
+                try store.removeItem(id: oldId, record: old, txn)
+                effects.append(.tombstone(self, id: oldId))
+            }
+            try vector.withUnsafeBufferPointer {
+                try store.insert(id: id, record: ItemRecord(key: key, attributes: newAttributes),
+                                 vector: $0, txn)
+            }
+            effects.append(.add(self, id: id, vector: write.indexVector!))
+            return old == nil ? .added : .updated
+        case .remove(let key):
+            guard let id = try store.id(forKey: key, txn), let old = try store.item(id, txn) else {
+                return .notFound
+            }
+            try store.removeItem(id: id, record: old, txn)
+            try store.deleteKey(key, txn)
+            effects.append(.tombstone(self, id: id))
+            return .removed
+        case .setAttributes(let key, let attributes):
+            guard let id = try store.id(forKey: key, txn), let old = try store.item(id, txn) else {
+                return .notFound
+            }
+            let a = (attributes?.isEmpty ?? true) ? nil : attributes
+            if a != old.attributes { try store.setAttributes(id: id, old: old, attributes: a, txn) }
+            return .updated
+        case .dropCollection:
+            try store.emptyAll(txn)
+            try engine.meta.delete(Engine.definitionKey(name), txn)
+            try engine.meta.delete(Engine.manifestKey(number), txn)
+            try engine.meta.delete(Engine.nextIdKey(number), txn)
+            effects.append(.drop(self))
+            return .removed
+        }
+    }
+
+    private func sameVector(_ id: UInt64, _ vector: [Float], _ txn: Transaction) throws -> Bool {
+        guard let stored = try store.vectorBytes(id, txn), stored.count == vector.count * 4 else {
+            return false
+        }
+        return vector.withUnsafeBytes { $0.elementsEqual(stored) }
+    }
+
+    func persistNextId(_ txn: Transaction) throws {
+        try engine.meta.putUInt64(Engine.nextIdKey(number), nextId, txn)
+    }
+
+    func appendCommitted(id: UInt64, vector: [Float]) {
+        // The mutable segment is frozen as soon as it fills, so it always has room here.
+        let target = state.withLock { $0.mutable }
+        vector.withUnsafeBufferPointer { target.append(id: id, vector: $0.baseAddress!) }
+        if target.isFull { freezeMutable() }
+    }
+
+    /// Moves a full mutable segment to the frozen list and schedules its sealing.
+    func freezeMutable() {
+        let fresh = newFlatSegment()
+        let full: FlatSegment? = state.withLock { s in
+            guard s.mutable.count > 0 else { return nil }
+            let f = s.mutable
+            s.frozen.append(f)
+            s.mutable = fresh
+            return f
+        }
+        if let full { engine.sealer.schedule(self, full) }
+    }
+
+    func tombstoneCommitted(id: UInt64) {
+        state.withLock { s in
+            for seg in s.all.reversed() {
+                if let first = seg.firstId, first <= id, let last = seg.lastId, id <= last {
+                    seg.markDeleted(id: id)
+                    return
+                }
+            }
+        }
+    }
+
+    func markDropped() {
+        state.withLock { $0.dropped = true }
+    }
+
+    public var isDropped: Bool { state.withLock { $0.dropped } }
+
+    // MARK: - Writes (any thread)
+
+    /// Queues a write; `completion` runs once it is durable and visible, or failed.
+    public func submit(_ request: WriteRequest,
+                       completion: @escaping @Sendable (Result<WriteOutcome, EngineError>) -> Void) {
+        let prepared: [Float]?
+        do { prepared = try prepare(request) } catch {
+            completion(.failure(EngineError.wrap(error)))
+            return
+        }
+        engine.writeQueue.submit(PreparedWrite(collection: self, request: request,
+                                               indexVector: prepared, completion: completion))
+    }
+
+    public func write(_ request: WriteRequest) async throws -> WriteOutcome {
+        try await withCheckedThrowingContinuation { cont in
+            submit(request) { cont.resume(with: $0.mapError { $0 as Error }) }
+        }
+    }
+
+    /// Adds or replaces an item. Returns `.added` for a new key, `.updated` otherwise.
+    @discardableResult
+    public func upsert(key: String, vector: [Float], attributes: AttributeUpdate = .keep)
+        async throws -> WriteOutcome
+    {
+        try await write(.upsert(key: key, vector: vector, attributes: attributes))
+    }
+
+    /// Removes an item; false if there was none.
+    @discardableResult
+    public func remove(key: String) async throws -> Bool {
+        try await write(.remove(key: key)) == .removed
+    }
+
+    /// Replaces an item's attributes (nil or "" removes them); false if the key does not exist.
+    @discardableResult
+    public func setAttributes(key: String, _ json: String?) async throws -> Bool {
+        try await write(.setAttributes(key: key, attributes: json)) != .notFound
+    }
+
+    /// Many writes at once (bulk loads); results in request order.
+    public func write(batch: [WriteRequest]) async -> [Result<WriteOutcome, EngineError>] {
+        guard !batch.isEmpty else { return [] }
+        // One continuation per write would be costly for millions; a shared collector is not.
+        let collector = BatchCollector(count: batch.count)
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            collector.onComplete = { done.resume() }
+            for (i, r) in batch.enumerated() { submit(r) { collector.set(i, $0) } }
+        }
+        return collector.results
+    }
+
+    // MARK: - Reads (any thread)
+
+    public func count() throws -> Int {
+        try wrapped { try engine.environment.read { try store.count($0) } }
+    }
+
+    public func contains(key: String) throws -> Bool {
+        try wrapped { try engine.environment.read { try store.id(forKey: key, $0) != nil } }
+    }
+
+    /// The vector as it was given.
+    public func vector(key: String) throws -> [Float]? {
+        try wrapped {
+            try engine.environment.read { txn in
+                guard let id = try store.id(forKey: key, txn) else { return nil }
+                return try store.vector(id, txn)
+            }
+        }
+    }
+
+    public func item(key: String) throws -> ItemRecord? {
+        try wrapped {
+            try engine.environment.read { txn in
+                guard let id = try store.id(forKey: key, txn) else { return nil }
+                return try store.item(id, txn)
+            }
+        }
+    }
+
+    /// Up to `count` random keys, without repeats unless `allowRepeats`.
+    public func randomKeys(_ count: Int, allowRepeats: Bool = false) throws -> [String] {
+        try wrapped {
+            try engine.environment.read { txn in
+                let total = try store.count(txn)
+                guard total > 0, count > 0 else { return [] }
+                let upper = max(nextIdSnapshot, 1)
+                let want = allowRepeats ? count : min(count, total)
+                var out: [String] = []
+                var seen = Set<String>()
+                var attempts = 0
+                while out.count < want {
+                    attempts += 1
+                    let probe = UInt64.random(in: 0..<upper)
+                    guard let (_, r) = try store.itemAtOrAfter(probe, txn) else { break }
+                    if allowRepeats { out.append(r.key); continue }
+                    if seen.insert(r.key).inserted { out.append(r.key) }
+                    if attempts > want * 20 { return try allKeys(txn, limit: want, except: seen, into: out) }
+                }
+                return out
+            }
+        }
+    }
+
+    private func allKeys(_ txn: Transaction, limit: Int, except: Set<String>, into start: [String])
+        throws -> [String]
+    {
+        var out = start
+        var probe: UInt64 = 0
+        while out.count < limit, let (id, r) = try store.itemAtOrAfter(probe, txn), id >= probe {
+            if !except.contains(r.key) { out.append(r.key) }
+            probe = id + 1
+        }
+        return out
+    }
+
+    private var nextIdSnapshot: UInt64 {
+        state.withLock { s in s.mutable.lastId.map { $0 + 1 } ?? s.manifest.sealedThrough }
+    }
+
+    /// Live items whose indexed attribute has this value.
+    public func count(attribute: String, value: String) throws -> Int {
+        try wrapped { try engine.environment.read { try store.count(attribute: attribute, value: value, $0) } }
+    }
+
+    /// A description of the segments, for VINFO and tests.
+    public func segmentSummary() -> (sealed: Int, frozen: Int, mutableCount: Int, sealedItems: Int) {
+        state.withLock { s in
+            (s.sealed.count, s.frozen.count, s.mutable.count, s.sealed.reduce(0) { $0 + $1.count })
+        }
+    }
+
+    func segmentsSnapshot() -> [any Segment] { state.withLock { $0.all } }
+
+    func wrapped<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch { throw EngineError.wrap(error) }
+    }
+}
+
+/// Collects the results of a batch of writes completed on the commit thread.
+final class BatchCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var results: [Result<WriteOutcome, EngineError>]
+    private var remaining: Int
+    var onComplete: (() -> Void)?
+
+    init(count: Int) {
+        results = Array(repeating: .failure(.closed), count: count)
+        remaining = count
+    }
+
+    func set(_ i: Int, _ r: Result<WriteOutcome, EngineError>) {
+        lock.lock()
+        results[i] = r
+        remaining -= 1
+        let done = remaining == 0
+        lock.unlock()
+        if done { onComplete?() }
+    }
+}

@@ -1,0 +1,203 @@
+// Engine: the collections of one data folder, and the machinery they share.
+//
+// Owns: the LMDB environment (one per data folder), the meta table, the write queue (group
+// commit) and the sealer, and the registry of open collections.
+//
+// Data folder layout:
+//   data.mdb, lock.mdb        LMDB: every item, vector, attribute index, definition, manifest
+//   segments/c<N>/            FAISS segment files of collection number N
+// Meta keys: collection:<name> -> {"number", "definition"}; manifest:<N> -> Manifest JSON;
+// nextid:<N> -> next id; next-collection-number -> counter.
+//
+// Invariants: a collection is in the registry iff its definition is in meta (after open);
+// collection numbers are never reused, so a dropped collection's leftovers cannot be mistaken
+// for a new one's.
+// Threads: every public method may be called from any thread. `createCollection` and `close`
+// serialise on `adminLock`; dropping goes through the write queue like any write.
+import Dispatch
+import Foundation
+import Logging
+import LookalikeIndex
+import LookalikeStorage
+import Synchronization
+
+public final class Engine: @unchecked Sendable {
+    public let directory: String
+    public let options: EngineOptions
+    public let logger: Logger
+    let environment: Environment
+    let meta: MetaStore
+    let writeQueue: WriteQueue
+    let sealer = Sealer()
+    private let registry = Mutex<[String: Collection]>([:])
+    private let adminLock = NSLock()
+    private var closed = false
+
+    static func definitionKey(_ name: String) -> String { "collection:" + name }
+    static func manifestKey(_ number: UInt32) -> String { "manifest:\(number)" }
+    static func nextIdKey(_ number: UInt32) -> String { "nextid:\(number)" }
+    static let counterKey = "next-collection-number"
+
+    struct StoredDefinition: Codable {
+        var number: UInt32
+        var definition: CollectionDefinition
+    }
+
+    /// Opens (creating if needed) the data folder and every collection in it.
+    public init(directory: String, options: EngineOptions = EngineOptions(),
+                logger: Logger = Logger(label: "lookalike.engine")) throws {
+        self.directory = directory
+        self.options = options
+        self.logger = logger
+        // The engine runs its own threads; BLAS threads inside each call would oversubscribe.
+        VectorMath.setBLASThreads(1)
+        do {
+            environment = try Environment(path: directory, options: options.storage)
+            meta = try MetaStore(environment: environment)
+        } catch { throw EngineError.wrap(error) }
+        writeQueue = WriteQueue(environment: environment, maxBatch: options.maxBatch)
+        do { try openCollections() } catch {
+            throw EngineError.wrap(error)
+        }
+        writeQueue.start()
+    }
+
+    private func openCollections() throws {
+        let stored: [(StoredDefinition, Manifest, UInt64)] = try environment.read { txn in
+            try meta.entries(prefix: "collection:", txn).map { _, bytes in
+                let s = try JSONDecoder().decode(StoredDefinition.self, from: Data(bytes))
+                let m = try meta.get(Self.manifestKey(s.number), txn)
+                    .map { try JSONDecoder().decode(Manifest.self, from: Data($0)) } ?? Manifest()
+                let n = try meta.getUInt64(Self.nextIdKey(s.number), txn) ?? 0
+                return (s, m, n)
+            }
+        }
+        try removeOrphans(known: Set(stored.map(\.0.number)))
+        for (s, manifest, nextId) in stored {
+            let started = DispatchTime.now()
+            let c = try Collection(engine: self, definition: s.definition, number: s.number)
+            try c.open(manifest: manifest, nextId: nextId)
+            registry.withLock { $0[s.definition.name] = c }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+            logger.info("opened collection", metadata: [
+                "collection": "\(s.definition.name)", "segments": "\(manifest.segments.count)",
+                "seconds": "\(String(format: "%.3f", seconds))"])
+        }
+    }
+
+    /// Tables and segment folders of collections that were dropped (or half created).
+    private func removeOrphans(known: Set<UInt32>) throws {
+        for name in try environment.tableNames() where name.hasPrefix("c") {
+            guard let slash = name.firstIndex(of: "/"), let n = UInt32(name.dropFirst().prefix(upTo: slash)) else { continue }
+            if !known.contains(n) { try environment.deleteTable(name) }
+        }
+        let segments = directory + "/segments"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: segments)) ?? [] {
+            if let n = UInt32(entry.dropFirst()), entry.hasPrefix("c"), !known.contains(n) {
+                try? FileManager.default.removeItem(atPath: "\(segments)/\(entry)")
+            }
+        }
+    }
+
+    // MARK: - Collections
+
+    public func collection(_ name: String) -> Collection? {
+        registry.withLock { $0[name] }
+    }
+
+    public func collectionNames() -> [String] {
+        registry.withLock { Array($0.keys) }.sorted()
+    }
+
+    /// Creates a collection; throws `.collectionExists` if the name is taken.
+    @discardableResult
+    public func createCollection(_ definition: CollectionDefinition) throws -> Collection {
+        try definition.validate(limits: options)
+        _ = try Collection.probe(definition)
+        adminLock.lock()
+        defer { adminLock.unlock() }
+        guard !closed else { throw EngineError.closed }
+        if collection(definition.name) != nil { throw EngineError.collectionExists(definition.name) }
+        let number: UInt32 = try wrap {
+            try environment.write { txn in
+                let n = UInt32(try meta.getUInt64(Self.counterKey, txn) ?? 0) + 1
+                try meta.putUInt64(Self.counterKey, UInt64(n), txn)
+                let stored = StoredDefinition(number: n, definition: definition)
+                try meta.put(Self.definitionKey(definition.name), Array(try JSONEncoder().encode(stored)), txn)
+                try meta.put(Self.manifestKey(n), Array(try JSONEncoder().encode(Manifest())), txn)
+                try meta.putUInt64(Self.nextIdKey(n), 0, txn)
+                return n
+            }
+        }
+        let c = try wrap { try Collection(engine: self, definition: definition, number: number) }
+        try wrap { try c.open(manifest: Manifest(), nextId: 0) }
+        registry.withLock { $0[definition.name] = c }
+        return c
+    }
+
+    /// Creates the collection unless one of that name exists; returns the one that exists.
+    public func createCollectionIfMissing(_ definition: CollectionDefinition) throws -> Collection {
+        if let c = collection(definition.name) { return c }
+        do { return try createCollection(definition) } catch EngineError.collectionExists {
+            return collection(definition.name)!
+        }
+    }
+
+    /// Deletes a collection and all its items; false if there was none.
+    @discardableResult
+    public func dropCollection(_ name: String) async throws -> Bool {
+        guard let c = collection(name) else { return false }
+        let outcome: WriteOutcome = try await withCheckedThrowingContinuation { cont in
+            writeQueue.submit(PreparedWrite(collection: c, request: .dropCollection, indexVector: nil) {
+                cont.resume(with: $0.mapError { $0 as Error })
+            })
+        }
+        return outcome == .removed
+    }
+
+    /// Called on the commit thread after a drop committed.
+    func forget(_ c: Collection) {
+        registry.withLock { r in if r[c.name] === c { r[c.name] = nil } }
+        try? FileManager.default.removeItem(atPath: c.segmentDirectory)
+    }
+
+    /// Records a manifest, unless the collection was dropped meanwhile. Any thread.
+    func commitManifest(_ manifest: Manifest, for c: Collection) throws -> Bool {
+        try environment.write { txn in
+            guard let bytes = try meta.get(Self.definitionKey(c.name), txn),
+                  let s = try? JSONDecoder().decode(StoredDefinition.self, from: Data(bytes)),
+                  s.number == c.number
+            else { return false }
+            try meta.put(Self.manifestKey(c.number), Array(try JSONEncoder().encode(manifest)), txn)
+            return true
+        }
+    }
+
+    // MARK: - Lifecycle
+
+    /// Seals every collection's mutable segment and waits until all seals are done: after
+    /// this, a restart replays nothing (SAVE).
+    public func persist() {
+        for name in collectionNames() { collection(name)?.freezeMutable() }
+        sealer.waitIdle()
+    }
+
+    /// Waits for background seals already scheduled.
+    public func waitForSealing() { sealer.waitIdle() }
+
+    /// Commits queued writes, lets a running seal finish, and stops. Idempotent.
+    public func close() {
+        adminLock.lock()
+        defer { adminLock.unlock() }
+        guard !closed else { return }
+        closed = true
+        writeQueue.stop()
+        sealer.cancelPending()
+        sealer.waitIdle()
+        registry.withLock { $0.removeAll() }
+    }
+
+    func wrap<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch { throw EngineError.wrap(error) }
+    }
+}

@@ -1,0 +1,28 @@
+// EngineOptions: every knob of the engine, with its default. Docs/engine.md lists them; the
+// server and tools expose each as a flag.
+import LookalikeStorage
+
+public struct EngineOptions: Sendable {
+    /// LMDB map size, sync mode and reader slots.
+    public var storage = StorageOptions()
+    /// Items in a collection's mutable exact segment before it is sealed (per-collection
+    /// `sealThreshold` overrides it). Larger: fewer segments, longer replay after a crash.
+    public var sealThreshold = 100_000
+    /// Most writes one LMDB transaction commits (group commit).
+    public var maxBatch = 8192
+    /// Element names: LMDB keys are at most 511 bytes.
+    public var maxKeyBytes = 511
+    public var maxAttributeBytes = 65_536
+    public var maxDimension = 65_536
+    /// Most results one query may ask for.
+    public var maxK = 10_000
+    /// The HNSW candidate heap bound (see Docs/engine.md: FAISS 1.7.3 sizes it from the index's
+    /// own efSearch). Per-query efSearch is capped here.
+    public var maxEfSearch = 4096
+    /// Memory-map sealed IVF segments instead of reading them into memory.
+    public var mmapIVF = true
+    /// OpenMP threads for sealing (building indexes); 0 = all cores.
+    public var buildThreads = 0
+
+    public init() {}
+}

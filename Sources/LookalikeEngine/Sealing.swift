@@ -1,0 +1,111 @@
+// Sealing: turning a full flat segment into a segment of the collection's index type, in the
+// background, and publishing it atomically.
+//
+// Order of a seal (each step crash-safe on its own):
+//   1. build the FAISS index from the frozen segment's rows (train it first if needed, and keep
+//      the trained empty index as the template for later segments);
+//   2. write its files under temporary names, fsync, rename (SegmentFiles);
+//   3. name it in the manifest (one LMDB transaction): from here a restart loads it;
+//   4. under the collection's lock, copy the frozen segment's tombstones and swap it in.
+// A crash before 3 leaves unnamed files that the next start removes; the items are replayed
+// from LMDB. A failed seal leaves the frozen segment in place: still exact, still searchable.
+// Threads: one serial queue for the whole engine (building is CPU-heavy; 2 cores).
+import Dispatch
+import Foundation
+import Logging
+import LookalikeIndex
+
+final class Sealer: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "lookalike.sealer", qos: .utility)
+    private let group = DispatchGroup()
+    private let lock = NSLock()
+    private var cancelled = false
+
+    func schedule(_ collection: Collection, _ segment: FlatSegment) {
+        group.enter()
+        queue.async { [self] in
+            defer { group.leave() }
+            lock.lock()
+            let skip = cancelled
+            lock.unlock()
+            if !skip { collection.seal(segment) }
+        }
+    }
+
+    /// Waits until every scheduled seal has run.
+    func waitIdle() { group.wait() }
+
+    /// Skips seals not yet started (shutdown: their items are safe in LMDB and replay at start).
+    func cancelPending() {
+        lock.lock()
+        cancelled = true
+        lock.unlock()
+    }
+}
+
+extension Collection {
+    func seal(_ frozen: FlatSegment) {
+        guard !isDropped, frozen.count > 0 else { return }
+        let started = DispatchTime.now()
+        do {
+            let (index, newTemplate) = try buildIndex(from: frozen)
+            var manifest = state.withLock { $0.manifest }
+            let ids = frozen.idList
+            let name = String(format: "seg-%06d", manifest.nextSegment)
+            manifest.nextSegment += 1
+            try SegmentFiles.write(index: index, ids: ids, name: name, directory: segmentDirectory)
+            if let newTemplate {
+                let templateName = String(format: "trained-%06d", manifest.nextSegment)
+                manifest.nextSegment += 1
+                try SegmentFiles.write(index: newTemplate, ids: [], name: templateName,
+                                       directory: segmentDirectory)
+                manifest.template = templateName
+            }
+            let sealed = try SealedSegment(name: name, index: index, ids: ids, metric: definition.metric.faiss)
+            manifest.segments.append(.init(name: name, firstId: ids.first!, lastId: ids.last!, count: ids.count))
+            manifest.sealedThrough = ids.last! + 1
+            guard try engine.commitManifest(manifest, for: self) else {
+                SegmentFiles.remove(name: name, directory: segmentDirectory)
+                return
+            }
+            state.withLock { s in
+                for p in 0..<frozen.count where !frozen.live.isLive(p) { sealed.live.clear(p) }
+                s.frozen.removeAll { $0 === frozen }
+                s.sealed.append(sealed)
+                s.manifest = manifest
+                if let newTemplate { s.template = newTemplate }
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+            engine.logger.info("sealed segment", metadata: [
+                "collection": "\(name)", "segment": "\(name)", "items": "\(ids.count)",
+                "seconds": "\(String(format: "%.2f", seconds))"])
+        } catch {
+            engine.logger.error("sealing failed; its items stay searchable in an exact segment and are retried at the next start", metadata: [
+                "collection": "\(self.name)", "error": "\(error)"])
+        }
+    }
+
+    /// A new index of the collection's type holding the frozen rows; and, when this seal had to
+    /// train, the trained empty index to clone from next time.
+    private func buildIndex(from frozen: FlatSegment) throws -> (FaissIndex, FaissIndex?) {
+        if engine.options.buildThreads > 0 { FaissIndex.setThreads(engine.options.buildThreads) }
+        var newTemplate: FaissIndex?
+        let index: FaissIndex
+        if let template = state.withLock({ $0.template }) {
+            index = try template.clone()
+        } else {
+            index = try FaissIndex(spec: definition.index, dimension: definition.dimension,
+                                   metric: definition.metric.faiss)
+            if try !index.info().isTrained {
+                try index.train(frozen.vectors, count: frozen.count)
+                newTemplate = try index.clone()
+            }
+        }
+        if try index.info().kind == .hnsw {
+            try index.setHNSW(efConstruction: definition.efConstruction ?? 40,
+                              efSearch: engine.options.maxEfSearch)
+        }
+        try index.add(frozen.vectors, count: frozen.count)
+        return (index, newTemplate)
+    }
+}

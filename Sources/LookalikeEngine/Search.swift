@@ -1,0 +1,169 @@
+// Search: top-k over every segment of a collection, merged, then keys and attributes from LMDB.
+// Threads: any thread; searches take a snapshot of the segment list and run without locks.
+import LookalikeIndex
+import LookalikeStorage
+
+public struct SearchRequest: Sendable {
+    public enum Query: Sendable {
+        case vector([Float])
+        /// "More like this": the stored item's vector; the item itself is left out.
+        case key(String)
+    }
+    public var query: Query
+    public var k: Int
+    /// HNSW effort; nil uses the collection's default.
+    public var efSearch: Int?
+    /// IVF lists to visit; nil uses the collection's default.
+    public var nprobe: Int?
+    /// Exact brute force over the stored vectors instead of the approximate index.
+    public var exact: Bool
+    public var withAttributes: Bool
+
+    public init(query: Query, k: Int = 10, efSearch: Int? = nil, nprobe: Int? = nil,
+                exact: Bool = false, withAttributes: Bool = false) {
+        self.query = query
+        self.k = k
+        self.efSearch = efSearch
+        self.nprobe = nprobe
+        self.exact = exact
+        self.withAttributes = withAttributes
+    }
+}
+
+public struct SearchHit: Sendable, Equatable {
+    public var key: String
+    public var id: UInt64
+    /// Cosine similarity (cosine), inner product (ip), or Euclidean distance (l2).
+    public var score: Float
+    public var attributes: String?
+}
+
+extension Collection {
+    public func search(_ request: SearchRequest) throws -> [SearchHit] {
+        guard request.k >= 1, request.k <= engine.options.maxK else {
+            throw EngineError.invalidArgument("COUNT must be between 1 and \(engine.options.maxK)")
+        }
+        if let e = request.efSearch, e < 1 { throw EngineError.invalidArgument("EF must be positive") }
+        if let n = request.nprobe, n < 1 { throw EngineError.invalidArgument("NPROBE must be positive") }
+        let (query, excludedKey) = try resolve(request.query)
+        let wanted = request.k + (excludedKey == nil ? 0 : 1)
+        var top = TopK(k: wanted)
+        try query.withUnsafeBufferPointer { q in
+            for segment in segmentsSnapshot() {
+                top.push(contentsOf: try search(segment, q.baseAddress!, k: wanted, request: request))
+            }
+        }
+        return try hits(for: top.sorted(), excluding: excludedKey, limit: request.k,
+                        withAttributes: request.withAttributes)
+    }
+
+    /// The query vector as the index wants it, and the key to leave out of the results.
+    private func resolve(_ query: SearchRequest.Query) throws -> ([Float], String?) {
+        switch query {
+        case .vector(let v):
+            return (try indexVector(v), nil)
+        case .key(let key):
+            guard let v = try vector(key: key) else { throw EngineError.keyNotFound(key) }
+            return (try indexVector(v), key)
+        }
+    }
+
+    private func search(_ segment: any Segment, _ q: UnsafePointer<Float>, k: Int,
+                        request: SearchRequest) throws -> [Neighbor] {
+        guard let sealed = segment as? SealedSegment else {
+            return try segment.search(q, k: k, effort: SearchEffort())  // flat: exact already
+        }
+        if request.exact && sealed.info.kind != .flat {
+            return try exactSearch(sealed, q, k: k)
+        }
+        var effort = effort(for: sealed, k: k, request: request)
+        var found = try wrapped { try sealed.search(q, k: k, effort: effort) }
+        // Tombstones can starve a graph search: widen while it finds fewer than it could.
+        let reachable = min(k, sealed.liveCount)
+        while found.count < reachable && sealed.info.kind == .hnsw
+            && effort.efSearch < engine.options.maxEfSearch
+        {
+            effort.efSearch = min(effort.efSearch * 4, engine.options.maxEfSearch)
+            found = try wrapped { try sealed.search(q, k: k, effort: effort) }
+        }
+        if found.count < reachable { return try exactSearch(sealed, q, k: k) }
+        return found
+    }
+
+    func effort(for segment: SealedSegment, k: Int, request: SearchRequest) -> SearchEffort {
+        let ef = request.efSearch ?? definition.efSearch ?? 64
+        let nlist = segment.info.nlist
+        let nprobe = request.nprobe ?? definition.nprobe ?? max(1, nlist / 16)
+        return SearchEffort(efSearch: min(max(ef, k), engine.options.maxEfSearch),
+                            nprobe: min(max(1, nprobe), max(1, nlist)))
+    }
+
+    /// Brute force over a sealed segment's live vectors, read from LMDB (the source of truth).
+    func exactSearch(_ segment: SealedSegment, _ q: UnsafePointer<Float>, k: Int) throws -> [Neighbor] {
+        guard let first = segment.firstId, let last = segment.lastId else { return [] }
+        let d = definition.dimension
+        let metric = definition.metric
+        let chunk = 1024
+        var rows = [Float](repeating: 0, count: chunk * d)
+        var norms = [Float](repeating: 0, count: chunk)
+        var ids = [UInt64](repeating: 0, count: chunk)
+        var filled = 0
+        var top = TopK(k: k)
+        func flush() {
+            rows.withUnsafeBufferPointer { r in
+                norms.withUnsafeBufferPointer { n in
+                    ExactScan.scan(rows: r.baseAddress!, rowCount: filled, dimension: d,
+                                   squaredNorms: n.baseAddress!, metric: metric.faiss, query: q,
+                                   into: &top, idOf: { ids[$0] }, isLive: nil)
+                }
+            }
+            filled = 0
+        }
+        try wrapped {
+            try engine.environment.read { txn in
+                try store.forEachVector(from: first, txn) { id, bytes in
+                    guard id <= last else { return false }
+                    guard let p = segment.position(of: id), segment.live.isLive(p) else { return true }
+                    rows.withUnsafeMutableBufferPointer { r in
+                        let row = UnsafeMutableBufferPointer(rebasing: r[(filled * d)..<((filled + 1) * d)])
+                        _ = bytes.copyBytes(to: row)
+                        if metric == .cosine { VectorMath.normalize(row) }
+                        norms[filled] = metric == .l2 ? VectorMath.squaredNorm(row.baseAddress!, count: d) : 0
+                    }
+                    ids[filled] = id
+                    filled += 1
+                    if filled == chunk { flush() }
+                    return true
+                }
+            }
+        }
+        if filled > 0 { flush() }
+        return top.sorted()
+    }
+
+    /// Turns neighbours into hits, reading keys and attributes in one read transaction. An id
+    /// removed after the search started is skipped.
+    private func hits(for neighbors: [Neighbor], excluding excluded: String?, limit: Int,
+                      withAttributes: Bool) throws -> [SearchHit] {
+        try wrapped {
+            try engine.environment.read { txn in
+                var out: [SearchHit] = []
+                for n in neighbors {
+                    guard out.count < limit else { break }
+                    guard let record = try store.item(n.id, txn), record.key != excluded else { continue }
+                    out.append(SearchHit(key: record.key, id: n.id, score: score(n.distance),
+                                         attributes: withAttributes ? record.attributes : nil))
+                }
+                return out
+            }
+        }
+    }
+
+    /// The user-facing score of an internal distance (see Neighbor).
+    func score(_ distance: Float) -> Float {
+        switch definition.metric {
+        case .l2: return max(0, distance).squareRoot()
+        case .cosine, .ip: return -distance
+        }
+    }
+}

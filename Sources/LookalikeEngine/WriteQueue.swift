@@ -1,0 +1,178 @@
+// WriteQueue: the group commit. Every write of every collection goes through here.
+//
+// Owns: the queue of pending writes and the one commit thread that drains it.
+// Invariants:
+//   - A write's completion runs only after the LMDB transaction holding it has committed
+//     (synced per the durability setting) and its effect is applied to the in-memory segments:
+//     an acknowledged write is durable and visible to the next query.
+//   - Writes commit and apply in submission order; ids are allocated on the commit thread only.
+//   - A failed transaction is retried write by write, so one bad write (or a full disk at one
+//     moment) fails only the writes it must.
+// Threads: `submit` from any thread; staging, committing and applying run on the commit thread.
+// Completions run on the commit thread and must not block (they resume async callers).
+// Rejected alternative: a transaction per write. LMDB's fsync per commit caps that at a few
+// hundred writes per second; grouping makes thousands of writes cost one fsync.
+import Foundation
+import LookalikeStorage
+
+/// What a write asks for. Vectors are validated and prepared before they get here.
+public enum WriteRequest: Sendable {
+    case upsert(key: String, vector: [Float], attributes: AttributeUpdate)
+    case remove(key: String)
+    case setAttributes(key: String, attributes: String?)
+    /// Deletes the whole collection (Engine.dropCollection).
+    case dropCollection
+}
+
+public enum AttributeUpdate: Sendable, Equatable {
+    /// Keep the item's attributes (none for a new item).
+    case keep
+    /// Replace them (nil removes them).
+    case set(String?)
+}
+
+public enum WriteOutcome: Sendable, Equatable {
+    /// A new key.
+    case added
+    /// An existing key got a new vector or attributes.
+    case updated
+    case removed
+    /// remove or setAttributes of a key that does not exist.
+    case notFound
+}
+
+/// A validated write: the request plus the vector as the index wants it (normalised for cosine).
+struct PreparedWrite: @unchecked Sendable {
+    let collection: Collection
+    let request: WriteRequest
+    let indexVector: [Float]?
+    let completion: @Sendable (Result<WriteOutcome, EngineError>) -> Void
+}
+
+/// What a committed write changes in memory, applied in order after the commit.
+enum MemoryEffect {
+    case add(Collection, id: UInt64, vector: [Float])
+    case tombstone(Collection, id: UInt64)
+    case drop(Collection)
+}
+
+final class WriteQueue: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var pending: [PreparedWrite] = []
+    private var stopping = false
+    private var finished = false
+    private let environment: Environment
+    private let maxBatch: Int
+    private var thread: Thread?
+
+    init(environment: Environment, maxBatch: Int) {
+        self.environment = environment
+        self.maxBatch = max(1, maxBatch)
+    }
+
+    func start() {
+        let t = Thread { [self] in run() }
+        t.name = "lookalike-commit"
+        t.stackSize = 1 << 20
+        thread = t
+        t.start()
+    }
+
+    func submit(_ write: PreparedWrite) {
+        condition.lock()
+        if stopping {
+            condition.unlock()
+            write.completion(.failure(.closed))
+            return
+        }
+        pending.append(write)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Commits what is queued, then stops the thread. Later submits fail with `.closed`.
+    func stop() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while !finished { condition.wait() }
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while pending.isEmpty && !stopping { condition.wait() }
+            if pending.isEmpty && stopping {
+                finished = true
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let batch = Array(pending.prefix(maxBatch))
+            pending.removeFirst(batch.count)
+            condition.unlock()
+            commit(batch)
+        }
+    }
+
+    private func commit(_ batch: [PreparedWrite]) {
+        let touched = Set(batch.map { ObjectIdentifier($0.collection) })
+        let collections = batch.map(\.collection)
+        var saved: [ObjectIdentifier: UInt64] = [:]
+        for c in collections where saved[ObjectIdentifier(c)] == nil {
+            saved[ObjectIdentifier(c)] = c.nextId
+        }
+        var outcomes: [Result<WriteOutcome, EngineError>] = []
+        var effects: [MemoryEffect] = []
+        do {
+            try environment.write { txn in
+                for w in batch {
+                    do {
+                        outcomes.append(.success(try w.collection.stage(w, txn, &effects)))
+                    } catch let e as EngineError where e.isPerWrite {
+                        outcomes.append(.failure(e))
+                    }
+                }
+                for c in uniqueCollections(collections, touched) { try c.persistNextId(txn) }
+            }
+        } catch {
+            // The transaction is gone: undo id allocation, then retry one by one so only the
+            // writes that cannot commit fail.
+            for c in collections { c.nextId = saved[ObjectIdentifier(c)]! }
+            if batch.count > 1 {
+                for w in batch { commit([w]) }
+            } else {
+                batch[0].completion(.failure(EngineError.wrap(error)))
+            }
+            return
+        }
+        for e in effects { apply(e) }
+        for (w, outcome) in zip(batch, outcomes) { w.completion(outcome) }
+    }
+
+    private func uniqueCollections(_ list: [Collection], _ ids: Set<ObjectIdentifier>) -> [Collection] {
+        var seen = Set<ObjectIdentifier>()
+        return list.filter { seen.insert(ObjectIdentifier($0)).inserted }
+    }
+
+    private func apply(_ effect: MemoryEffect) {
+        switch effect {
+        case .add(let c, let id, let vector): c.appendCommitted(id: id, vector: vector)
+        case .tombstone(let c, let id): c.tombstoneCommitted(id: id)
+        case .drop(let c):
+            c.markDropped()
+            c.engine.forget(c)
+        }
+    }
+}
+
+extension EngineError {
+    /// Errors that fail one write without aborting its transaction.
+    var isPerWrite: Bool {
+        switch self {
+        case .storage, .index, .closed: return false
+        default: return true
+        }
+    }
+}
