@@ -22,6 +22,8 @@ let package = Package(
     ],
     targets: [
         // C modules: the only place C and C++ are spoken.
+        // OpenBLAS provides both BLAS and LAPACK for FAISS; linking it alone (not the libblas and
+        // liblapack alternatives) keeps one copy of it, so one thread setting governs every call.
         .target(
             name: "CFaiss",
             path: "Sources/CFaiss",
@@ -29,8 +31,8 @@ let package = Package(
                 .unsafeFlags(["-idirafter", gccInclude, "-O2", "-std=c++17"]),
             ],
             linkerSettings: [
-                .linkedLibrary("faiss"), .linkedLibrary("gomp"), .linkedLibrary("blas"),
-                .linkedLibrary("lapack"), .linkedLibrary("m"), .linkedLibrary("stdc++"),
+                .linkedLibrary("faiss"), .linkedLibrary("gomp"), .linkedLibrary("openblas"),
+                .linkedLibrary("m"), .linkedLibrary("stdc++"),
             ]
         ),
         .systemLibrary(name: "CLMDB", path: "Sources/CLMDB"),

@@ -106,7 +106,12 @@ int lk_index_info_get(const lk_index *index, lk_index_info *info, char *err, siz
         info->is_trained = ix->is_trained ? 1 : 0;
         info->ntotal = ix->ntotal;
         info->train_hint = train_hint(ix);
-        info->code_size = (int64_t)ix->sa_code_size();
+        // Not every index type has a standalone codec (HNSW does not): report 0 there.
+        try {
+            info->code_size = (int64_t)ix->sa_code_size();
+        } catch (const std::exception &) {
+            info->code_size = 0;
+        }
         faiss::Index *core = search_core(ix);
         if (auto *hnsw = dynamic_cast<faiss::IndexHNSW *>(core)) {
             info->kind = LK_KIND_HNSW;
@@ -188,7 +193,13 @@ int lk_index_remove(lk_index *index, const int64_t *positions, size_t n, size_t 
 
 int lk_index_reconstruct(const lk_index *index, int64_t position, float *out, char *err,
                          size_t errlen) {
-    return guarded(err, errlen, [&] { index->index->reconstruct(position, out); });
+    return guarded(err, errlen, [&] {
+        // Flat indexes do not bound-check reconstruct; an out-of-range position must be an
+        // error here, not a read past the codes.
+        if (position < 0 || position >= index->index->ntotal)
+            throw std::out_of_range("position out of range");
+        index->index->reconstruct(position, out);
+    });
 }
 
 int lk_index_clone(const lk_index *index, lk_index **out, char *err, size_t errlen) {

@@ -51,9 +51,9 @@ extension Collection {
             let (index, newTemplate) = try buildIndex(from: frozen)
             var manifest = state.withLock { $0.manifest }
             let ids = frozen.idList
-            let name = String(format: "seg-%06d", manifest.nextSegment)
+            let segmentName = String(format: "seg-%06d", manifest.nextSegment)
             manifest.nextSegment += 1
-            try SegmentFiles.write(index: index, ids: ids, name: name, directory: segmentDirectory)
+            try SegmentFiles.write(index: index, ids: ids, name: segmentName, directory: segmentDirectory)
             if let newTemplate {
                 let templateName = String(format: "trained-%06d", manifest.nextSegment)
                 manifest.nextSegment += 1
@@ -61,11 +61,11 @@ extension Collection {
                                        directory: segmentDirectory)
                 manifest.template = templateName
             }
-            let sealed = try SealedSegment(name: name, index: index, ids: ids, metric: definition.metric.faiss)
-            manifest.segments.append(.init(name: name, firstId: ids.first!, lastId: ids.last!, count: ids.count))
+            let sealed = try SealedSegment(name: segmentName, index: index, ids: ids, metric: definition.metric.faiss)
+            manifest.segments.append(.init(name: segmentName, firstId: ids.first!, lastId: ids.last!, count: ids.count))
             manifest.sealedThrough = ids.last! + 1
             guard try engine.commitManifest(manifest, for: self) else {
-                SegmentFiles.remove(name: name, directory: segmentDirectory)
+                SegmentFiles.remove(name: segmentName, directory: segmentDirectory)
                 return
             }
             state.withLock { s in
@@ -77,7 +77,7 @@ extension Collection {
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             engine.logger.info("sealed segment", metadata: [
-                "collection": "\(name)", "segment": "\(name)", "items": "\(ids.count)",
+                "collection": "\(name)", "segment": "\(segmentName)", "items": "\(ids.count)",
                 "seconds": "\(String(format: "%.2f", seconds))"])
         } catch {
             engine.logger.error("sealing failed; its items stay searchable in an exact segment and are retried at the next start", metadata: [
