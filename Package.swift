@@ -14,11 +14,14 @@ let package = Package(
     name: "Lookalike",
     products: [
         .library(name: "LookalikeEngine", targets: ["LookalikeEngine"]),
+        .executable(name: "lookalike-server", targets: ["lookalike-server"]),
         .executable(name: "lookalike-demo", targets: ["lookalike-demo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.24.0"),
     ],
     targets: [
         // C modules: the only place C and C++ are spoken.
@@ -52,6 +55,29 @@ let package = Package(
             ]
         ),
 
+        // Protocol: RESP2/RESP3 and inline framing, the command table, replies.
+        .target(
+            name: "LookalikeProtocol",
+            dependencies: [
+                "LookalikeEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The server: flags, the TCP bootstrap, signals and graceful shutdown.
+        .executableTarget(
+            name: "lookalike-server",
+            dependencies: [
+                "LookalikeProtocol", "LookalikeEngine",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         // Tools.
         .executableTarget(
             name: "lookalike-demo",
@@ -70,7 +96,9 @@ let package = Package(
 
         .testTarget(
             name: "LookalikeEngineTests",
-            dependencies: ["LookalikeEngine", "LookalikeStorage", "LookalikeIndex"]
+            dependencies: ["LookalikeEngine", "LookalikeStorage", "LookalikeIndex", "LookalikeProtocol",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
     ]
 )

@@ -378,6 +378,11 @@ public final class Collection: @unchecked Sendable {
         return out
     }
 
+    /// The collection's internal number (its tables are c<N>/...).
+    public var numberForInfo: UInt32 { number }
+    /// One past the highest id allocated so far.
+    public var idHighWaterMark: UInt64 { nextIdSnapshot }
+
     private var nextIdSnapshot: UInt64 {
         state.withLock { s in s.mutable.lastId.map { $0 + 1 } ?? s.manifest.sealedThrough }
     }
@@ -385,6 +390,15 @@ public final class Collection: @unchecked Sendable {
     /// Live items whose indexed attribute has this value.
     public func count(attribute: String, value: String) throws -> Int {
         try wrapped { try engine.environment.read { try store.count(attribute: attribute, value: value, $0) } }
+    }
+
+    /// Approximate bytes the collection takes: its LMDB records plus its segment files.
+    public func memoryEstimate() throws -> Int {
+        let items = try count()
+        let perItem = definition.dimension * 4 + 64
+        let files = state.withLock { s in s.sealed.reduce(0) { $0 + SegmentFiles.bytes(name: $1.name, directory: segmentDirectory) } }
+        let flat = segmentsSnapshot().compactMap { $0 as? FlatSegment }.reduce(0) { $0 + $1.count * definition.dimension * 4 }
+        return items * perItem + files + flat
     }
 
     /// A description of the segments, for VINFO and tests.

@@ -173,6 +173,9 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    /// Bytes the LMDB file uses.
+    public func storageBytes() -> Int { environment.usedBytes() }
+
     // MARK: - Lifecycle
 
     /// Seals every collection's mutable segment and waits until all seals are done: after

@@ -26,3 +26,7 @@ public struct EngineOptions: Sendable {
 
     public init() {}
 }
+
+/// Re-exported so that engine users need not import the storage layer.
+public typealias SyncMode = LookalikeStorage.SyncMode
+public typealias StorageOptions = LookalikeStorage.StorageOptions

@@ -40,11 +40,44 @@ public struct SearchHit: Sendable, Equatable {
 
 extension Collection {
     public func search(_ request: SearchRequest) throws -> [SearchHit] {
+        try validate(request)
+        return try unlimitedSearch(request)
+    }
+
+    /// Top-k among the items whose attributes satisfy `filter`, examining at most
+    /// `maxCandidates` nearest items (nil: 100 × k, as Redis's FILTER-EF; 0: as many as needed).
+    /// Candidates are taken in widening rounds, so a common filter costs little more than an
+    /// unfiltered search. (The category planner of Docs/engine.md replaces this for indexed
+    /// attributes.)
+    public func search(_ request: SearchRequest, filter: FilterExpression, maxCandidates: Int?) throws -> [SearchHit] {
+        try validate(request)
+        let total = try count()
+        guard total > 0 else { return [] }
+        let budget = maxCandidates == 0 ? total : min(total, max(request.k, maxCandidates ?? request.k * 100))
+        var round = request
+        round.withAttributes = true
+        round.k = min(budget, max(request.k * 4, 64))
+        while true {
+            let hits = try unlimitedSearch(round)
+            var matched = hits.filter { filter.matches($0.attributes) }
+            if matched.count >= request.k || round.k >= budget || hits.count < round.k {
+                matched = Array(matched.prefix(request.k))
+                if !request.withAttributes { for i in matched.indices { matched[i].attributes = nil } }
+                return matched
+            }
+            round.k = min(budget, round.k * 4)
+        }
+    }
+
+    private func validate(_ request: SearchRequest) throws {
         guard request.k >= 1, request.k <= engine.options.maxK else {
             throw EngineError.invalidArgument("COUNT must be between 1 and \(engine.options.maxK)")
         }
         if let e = request.efSearch, e < 1 { throw EngineError.invalidArgument("EF must be positive") }
         if let n = request.nprobe, n < 1 { throw EngineError.invalidArgument("NPROBE must be positive") }
+    }
+
+    private func unlimitedSearch(_ request: SearchRequest) throws -> [SearchHit] {
         let (query, excludedKey) = try resolve(request.query)
         let wanted = request.k + (excludedKey == nil ? 0 : 1)
         var top = TopK(k: wanted)

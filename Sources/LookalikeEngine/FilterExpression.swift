@@ -1,0 +1,329 @@
+// FilterExpression: Redis vector sets' FILTER language, compiled once per query and evaluated
+// against each candidate's JSON attributes.
+//
+//   .year >= 1980 and .year < 1990        .genre == "action" && .rating > 8.0
+//   .director in ["Spielberg", "Nolan"]   "foo" in .title      not (.price > 100)
+//   (.year - 2000) ** 2 < 100
+//
+// Semantics, as in Redis: selectors read first-level keys of the attributes object; numbers
+// are doubles; booleans are 1 and 0; arrays of numbers and strings serve `in`; a missing or
+// unusable value makes the whole expression false for that item (never an error at run time).
+// Threads: a compiled expression is immutable and may be evaluated from any thread.
+import Foundation
+
+public struct FilterExpression: Sendable {
+    indirect enum Node: Sendable {
+        case number(Double)
+        case string(String)
+        case list([Node])
+        case selector(String)
+        case unary(String, Node)
+        case binary(String, Node, Node)
+    }
+
+    enum Value {
+        case number(Double)
+        case string(String)
+        case list([Value])
+
+        var truthy: Bool {
+            switch self {
+            case .number(let n): return n != 0
+            case .string(let s): return !s.isEmpty
+            case .list(let l): return !l.isEmpty
+            }
+        }
+    }
+
+    struct Missing: Error {}
+
+    let root: Node
+    /// Selectors the expression reads (a planner may use indexed ones).
+    public let selectors: Set<String>
+
+    /// Compiles an expression; throws `EngineError.invalidArgument` with the reason.
+    public init(_ source: String) throws {
+        var parser = Parser(tokens: try Self.tokenize(source))
+        root = try parser.parseExpression(0)
+        guard parser.atEnd else { throw EngineError.invalidArgument("syntax error in FILTER expression near '\(parser.peek ?? "")'") }
+        var names = Set<String>()
+        Self.collectSelectors(root, into: &names)
+        selectors = names
+    }
+
+    /// True when the attributes JSON satisfies the expression.
+    public func matches(_ attributesJSON: String?) -> Bool {
+        guard let json = attributesJSON, let data = json.data(using: .utf8),
+              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        else { return false }
+        return matches(object)
+    }
+
+    public func matches(_ object: [String: Any]) -> Bool {
+        guard let v = try? Self.evaluate(root, object) else { return false }
+        return v.truthy
+    }
+
+    // MARK: Evaluation
+
+    static func evaluate(_ node: Node, _ object: [String: Any]) throws -> Value {
+        switch node {
+        case .number(let n): return .number(n)
+        case .string(let s): return .string(s)
+        case .list(let items): return .list(try items.map { try evaluate($0, object) })
+        case .selector(let name):
+            guard let raw = object[name], let v = convert(raw) else { throw Missing() }
+            return v
+        case .unary(let op, let a):
+            let v = try evaluate(a, object)
+            if op == "!" { return .number(v.truthy ? 0 : 1) }
+            return .number(-(try number(v)))
+        case .binary(let op, let a, let b):
+            switch op {
+            case "and":
+                guard try evaluate(a, object).truthy else { return .number(0) }
+                return .number(try evaluate(b, object).truthy ? 1 : 0)
+            case "or":
+                if (try? evaluate(a, object))?.truthy == true { return .number(1) }
+                return .number(try evaluate(b, object).truthy ? 1 : 0)
+            default:
+                return try apply(op, try evaluate(a, object), try evaluate(b, object))
+            }
+        }
+    }
+
+    static func convert(_ raw: Any) -> Value? {
+        switch raw {
+        case let s as String: return .string(s)
+        case let n as NSNumber: return .number(n.doubleValue)  // booleans are 1 and 0
+        case let a as [Any]:
+            let items = a.compactMap { item -> Value? in
+                if let s = item as? String { return .string(s) }
+                if let n = item as? NSNumber { return .number(n.doubleValue) }
+                return nil
+            }
+            return items.count == a.count ? .list(items) : nil
+        default: return nil
+        }
+    }
+
+    static func number(_ v: Value) throws -> Double {
+        switch v {
+        case .number(let n): return n
+        case .string(let s):
+            guard let n = Double(s) else { throw Missing() }
+            return n
+        case .list: throw Missing()
+        }
+    }
+
+    static func equal(_ a: Value, _ b: Value) -> Bool {
+        switch (a, b) {
+        case (.number(let x), .number(let y)): return x == y
+        case (.string(let x), .string(let y)): return x == y
+        case (.number(let x), .string(let y)), (.string(let y), .number(let x)):
+            return Double(y) == x
+        default: return false
+        }
+    }
+
+    static func apply(_ op: String, _ a: Value, _ b: Value) throws -> Value {
+        func bool(_ x: Bool) -> Value { .number(x ? 1 : 0) }
+        switch op {
+        case "==": return bool(equal(a, b))
+        case "!=": return bool(!equal(a, b))
+        case "<", "<=", ">", ">=":
+            let order: Int
+            if case .string(let x) = a, case .string(let y) = b {
+                order = x < y ? -1 : (x == y ? 0 : 1)
+            } else {
+                let x = try number(a), y = try number(b)
+                order = x < y ? -1 : (x == y ? 0 : 1)
+            }
+            switch op {
+            case "<": return bool(order < 0)
+            case "<=": return bool(order <= 0)
+            case ">": return bool(order > 0)
+            default: return bool(order >= 0)
+            }
+        case "in":
+            switch (a, b) {
+            case (_, .list(let items)): return bool(items.contains { equal(a, $0) })
+            case (.string(let x), .string(let y)): return bool(y.contains(x))
+            default: throw Missing()
+            }
+        default:
+            let x = try number(a), y = try number(b)
+            switch op {
+            case "+": return .number(x + y)
+            case "-": return .number(x - y)
+            case "*": return .number(x * y)
+            case "/": return .number(x / y)
+            case "%": return .number(x.truncatingRemainder(dividingBy: y))
+            case "**": return .number(pow(x, y))
+            default: throw Missing()
+            }
+        }
+    }
+
+    static func collectSelectors(_ node: Node, into names: inout Set<String>) {
+        switch node {
+        case .selector(let s): names.insert(s)
+        case .list(let items): items.forEach { collectSelectors($0, into: &names) }
+        case .unary(_, let a): collectSelectors(a, into: &names)
+        case .binary(_, let a, let b):
+            collectSelectors(a, into: &names)
+            collectSelectors(b, into: &names)
+        default: break
+        }
+    }
+
+    // MARK: Parsing
+
+    enum Token: Equatable {
+        case number(Double)
+        case string(String)
+        case selector(String)
+        case op(String)
+    }
+
+    static func tokenize(_ source: String) throws -> [Token] {
+        let chars = Array(source.unicodeScalars)
+        var tokens: [Token] = []
+        var i = 0
+        func syntax(_ why: String) -> EngineError {
+            EngineError.invalidArgument("syntax error in FILTER expression: \(why)")
+        }
+        while i < chars.count {
+            let c = chars[i]
+            if c == " " || c == "\t" || c == "\n" || c == "\r" { i += 1; continue }
+            if c == "." && i + 1 < chars.count && (CharacterSet.letters.contains(chars[i + 1]) || chars[i + 1] == "_") {
+                var j = i + 1
+                while j < chars.count, CharacterSet.alphanumerics.contains(chars[j]) || chars[j] == "_" || chars[j] == "-" { j += 1 }
+                tokens.append(.selector(String(String.UnicodeScalarView(chars[(i + 1)..<j]))))
+                i = j
+            } else if CharacterSet.decimalDigits.contains(c) || (c == "." && i + 1 < chars.count && CharacterSet.decimalDigits.contains(chars[i + 1])) {
+                var j = i
+                while j < chars.count, CharacterSet.decimalDigits.contains(chars[j]) || chars[j] == "." || chars[j] == "e" || chars[j] == "E"
+                        || ((chars[j] == "-" || chars[j] == "+") && j > i && (chars[j - 1] == "e" || chars[j - 1] == "E")) { j += 1 }
+                let text = String(String.UnicodeScalarView(chars[i..<j]))
+                guard let n = Double(text) else { throw syntax("bad number '\(text)'") }
+                tokens.append(.number(n))
+                i = j
+            } else if c == "\"" || c == "'" {
+                var j = i + 1
+                var text = String.UnicodeScalarView()
+                while j < chars.count, chars[j] != c {
+                    if chars[j] == "\\", j + 1 < chars.count { j += 1 }
+                    text.append(chars[j])
+                    j += 1
+                }
+                guard j < chars.count else { throw syntax("unterminated string") }
+                tokens.append(.string(String(text)))
+                i = j + 1
+            } else if CharacterSet.letters.contains(c) {
+                var j = i
+                while j < chars.count, CharacterSet.letters.contains(chars[j]) { j += 1 }
+                let word = String(String.UnicodeScalarView(chars[i..<j])).lowercased()
+                switch word {
+                case "and": tokens.append(.op("and"))
+                case "or": tokens.append(.op("or"))
+                case "not": tokens.append(.op("!"))
+                case "in": tokens.append(.op("in"))
+                case "true": tokens.append(.number(1))
+                case "false": tokens.append(.number(0))
+                default: throw syntax("unknown word '\(word)' (selectors start with a dot: .\(word))")
+                }
+                i = j
+            } else {
+                let two = i + 1 < chars.count ? String(String.UnicodeScalarView([c, chars[i + 1]])) : ""
+                if ["**", "==", "!=", "<=", ">=", "&&", "||"].contains(two) {
+                    tokens.append(.op(two == "&&" ? "and" : two == "||" ? "or" : two))
+                    i += 2
+                } else if "+-*/%<>!()[],".unicodeScalars.contains(c) {
+                    tokens.append(.op(String(c)))
+                    i += 1
+                } else {
+                    throw syntax("unexpected character '\(c)'")
+                }
+            }
+        }
+        return tokens
+    }
+
+    struct Parser {
+        let tokens: [Token]
+        var position = 0
+
+        var atEnd: Bool { position >= tokens.count }
+        var peek: String? {
+            guard !atEnd else { return nil }
+            switch tokens[position] {
+            case .op(let o): return o
+            case .number(let n): return String(n)
+            case .string(let s): return "\"\(s)\""
+            case .selector(let s): return "." + s
+            }
+        }
+
+        static let precedence: [String: Int] = [
+            "or": 1, "and": 2, "in": 3, "==": 4, "!=": 4, "<": 5, "<=": 5, ">": 5, ">=": 5,
+            "+": 6, "-": 6, "*": 7, "/": 7, "%": 7, "**": 8,
+        ]
+
+        func syntax(_ why: String) -> EngineError {
+            EngineError.invalidArgument("syntax error in FILTER expression: \(why)")
+        }
+
+        mutating func parseExpression(_ minPrecedence: Int) throws -> Node {
+            var left = try parseUnary()
+            while !atEnd, case .op(let op) = tokens[position], let p = Self.precedence[op], p > minPrecedence {
+                position += 1
+                // ** is right-associative; the rest associate to the left.
+                let right = try parseExpression(op == "**" ? p - 1 : p)
+                left = .binary(op, left, right)
+            }
+            return left
+        }
+
+        mutating func parseUnary() throws -> Node {
+            guard !atEnd else { throw syntax("unexpected end") }
+            if case .op(let op) = tokens[position], op == "!" || op == "-" {
+                position += 1
+                return .unary(op, try parseExpression(op == "!" ? 3 : 7))
+            }
+            return try parsePrimary()
+        }
+
+        mutating func parsePrimary() throws -> Node {
+            guard !atEnd else { throw syntax("unexpected end") }
+            let token = tokens[position]
+            position += 1
+            switch token {
+            case .number(let n): return .number(n)
+            case .string(let s): return .string(s)
+            case .selector(let s): return .selector(s)
+            case .op("("):
+                let inner = try parseExpression(0)
+                try expect(")")
+                return inner
+            case .op("["):
+                var items: [Node] = []
+                if !atEnd, tokens[position] == .op("]") { position += 1; return .list(items) }
+                while true {
+                    items.append(try parseExpression(0))
+                    guard !atEnd else { throw syntax("unterminated list") }
+                    if tokens[position] == .op(",") { position += 1; continue }
+                    try expect("]")
+                    return .list(items)
+                }
+            case .op(let o): throw syntax("unexpected '\(o)'")
+            }
+        }
+
+        mutating func expect(_ op: String) throws {
+            guard !atEnd, tokens[position] == .op(op) else { throw syntax("expected '\(op)'") }
+            position += 1
+        }
+    }
+}

@@ -1,0 +1,203 @@
+// CommandHandler: one connection's commands in, replies out, in order.
+//
+// Owns: the connection's state, the futures that order its commands (see CommandTable), and
+// the count of commands in flight.
+// Invariants:
+//   - replies are written in request order, each encoded with the protocol version that was
+//     in force when its command was dispatched;
+//   - nothing blocks the event loop: reads and searches run on the search pool, writes in the
+//     engine's commit thread; this handler only parses, orders and encodes;
+//   - a protocol error answers "-ERR Protocol error: ..." after the replies already owed, then
+//     closes this connection only.
+// Threads: the connection's event loop, always.
+import Logging
+import LookalikeEngine
+import NIOCore
+
+public final class CommandHandler: ChannelInboundHandler {
+    public typealias InboundIn = RESPCommand
+    public typealias OutboundOut = ByteBuffer
+
+    private let server: ServerContext
+    private var connection: ConnectionState!
+    private var readsDone: EventLoopFuture<Void>!
+    private var writesDone: EventLoopFuture<Void>!
+    private var repliesDone: EventLoopFuture<Void>!
+    private var inFlight = 0
+    private var readingPaused = false
+    private var flushScheduled = false
+    private var closing = false
+
+    public init(server: ServerContext) { self.server = server }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        let id = server.clientIds.wrappingAdd(1, ordering: .relaxed).newValue
+        connection = ConnectionState(id: id, authenticated: server.options.password == nil,
+                                     remote: context.remoteAddress?.description ?? "?")
+        let done = context.eventLoop.makeSucceededVoidFuture()
+        readsDone = done
+        writesDone = done
+        repliesDone = done
+        context.fireChannelActive()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        let command = unwrapInboundIn(data)
+        server.totalCommands.wrappingAdd(1, ordering: .relaxed)
+        dispatch(command, context: context)
+    }
+
+    private func dispatch(_ command: RESPCommand, context: ChannelHandlerContext) {
+        let inv = Invocation(server: server, connection: connection, arguments: command.arguments,
+                             eventLoop: context.eventLoop)
+        let name = inv.name
+        guard let spec = CommandTable.commands[name] else {
+            return reply(.now(CommandTable.unknown(inv)), version: connection.protocolVersion, context: context)
+        }
+        if !connection.authenticated && !CommandTable.allowedWithoutAuth.contains(name) {
+            return reply(.now(.error("NOAUTH Authentication required.")), version: connection.protocolVersion, context: context)
+        }
+        guard spec.acceptsArity(inv.count) else {
+            return reply(.now(.error("ERR wrong number of arguments for '\(name)' command")),
+                         version: connection.protocolVersion, context: context)
+        }
+        let version = connection.protocolVersion
+        switch spec.ordering {
+        case .connection:
+            let result = run(spec, inv)
+            // HELLO changes the version of its own reply.
+            reply(result, version: connection.protocolVersion, context: context)
+            if name == "quit" { closeAfterReplies(context: context) }
+        case .read:
+            let result = writesDone.flatMap { self.future(self.run(spec, inv), on: context.eventLoop) }
+            readsDone = readsDone.and(result).map { _ in }
+            reply(.later(result), version: version, context: context)
+        case .write:
+            let result = readsDone.flatMap { self.future(self.run(spec, inv), on: context.eventLoop) }
+            writesDone = writesDone.and(result).map { _ in }
+            reply(.later(result), version: version, context: context)
+        case .exclusive:
+            let result = readsDone.and(writesDone).flatMap { _ in self.future(self.run(spec, inv), on: context.eventLoop) }
+            let done = result.map { _ in }
+            readsDone = done
+            writesDone = done
+            reply(.later(result), version: version, context: context)
+        }
+    }
+
+    /// Runs a command; a thrown error becomes its error reply.
+    private func run(_ spec: CommandSpec, _ inv: Invocation) -> Reply {
+        do {
+            switch try spec.run(inv) {
+            case .now(let v): return .now(v)
+            case .later(let f): return .later(f.recover { RESPValue.from($0) })
+            }
+        } catch {
+            return .now(RESPValue.from(error))
+        }
+    }
+
+    private func future(_ r: Reply, on loop: EventLoop) -> EventLoopFuture<RESPValue> {
+        switch r {
+        case .now(let v): return loop.makeSucceededFuture(v)
+        case .later(let f): return f
+        }
+    }
+
+    /// Queues a reply behind the ones already owed.
+    private func reply(_ r: Reply, version: Int, context: ChannelHandlerContext) {
+        inFlight += 1
+        pauseReadingIfNeeded(context: context)
+        let value = future(r, on: context.eventLoop)
+        repliesDone = repliesDone.and(value).map { _, v in
+            var buffer = context.channel.allocator.buffer(capacity: 64)
+            v.write(to: &buffer, version: version)
+            context.write(self.wrapOutboundOut(buffer), promise: nil)
+            self.scheduleFlush(context: context)
+            self.inFlight -= 1
+            self.resumeReadingIfPossible(context: context)
+        }
+    }
+
+    /// One flush per event-loop turn, however many replies completed in it.
+    private func scheduleFlush(context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        context.eventLoop.execute {
+            self.flushScheduled = false
+            context.flush()
+        }
+    }
+
+    private func pauseReadingIfNeeded(context: ChannelHandlerContext) {
+        guard !readingPaused, inFlight >= server.options.maxPipeline else { return }
+        readingPaused = true
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+    }
+
+    private func resumeReadingIfPossible(context: ChannelHandlerContext) {
+        guard readingPaused, inFlight <= server.options.maxPipeline / 2, !closing else { return }
+        readingPaused = false
+        context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        context.read()
+    }
+
+    private func closeAfterReplies(context: ChannelHandlerContext) {
+        closing = true
+        repliesDone.whenComplete { _ in
+            context.writeAndFlush(self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)))
+                .whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let protocolError = error as? RESPProtocolError, !closing {
+            // Answer after the replies already owed, then close this connection only.
+            reply(.now(.error("ERR \(protocolError.description)")), version: connection?.protocolVersion ?? 2, context: context)
+            closeAfterReplies(context: context)
+            return
+        }
+        server.logger.debug("connection error", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent || event is IdleStateHandler.IdleStateEvent {
+            // Shutdown or idle timeout: finish what was asked, then close.
+            closeAfterReplies(context: context)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// Counts connections and turns away the one over the limit with Redis's error.
+public final class ConnectionLimiter: ChannelInboundHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+    private let server: ServerContext
+    private var counted = false
+
+    public init(server: ServerContext) { self.server = server }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        server.totalConnections.wrappingAdd(1, ordering: .relaxed)
+        let now = server.connectedClients.wrappingAdd(1, ordering: .relaxed).newValue
+        counted = true
+        if now > server.options.maxClients {
+            server.rejectedConnections.wrappingAdd(1, ordering: .relaxed)
+            var buffer = context.channel.allocator.buffer(capacity: 64)
+            RESPValue.error("ERR max number of clients reached").write(to: &buffer, version: 2)
+            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        context.fireChannelActive()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        if counted { server.connectedClients.wrappingSubtract(1, ordering: .relaxed) }
+        counted = false
+        context.fireChannelInactive()
+    }
+}

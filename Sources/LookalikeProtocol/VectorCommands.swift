@@ -1,0 +1,341 @@
+// VectorCommands: Redis 8 vector-set commands over the engine, with Redis's syntax and reply
+// shapes (Docs/protocol.md lists where Lookalike differs).
+// Threads: parsing runs on the event loop; engine work through `offload` or `write`.
+import Foundation
+import LookalikeEngine
+import NIOCore
+
+enum VectorCommands {
+    static let specs: [CommandSpec] = [
+        CommandSpec(name: "vadd", arity: -5, ordering: .write, flags: ["write", "denyoom"], firstKey: 1, lastKey: 1, run: vadd),
+        CommandSpec(name: "vsim", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vsim),
+        CommandSpec(name: "vrem", arity: 3, ordering: .write, flags: ["write"], firstKey: 1, lastKey: 1, run: vrem),
+        CommandSpec(name: "vcard", arity: 2, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: vcard),
+        CommandSpec(name: "vdim", arity: 2, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: vdim),
+        CommandSpec(name: "vemb", arity: -3, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: vemb),
+        CommandSpec(name: "vinfo", arity: 2, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: vinfo),
+        CommandSpec(name: "vgetattr", arity: 3, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: vgetattr),
+        CommandSpec(name: "vsetattr", arity: 4, ordering: .write, flags: ["write"], firstKey: 1, lastKey: 1, run: vsetattr),
+        CommandSpec(name: "vismember", arity: 3, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: vismember),
+        CommandSpec(name: "vrandmember", arity: -2, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vrandmember),
+        CommandSpec(name: "vlinks", arity: -3, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vlinks),
+    ]
+
+    // MARK: VADD
+
+    /// VADD key [REDUCE dim] (FP32 blob | VALUES n v...) element [CAS] [NOQUANT|Q8|BIN]
+    ///      [EF n] [SETATTR json] [M n] [METRIC COSINE|L2|IP] [INDEX spec]
+    static func vadd(_ inv: Invocation) throws -> Reply {
+        let key = inv.string(1)
+        var i = 2
+        if inv.keyword(i) == "REDUCE" {
+            throw CommandError("REDUCE is not supported: reduce dimensions before adding (see Docs/protocol.md)")
+        }
+        let vector = try parseVector(inv, at: &i)
+        guard i < inv.count else { throw CommandError.syntax() }
+        let element = inv.string(i)
+        i += 1
+        var attributes = AttributeUpdate.keep
+        var metric: Metric?
+        var index: String?
+        var m: Int?
+        var ef: Int?
+        while i < inv.count {
+            switch inv.keyword(i) {
+            case "CAS", "NOQUANT", "Q8", "BIN":
+                i += 1  // accepted for compatibility: writes never block, compression is the INDEX spec
+            case "EF":
+                ef = try positive(inv, i + 1, "EF")
+                i += 2
+            case "M":
+                m = try positive(inv, i + 1, "M")
+                i += 2
+            case "SETATTR":
+                guard i + 1 < inv.count else { throw CommandError.syntax() }
+                attributes = .set(inv.string(i + 1))
+                i += 2
+            case "METRIC":
+                guard i + 1 < inv.count, let mm = Metric(rawValue: inv.string(i + 1).lowercased()) else {
+                    throw CommandError("METRIC must be COSINE, L2 or IP")
+                }
+                metric = mm
+                i += 2
+            case "INDEX":
+                guard i + 1 < inv.count else { throw CommandError.syntax() }
+                index = inv.string(i + 1)
+                i += 2
+            default:
+                throw CommandError("unknown VADD option '\(inv.string(i).prefix(64))'")
+            }
+        }
+        let collection: Collection
+        if let existing = inv.server.collection(key) {
+            if let metric, metric != existing.definition.metric {
+                throw CommandError("'\(key)' uses metric \(existing.definition.metric.rawValue.uppercased()); METRIC only applies when a set is created")
+            }
+            if let index, index != existing.definition.index {
+                throw CommandError("'\(key)' uses index \(existing.definition.index); INDEX only applies when a set is created")
+            }
+            collection = existing
+        } else {
+            let spec = index ?? (m.map { "HNSW\($0)" } ?? inv.server.options.defaultIndex)
+            collection = try inv.engine.createCollectionIfMissing(CollectionDefinition(
+                name: key, dimension: vector.count, metric: metric ?? inv.server.options.defaultMetric,
+                index: spec, efConstruction: ef))
+        }
+        let future = inv.write(collection, .upsert(key: element, vector: vector, attributes: attributes))
+        return .later(future.map { .integer($0 == .added ? 1 : 0) })
+    }
+
+    /// FP32 blob or VALUES n v1 ... vn, at `i`; advances `i` past it.
+    static func parseVector(_ inv: Invocation, at i: inout Int) throws -> [Float] {
+        guard i < inv.count else { throw CommandError.syntax() }
+        switch inv.keyword(i) {
+        case "FP32":
+            guard i + 1 < inv.count else { throw CommandError.syntax() }
+            let blob = inv.arguments[i + 1]
+            guard blob.readableBytes > 0, blob.readableBytes % 4 == 0 else {
+                throw CommandError("invalid vector specification: an FP32 blob must be 4 bytes per component")
+            }
+            i += 2
+            return blob.readableBytesView.withContiguousStorageIfAvailable { raw in
+                (0..<(raw.count / 4)).map { j in
+                    Float(bitPattern: UInt32(raw[j * 4]) | UInt32(raw[j * 4 + 1]) << 8
+                                      | UInt32(raw[j * 4 + 2]) << 16 | UInt32(raw[j * 4 + 3]) << 24)
+                }
+            } ?? []
+        case "VALUES":
+            guard i + 1 < inv.count, let n = Int(inv.string(i + 1)), n > 0 else {
+                throw CommandError("invalid vector specification: VALUES needs a positive count")
+            }
+            guard i + 2 + n <= inv.count else {
+                throw CommandError("invalid vector specification: VALUES \(n) needs \(n) numbers")
+            }
+            var v: [Float] = []
+            v.reserveCapacity(n)
+            for j in 0..<n {
+                guard let x = Float(inv.string(i + 2 + j)) else {
+                    throw CommandError("invalid vector specification: '\(inv.string(i + 2 + j).prefix(32))' is not a number")
+                }
+                v.append(x)
+            }
+            i += 2 + n
+            return v
+        default:
+            throw CommandError("invalid vector specification: expected FP32 or VALUES")
+        }
+    }
+
+    static func positive(_ inv: Invocation, _ i: Int, _ what: String) throws -> Int {
+        guard i < inv.count, let n = Int(inv.string(i)), n > 0 else {
+            throw CommandError("\(what) must be a positive integer")
+        }
+        return n
+    }
+
+    // MARK: VSIM
+
+    /// VSIM key (ELE element | FP32 blob | VALUES n ...) [WITHSCORES] [WITHATTRIBS] [COUNT n]
+    ///      [EPSILON d] [EF n] [FILTER expr] [FILTER-EF n] [TRUTH] [NOTHREAD] [NPROBE n]
+    static func vsim(_ inv: Invocation) throws -> Reply {
+        let key = inv.string(1)
+        var i = 2
+        let query: SearchRequest.Query
+        if inv.keyword(i) == "ELE" {
+            guard i + 1 < inv.count else { throw CommandError.syntax() }
+            query = .key(inv.string(i + 1))
+            i += 2
+        } else {
+            query = .vector(try parseVector(inv, at: &i))
+        }
+        var request = SearchRequest(query: query, k: 10)
+        var withScores = false
+        var epsilon: Double?
+        var filter: FilterExpression?
+        var filterEffort: Int?
+        while i < inv.count {
+            switch inv.keyword(i) {
+            case "WITHSCORES": withScores = true; i += 1
+            case "WITHATTRIBS": request.withAttributes = true; i += 1
+            case "TRUTH": request.exact = true; i += 1
+            case "NOTHREAD": i += 1
+            case "COUNT": request.k = try positive(inv, i + 1, "COUNT"); i += 2
+            case "EF": request.efSearch = try positive(inv, i + 1, "EF"); i += 2
+            case "NPROBE": request.nprobe = try positive(inv, i + 1, "NPROBE"); i += 2
+            case "EPSILON":
+                guard i + 1 < inv.count, let e = Double(inv.string(i + 1)), e >= 0 else {
+                    throw CommandError("EPSILON must be a non-negative number")
+                }
+                epsilon = e
+                i += 2
+            case "FILTER":
+                guard i + 1 < inv.count else { throw CommandError.syntax() }
+                do { filter = try FilterExpression(inv.string(i + 1)) } catch let e as EngineError {
+                    throw CommandError(e.description)
+                }
+                i += 2
+            case "FILTER-EF":
+                guard i + 1 < inv.count, let n = Int(inv.string(i + 1)), n >= 0 else {
+                    throw CommandError("FILTER-EF must be a non-negative integer")
+                }
+                filterEffort = n
+                i += 2
+            default:
+                throw CommandError("unknown VSIM option '\(inv.string(i).prefix(64))'")
+            }
+        }
+        guard request.k <= inv.engine.options.maxK else {
+            throw CommandError("COUNT must be at most \(inv.engine.options.maxK)")
+        }
+        guard let collection = inv.server.collection(key) else { return .now(.array([])) }
+        let version = inv.connection.protocolVersion
+        let withAttributes = request.withAttributes
+        let metric = collection.definition.metric
+        let (search, compiled, effort, eps, scores) = (request, filter, filterEffort, epsilon, withScores)
+        return inv.offload {
+            let request = search, filter = compiled, filterEffort = effort, epsilon = eps, withScores = scores
+            let hits = try filter.map { try collection.search(request, filter: $0, maxCandidates: filterEffort) }
+                ?? collection.search(request)
+            let scored = hits.map { (hit: $0, score: redisScore($0.score, metric)) }
+                .filter { epsilon == nil || withinEpsilon($0.score, epsilon!, metric) }
+            return vsimReply(scored, withScores: withScores, withAttributes: withAttributes, version: version)
+        }
+    }
+
+    /// Cosine as Redis reports it: (1 + cos) / 2, from 0 (opposite) to 1 (same direction).
+    /// float32 leaves a unit vector's product with itself up to 1e-6 below 1; that is 1.
+    static func redisScore(_ score: Float, _ metric: Metric) -> Double {
+        switch metric {
+        case .cosine:
+            let c = Double(score)
+            if c > 1 - 1e-6 { return 1 }
+            return min(1, max(0, (1 + c) / 2))
+        case .l2, .ip: return Double(score)
+        }
+    }
+
+    static func withinEpsilon(_ score: Double, _ epsilon: Double, _ metric: Metric) -> Bool {
+        metric == .l2 ? score <= epsilon : score >= 1 - epsilon
+    }
+
+    static func vsimReply(_ hits: [(hit: SearchHit, score: Double)], withScores: Bool,
+                          withAttributes: Bool, version: Int) -> RESPValue {
+        func attrs(_ h: SearchHit) -> RESPValue { h.attributes.map { .string($0) } ?? .null }
+        if !withScores && !withAttributes { return .array(hits.map { .string($0.hit.key) }) }
+        if version >= 3 {
+            return .map(hits.map { h in
+                let value: RESPValue
+                if withScores && withAttributes { value = .array([.double(h.score), attrs(h.hit)]) }
+                else if withScores { value = .double(h.score) }
+                else { value = attrs(h.hit) }
+                return (.string(h.hit.key), value)
+            })
+        }
+        var flat: [RESPValue] = []
+        for h in hits {
+            flat.append(.string(h.hit.key))
+            if withScores { flat.append(.double(h.score)) }
+            if withAttributes { flat.append(attrs(h.hit)) }
+        }
+        return .array(flat)
+    }
+
+    // MARK: The rest
+
+    static func vrem(_ inv: Invocation) throws -> Reply {
+        guard let c = inv.server.collection(inv.string(1)) else { return .now(.integer(0)) }
+        return .later(inv.write(c, .remove(key: inv.string(2))).map { .integer($0 == .removed ? 1 : 0) })
+    }
+
+    static func vcard(_ inv: Invocation) throws -> Reply {
+        guard let c = inv.server.collection(inv.string(1)) else { return .now(.integer(0)) }
+        return inv.offload { .integer(try c.count()) }
+    }
+
+    static func vdim(_ inv: Invocation) throws -> Reply {
+        guard let c = inv.server.collection(inv.string(1)) else { throw CommandError("key does not exist") }
+        return .now(.integer(c.definition.dimension))
+    }
+
+    static func vemb(_ inv: Invocation) throws -> Reply {
+        let raw = inv.count > 3
+        if raw && (inv.count != 4 || inv.keyword(3) != "RAW") { throw CommandError.syntax() }
+        guard let c = inv.server.collection(inv.string(1)) else { return .now(.null) }
+        let element = inv.string(2)
+        return inv.offload {
+            guard let v = try c.vector(key: element) else { return .null }
+            guard raw else { return .array(v.map { .double(Double($0)) }) }
+            var blob: [UInt8] = []
+            blob.reserveCapacity(v.count * 4)
+            for x in v { withUnsafeBytes(of: x.bitPattern.littleEndian) { blob.append(contentsOf: $0) } }
+            let norm = v.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+            return .array([.simple("f32"), .bulk(blob), .double(norm)])
+        }
+    }
+
+    static func vinfo(_ inv: Invocation) throws -> Reply {
+        guard let c = inv.server.collection(inv.string(1)) else { return .now(.null) }
+        return inv.offload {
+            let d = c.definition
+            let s = c.segmentSummary()
+            return .map([
+                (.simple("quant-type"), .simple(quantName(d.index))),
+                (.simple("vector-dim"), .integer(d.dimension)),
+                (.simple("size"), .integer(try c.count())),
+                (.simple("max-level"), .integer(0)),
+                (.simple("vset-uid"), .integer(Int(c.numberForInfo))),
+                (.simple("hnsw-max-node-uid"), .integer(Int(c.idHighWaterMark))),
+                (.simple("metric"), .simple(d.metric.rawValue)),
+                (.simple("index"), .simple(d.index)),
+                (.simple("indexed-attributes"), .array(d.attributes.map { .string($0) })),
+                (.simple("sealed-segments"), .integer(s.sealed)),
+                (.simple("sealing-segments"), .integer(s.frozen)),
+                (.simple("mutable-items"), .integer(s.mutableCount)),
+            ])
+        }
+    }
+
+    static func quantName(_ spec: String) -> String {
+        let u = spec.uppercased()
+        if u.contains("SQ8") { return "int8" }
+        if u.contains("PQ") { return "pq" }
+        if u.contains("SQFP16") || u.contains("SQ16") { return "f16" }
+        return "f32"
+    }
+
+    static func vgetattr(_ inv: Invocation) throws -> Reply {
+        guard let c = inv.server.collection(inv.string(1)) else { return .now(.null) }
+        let element = inv.string(2)
+        return inv.offload { try c.item(key: element)?.attributes.map { .string($0) } ?? .null }
+    }
+
+    static func vsetattr(_ inv: Invocation) throws -> Reply {
+        guard let c = inv.server.collection(inv.string(1)) else { return .now(.integer(0)) }
+        let json = inv.string(3)
+        return .later(inv.write(c, .setAttributes(key: inv.string(2), attributes: json))
+            .map { .integer($0 == .notFound ? 0 : 1) })
+    }
+
+    static func vismember(_ inv: Invocation) throws -> Reply {
+        guard let c = inv.server.collection(inv.string(1)) else { return .now(.bool(false)) }
+        let element = inv.string(2)
+        return inv.offload { .bool(try c.contains(key: element)) }
+    }
+
+    static func vrandmember(_ inv: Invocation) throws -> Reply {
+        guard inv.count <= 3 else { throw CommandError.syntax() }
+        let count = inv.count == 3 ? try inv.integer(2) : nil
+        guard let c = inv.server.collection(inv.string(1)) else { return .now(count == nil ? .null : .array([])) }
+        let limit = inv.engine.options.maxK
+        return inv.offload {
+            guard let count else { return try c.randomKeys(1).first.map { .string($0) } ?? .null }
+            guard count != 0 else { return .array([]) }
+            let n = min(abs(count), max(limit, 1))
+            return .array(try c.randomKeys(n, allowRepeats: count < 0).map { .string($0) })
+        }
+    }
+
+    static func vlinks(_ inv: Invocation) throws -> Reply {
+        throw CommandError("VLINKS is not available: Lookalike's HNSW graphs live inside FAISS segments (see Docs/protocol.md)")
+    }
+}

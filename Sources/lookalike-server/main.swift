@@ -1,0 +1,196 @@
+// lookalike-server: the TCP front door. Parses flags, opens the engine on a data folder, and
+// serves Redis's protocol with SwiftNIO until SIGTERM, SIGINT or SHUTDOWN.
+//
+// Pipeline of a connection: [IdleStateHandler] -> ConnectionLimiter -> RESPDecoder -> CommandHandler.
+// Shutdown: stop accepting, let every connection finish the commands it sent
+// (ServerQuiescingHelper), close the engine (which commits queued writes), exit 0.
+import ArgumentParser
+import Dispatch
+import Foundation
+import Logging
+import LookalikeEngine
+import LookalikeProtocol
+import NIOCore
+import NIOExtras
+import NIOPosix
+import Synchronization
+
+@main
+struct LookalikeServer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lookalike-server",
+        abstract: "Serves look-alike search over Redis's protocol (RESP2/RESP3, inline commands, vector-set commands).",
+        discussion: "Every flag is described in Docs/server.md.")
+
+    @Option(help: "Address to listen on.") var host = "127.0.0.1"
+    @Option(help: "TCP port (0 picks a free one).") var port = 6379
+    @Option(help: "Data folder (LMDB and segment files); created if missing.") var data = "./data"
+    @Option(help: "Require AUTH with this password.") var requirepass: String?
+    @Option(help: "Folder of collection definitions (*.json) to create at start if missing.") var indexes: String?
+
+    @Option(help: "Most client connections.") var maxClients = 10_000
+    @Option(help: "Close connections idle this many seconds (0: never).") var timeout = 0
+    @Option(help: "Largest argument (bulk string) in bytes.") var maxBulkBytes = 64 << 20
+    @Option(help: "Most arguments in one command.") var maxArguments = 1 << 20
+    @Option(help: "Longest inline command line in bytes.") var maxInlineBytes = 64 << 10
+    @Option(help: "Largest command in bytes.") var maxFrameBytes = 256 << 20
+    @Option(help: "Commands one connection may have in flight before reading pauses.") var maxPipeline = 8192
+    @Option(help: "Threads for searches and reads (default: cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Index spec of a collection created by its first VADD.") var defaultIndex = "HNSW32"
+    @Option(help: "Metric of a collection created by its first VADD: cosine, l2, ip.") var defaultMetric = "cosine"
+
+    @Option(help: "LMDB map size in GiB (the most the database may hold).") var mapSizeGib = 64
+    @Option(help: "Durability: full (fsync each commit), nometasync, none.") var sync = "full"
+    @Option(help: "LMDB reader slots.") var maxReaders = 254
+    @Option(help: "Items in a mutable exact segment before it is sealed.") var sealThreshold = 100_000
+    @Option(help: "Most writes per group commit.") var maxBatch = 8192
+    @Option(help: "Longest element name in bytes (at most 511).") var maxKeyBytes = 511
+    @Option(help: "Longest attributes JSON in bytes.") var maxAttributeBytes = 65_536
+    @Option(help: "Largest vector dimension.") var maxDimension = 65_536
+    @Option(help: "Largest COUNT of a query.") var maxCount = 10_000
+    @Option(help: "Largest HNSW efSearch.") var maxEfSearch = 4096
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+
+    func validate() throws {
+        guard SyncMode(rawValue: sync) != nil else { throw ValidationError("--sync must be full, nometasync or none") }
+        guard Metric(rawValue: defaultMetric) != nil else { throw ValidationError("--default-metric must be cosine, l2 or ip") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
+        guard maxKeyBytes >= 1 && maxKeyBytes <= 511 else { throw ValidationError("--max-key-bytes must be 1 to 511") }
+        for (name, v) in [("--max-clients", maxClients), ("--max-pipeline", maxPipeline), ("--threads", threads),
+                          ("--map-size-gib", mapSizeGib), ("--seal-threshold", sealThreshold), ("--max-batch", maxBatch),
+                          ("--max-count", maxCount), ("--max-ef-search", maxEfSearch), ("--max-bulk-bytes", maxBulkBytes),
+                          ("--max-arguments", maxArguments), ("--max-inline-bytes", maxInlineBytes)] where v < 1 {
+            throw ValidationError("\(name) must be positive")
+        }
+    }
+
+    func options() -> ServerOptions {
+        var o = ServerOptions()
+        o.host = host
+        o.port = port
+        o.dataDirectory = data
+        o.password = requirepass
+        o.maxClients = maxClients
+        o.idleTimeoutSeconds = timeout
+        o.maxPipeline = maxPipeline
+        o.searchThreads = threads
+        o.defaultIndex = defaultIndex
+        o.defaultMetric = Metric(rawValue: defaultMetric)!
+        o.protocolLimits.maxBulkBytes = maxBulkBytes
+        o.protocolLimits.maxArguments = maxArguments
+        o.protocolLimits.maxInlineBytes = maxInlineBytes
+        o.protocolLimits.maxFrameBytes = maxFrameBytes
+        o.engine.storage.mapSize = mapSizeGib << 30
+        o.engine.storage.sync = SyncMode(rawValue: sync)!
+        o.engine.storage.maxReaders = maxReaders
+        o.engine.sealThreshold = sealThreshold
+        o.engine.maxBatch = maxBatch
+        o.engine.maxKeyBytes = maxKeyBytes
+        o.engine.maxAttributeBytes = maxAttributeBytes
+        o.engine.maxDimension = maxDimension
+        o.engine.maxK = maxCount
+        o.engine.maxEfSearch = maxEfSearch
+        return o
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "lookalike.server")
+        let options = options()
+        let engine: Engine
+        do {
+            engine = try Engine(directory: options.dataDirectory, options: options.engine,
+                                logger: Logger(label: "lookalike.engine"))
+        } catch {
+            logger.critical("cannot open the data folder \(options.dataDirectory): \(error)")
+            throw ExitCode(1)
+        }
+        if let indexes { try createPresets(from: indexes, in: engine, logger: logger) }
+
+        let server = ServerContext(options: options, engine: engine, logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(options.searchThreads, System.coreCount)))
+        let quiesce = ServerQuiescingHelper(group: group)
+        let limits = options.protocolLimits
+        let idle = options.idleTimeoutSeconds
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if idle > 0 { try sync.addHandler(IdleStateHandler(allTimeout: .seconds(Int64(idle)))) }
+                    try sync.addHandler(ConnectionLimiter(server: server))
+                    try sync.addHandler(ByteToMessageHandler(RESPDecoder(limits: limits)))
+                    try sync.addHandler(CommandHandler(server: server))
+                }
+            }
+
+        let channel: Channel
+        do {
+            channel = try bootstrap.bind(host: options.host, port: options.port).wait()
+        } catch {
+            logger.critical("cannot listen on \(options.host):\(options.port): \(error)")
+            engine.close()
+            throw ExitCode(1)
+        }
+        let boundPort = channel.localAddress?.port ?? options.port
+        server.boundPort.store(boundPort, ordering: .relaxed)
+        let collections = engine.collectionNames().map { name in
+            "\(name) (\((try? engine.collection(name)?.count()) ?? 0) items)"
+        }
+        logger.info("lookalike-server listening on \(options.host):\(boundPort), data \(options.dataDirectory), collections: \(collections.isEmpty ? "none" : collections.joined(separator: ", "))")
+
+        let stopped = DispatchSemaphore(value: 0)
+        let stopOnce = Mutex(false)
+        let stop: @Sendable () -> Void = {
+            let first = stopOnce.withLock { done -> Bool in
+                defer { done = true }
+                return !done
+            }
+            guard first else { return }
+            logger.info("shutting down: finishing in-flight commands")
+            let promise = group.next().makePromise(of: Void.self)
+            quiesce.initiateShutdown(promise: promise)
+            promise.futureResult.whenComplete { _ in stopped.signal() }
+        }
+        server.shutdownHook.withLock { $0 = stop }
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        let signals = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { stop() }
+            source.resume()
+            return source
+        }
+        stopped.wait()
+        _ = signals
+        server.shutdown()
+        try? group.syncShutdownGracefully()
+        logger.info("stopped; every acknowledged write is on disk")
+    }
+
+    func createPresets(from folder: String, in engine: Engine, logger: Logger) throws {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: folder))?.filter { $0.hasSuffix(".json") }.sorted() ?? []
+        for file in files {
+            let definition = try CollectionDefinition.load(path: "\(folder)/\(file)")
+            if engine.collection(definition.name) == nil {
+                try engine.createCollection(definition)
+                logger.info("created collection \(definition.name) from \(folder)/\(file)")
+            }
+        }
+    }
+}
