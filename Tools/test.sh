@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The test command: set up the system packages, then build and run every test.
+# The test command: set up the system packages, build, run the engine tests (XCTest), then the
+# server tests (pytest, with redis-py and redis-cli as real clients against the real binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Tools/setup.sh
 swift build --build-tests
 swift test --skip-build
+# Python clients for the server tests, in virtual environments under .build/ (not committed).
+[ -x .build/py/bin/pytest ] || { python3 -m venv .build/py && .build/py/bin/pip install -q "redis>=6,<9" pytest; }
+[ -x .build/py-redis5/bin/python ] || { python3 -m venv .build/py-redis5 && .build/py-redis5/bin/pip install -q "redis>=5,<6"; }
+LOOKALIKE_BIN="$(swift build --show-bin-path)" .build/py/bin/pytest -q Tests/server

@@ -18,15 +18,19 @@ public struct SearchRequest: Sendable {
     /// Exact brute force over the stored vectors instead of the approximate index.
     public var exact: Bool
     public var withAttributes: Bool
+    /// For `.key` queries: leave the item itself out ("more like this"). Redis's VSIM ELE
+    /// keeps it (it scores 1).
+    public var excludeQueryItem: Bool
 
     public init(query: Query, k: Int = 10, efSearch: Int? = nil, nprobe: Int? = nil,
-                exact: Bool = false, withAttributes: Bool = false) {
+                exact: Bool = false, withAttributes: Bool = false, excludeQueryItem: Bool = true) {
         self.query = query
         self.k = k
         self.efSearch = efSearch
         self.nprobe = nprobe
         self.exact = exact
         self.withAttributes = withAttributes
+        self.excludeQueryItem = excludeQueryItem
     }
 }
 
@@ -78,7 +82,8 @@ extension Collection {
     }
 
     private func unlimitedSearch(_ request: SearchRequest) throws -> [SearchHit] {
-        let (query, excludedKey) = try resolve(request.query)
+        let (query, queryKey) = try resolve(request.query)
+        let excludedKey = request.excludeQueryItem ? queryKey : nil
         let wanted = request.k + (excludedKey == nil ? 0 : 1)
         var top = TopK(k: wanted)
         try query.withUnsafeBufferPointer { q in

@@ -148,7 +148,7 @@ enum VectorCommands {
         } else {
             query = .vector(try parseVector(inv, at: &i))
         }
-        var request = SearchRequest(query: query, k: 10)
+        var request = SearchRequest(query: query, k: 10, excludeQueryItem: false)
         var withScores = false
         var epsilon: Double?
         var filter: FilterExpression?
