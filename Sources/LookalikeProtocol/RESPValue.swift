@@ -88,10 +88,10 @@ public enum RESPValue: Sendable, Equatable {
         return "\(d)"
     }
 
-    /// Simple strings and errors may not hold line breaks.
+    /// Simple strings and errors may not hold line breaks: one echoing user input could
+    /// otherwise forge a reply. Checked per scalar: "\r\n" is a single Swift Character.
     static func oneLine(_ s: String) -> String {
-        s.contains(where: { $0 == "\r" || $0 == "\n" })
-            ? s.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " ")
-            : s
+        guard s.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" }) else { return s }
+        return String(String.UnicodeScalarView(s.unicodeScalars.map { $0 == "\r" || $0 == "\n" ? " " : $0 }))
     }
 }
