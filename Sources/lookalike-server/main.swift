@@ -178,8 +178,12 @@ struct LookalikeServer: ParsableCommand {
         }
         stopped.wait()
         _ = signals
+        // The listening channel closes on its event loop; wait for it before stopping the loops.
+        try? channel.closeFuture.wait()
         server.shutdown()
-        try? group.syncShutdownGracefully()
+        // The event loops are left to the process exit: every channel is closed and the engine
+        // is closed by now, and shutting the group down here races a late task of the
+        // quiescing helper onto a closed loop (NIO then reports a scheduling error).
         logger.info("stopped; every acknowledged write is on disk")
     }
 
