@@ -109,3 +109,11 @@ def test_frame_limits(tmp_path):
         assert s.client().ping()
     finally:
         s.stop()
+
+
+def test_crlf_in_a_command_name_cannot_forge_a_reply(seeded):
+    # The unknown-command error echoes the name; a CR/LF inside it must not start a new reply.
+    name = b"FOO\r\n+OK"
+    reply, _ = seeded.raw(b"*1\r\n$%d\r\n%s\r\nPING\r\n" % (len(name), name))
+    lines = reply.split(b"\r\n")
+    assert lines[0].startswith(b"-ERR unknown command 'FOO  +OK'") and lines[1] == b"+PONG", reply
