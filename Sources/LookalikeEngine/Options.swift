@@ -21,6 +21,8 @@ public struct EngineOptions: Sendable {
     public var maxEfSearch = 4096
     /// Memory-map sealed IVF segments instead of reading them into memory.
     public var mmapIVF = true
+    /// Categories (attribute values) this small are searched exactly from LMDB.
+    public var exactCategoryLimit = 20_000
     /// OpenMP threads for sealing (building indexes); 0 = all cores.
     public var buildThreads = 0
 

@@ -54,6 +54,11 @@ extension Collection {
     /// unfiltered search. (The category planner of Docs/engine.md replaces this for indexed
     /// attributes.)
     public func search(_ request: SearchRequest, filter: FilterExpression, maxCandidates: Int?) throws -> [SearchHit] {
+        try search(request, where: { filter.matches($0.attributes) }, maxCandidates: maxCandidates)
+    }
+
+    /// Top-k among hits that satisfy `accept`, in widening rounds (see the FILTER variant).
+    func search(_ request: SearchRequest, where accept: (SearchHit) -> Bool, maxCandidates: Int?) throws -> [SearchHit] {
         try validate(request)
         let total = try count()
         guard total > 0 else { return [] }
@@ -63,7 +68,7 @@ extension Collection {
         round.k = min(budget, max(request.k * 4, 64))
         while true {
             let hits = try unlimitedSearch(round)
-            var matched = hits.filter { filter.matches($0.attributes) }
+            var matched = hits.filter(accept)
             if matched.count >= request.k || round.k >= budget || hits.count < round.k {
                 matched = Array(matched.prefix(request.k))
                 if !request.withAttributes { for i in matched.indices { matched[i].attributes = nil } }
@@ -82,7 +87,7 @@ extension Collection {
     }
 
     private func unlimitedSearch(_ request: SearchRequest) throws -> [SearchHit] {
-        let (query, queryKey) = try resolve(request.query)
+        let (query, queryKey) = try resolveQuery(request.query)
         let excludedKey = request.excludeQueryItem ? queryKey : nil
         let wanted = request.k + (excludedKey == nil ? 0 : 1)
         var top = TopK(k: wanted)
@@ -96,7 +101,7 @@ extension Collection {
     }
 
     /// The query vector as the index wants it, and the key to leave out of the results.
-    private func resolve(_ query: SearchRequest.Query) throws -> ([Float], String?) {
+    func resolveQuery(_ query: SearchRequest.Query) throws -> ([Float], String?) {
         switch query {
         case .vector(let v):
             return (try indexVector(v), nil)
@@ -181,7 +186,7 @@ extension Collection {
 
     /// Turns neighbours into hits, reading keys and attributes in one read transaction. An id
     /// removed after the search started is skipped.
-    private func hits(for neighbors: [Neighbor], excluding excluded: String?, limit: Int,
+    func hits(for neighbors: [Neighbor], excluding excluded: String?, limit: Int,
                       withAttributes: Bool) throws -> [SearchHit] {
         try wrapped {
             try engine.environment.read { txn in

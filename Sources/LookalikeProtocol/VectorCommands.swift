@@ -19,6 +19,7 @@ enum VectorCommands {
         CommandSpec(name: "vismember", arity: 3, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: vismember),
         CommandSpec(name: "vrandmember", arity: -2, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vrandmember),
         CommandSpec(name: "vlinks", arity: -3, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vlinks),
+        CommandSpec(name: "vpredict", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vpredict),
     ]
 
     // MARK: VADD
@@ -153,8 +154,13 @@ enum VectorCommands {
         var epsilon: Double?
         var filter: FilterExpression?
         var filterEffort: Int?
+        var category: Category?
         while i < inv.count {
             switch inv.keyword(i) {
+            case "CATEGORY":
+                guard i + 1 < inv.count else { throw CommandError.syntax() }
+                category = inv.keyword(i + 1) == "AUTO" ? .auto : .named(inv.string(i + 1))
+                i += 2
             case "WITHSCORES": withScores = true; i += 1
             case "WITHATTRIBS": request.withAttributes = true; i += 1
             case "TRUTH": request.exact = true; i += 1
@@ -187,15 +193,27 @@ enum VectorCommands {
         guard request.k <= inv.engine.options.maxK else {
             throw CommandError("COUNT must be at most \(inv.engine.options.maxK)")
         }
+        if category != nil && filter != nil {
+            throw CommandError("CATEGORY and FILTER cannot be combined: put the category in the FILTER expression")
+        }
         guard let collection = inv.server.collection(key) else { return .now(.array([])) }
         let version = inv.connection.protocolVersion
         let withAttributes = request.withAttributes
         let metric = collection.definition.metric
-        let (search, compiled, effort, eps, scores) = (request, filter, filterEffort, epsilon, withScores)
+        let (search, compiled, effort, eps, scores, wanted) = (request, filter, filterEffort, epsilon, withScores, category)
         return inv.offload {
             let request = search, filter = compiled, filterEffort = effort, epsilon = eps, withScores = scores
-            let hits = try filter.map { try collection.search(request, filter: $0, maxCandidates: filterEffort) }
-                ?? collection.search(request)
+            let hits: [SearchHit]
+            switch wanted {
+            case .named(let value):
+                hits = try collection.search(request, attribute: "category", value: value)
+            case .auto:
+                guard let p = try collection.predict(request.query) else { return .array([]) }
+                hits = try collection.search(request, attribute: "category", value: p.category)
+            case nil:
+                hits = try filter.map { try collection.search(request, filter: $0, maxCandidates: filterEffort) }
+                    ?? collection.search(request)
+            }
             let scored = hits.map { (hit: $0, score: redisScore($0.score, metric)) }
                 .filter { epsilon == nil || withinEpsilon($0.score, epsilon!, metric) }
             return vsimReply(scored, withScores: withScores, withAttributes: withAttributes, version: version)
@@ -238,6 +256,34 @@ enum VectorCommands {
             if withAttributes { flat.append(attrs(h.hit)) }
         }
         return .array(flat)
+    }
+
+    enum Category: Sendable { case named(String), auto }
+
+    /// VPREDICT key (ELE element | FP32 blob | VALUES n ...) [COUNT neighbours]
+    /// -> [category, confidence], or null when no neighbour has a category.
+    static func vpredict(_ inv: Invocation) throws -> Reply {
+        var i = 2
+        let query: SearchRequest.Query
+        if inv.keyword(i) == "ELE" {
+            query = .key(inv.string(i + 1))
+            i += 2
+        } else {
+            query = .vector(try parseVector(inv, at: &i))
+        }
+        var neighbours = 20
+        while i < inv.count {
+            guard inv.keyword(i) == "COUNT" else { throw CommandError("unknown VPREDICT option '\(inv.string(i).prefix(64))'") }
+            neighbours = try positive(inv, i + 1, "COUNT")
+            i += 2
+        }
+        guard neighbours <= inv.engine.options.maxK else { throw CommandError("COUNT must be at most \(inv.engine.options.maxK)") }
+        guard let c = inv.server.collection(inv.string(1)) else { return .now(.null) }
+        let n = neighbours
+        return inv.offload {
+            guard let p = try c.predict(query, neighbours: n) else { return .null }
+            return .array([.string(p.category), .double(p.confidence)])
+        }
     }
 
     // MARK: The rest

@@ -49,6 +49,7 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Largest vector dimension.") var maxDimension = 65_536
     @Option(help: "Largest COUNT of a query.") var maxCount = 10_000
     @Option(help: "Largest HNSW efSearch.") var maxEfSearch = 4096
+    @Option(help: "Categories this small are searched exactly (VSIM CATEGORY).") var exactCategoryLimit = 20_000
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     func validate() throws {
@@ -91,6 +92,7 @@ struct LookalikeServer: ParsableCommand {
         o.engine.maxDimension = maxDimension
         o.engine.maxK = maxCount
         o.engine.maxEfSearch = maxEfSearch
+        o.engine.exactCategoryLimit = exactCategoryLimit
         return o
     }
 

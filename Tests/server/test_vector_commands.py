@@ -173,3 +173,20 @@ def test_redis_py_6_plus_vset_api(server):
     assert v.vrem("items", "a") == 1
     r3 = server.client(protocol=3).vset()
     assert r3.vsim("items", [0.3, 0.2, 0.1], with_scores=True)["b"] == pytest.approx(1.0)
+
+
+def test_category_and_prediction_extensions(r, r3):
+    for i in range(30):
+        r.execute_command("VADD", "shop", "VALUES", 2, 10 + i * 0.01, 1, f"boot{i}", "SETATTR", '{"category":"boots"}')
+        r.execute_command("VADD", "shop", "VALUES", 2, 1, 10 + i * 0.01, f"hat{i}", "SETATTR", '{"category":"hats"}')
+    hits = r.execute_command("VSIM", "shop", "VALUES", 2, 10, 1, "CATEGORY", "hats", "COUNT", 5)
+    assert len(hits) == 5 and all(h.startswith("hat") for h in hits)
+    assert r.execute_command("VSIM", "shop", "VALUES", 2, 10, 1, "CATEGORY", "none") == []
+    auto = r.execute_command("VSIM", "shop", "VALUES", 2, 1, 9, "CATEGORY", "AUTO", "COUNT", 40)
+    assert len(auto) == 30 and all(h.startswith("hat") for h in auto)
+    category, confidence = r.execute_command("VPREDICT", "shop", "VALUES", 2, 9, 1)
+    assert category == "boots" and float(confidence) > 0.9
+    assert r3.execute_command("VPREDICT", "shop", "ELE", "hat3")[0] == "hats"
+    assert r.execute_command("VPREDICT", "nokey", "VALUES", 2, 1, 1) is None
+    with pytest.raises(redis.ResponseError, match="cannot be combined"):
+        r.execute_command("VSIM", "shop", "VALUES", 2, 1, 1, "CATEGORY", "hats", "FILTER", ".a == 1")
