@@ -7,7 +7,7 @@ final class RecallTests: XCTestCase {
     let dimension = 32
     let count = 6000
 
-    func load(_ spec: String, _ metric: Metric, nprobe: Int? = nil) async throws
+    func load(_ spec: String, _ metric: Metric, nprobe: Int? = nil, efSearch: Int? = nil) async throws
         -> (Engine, Collection, [(key: String, vector: [Float])])
     {
         var options = EngineOptions()
@@ -15,7 +15,7 @@ final class RecallTests: XCTestCase {
         let engine = try Engine(directory: temporaryDirectory(self), options: options)
         addTeardownBlock { engine.close() }
         let c = try engine.createCollection(CollectionDefinition(
-            name: "items", dimension: dimension, metric: metric, index: spec, nprobe: nprobe))
+            name: "items", dimension: dimension, metric: metric, index: spec, efSearch: efSearch, nprobe: nprobe))
         let vectors = clusteredVectors(count: count, dimension: dimension, clusters: 40, seed: 7)
         let data = vectors.enumerated().map { (key: "item-\($0.offset)", vector: $0.element) }
         let results = await c.write(batch: data.map {
@@ -48,7 +48,9 @@ final class RecallTests: XCTestCase {
 
     func testHNSWRecallCosineAndL2() async throws {
         for metric in [Metric.cosine, .l2] {
-            let (_, c, data) = try await load("HNSW32", metric)
+            // FAISS builds HNSW graphs with OpenMP threads, so graphs (and recall) vary from run
+            // to run; efSearch 128 keeps this assertion away from the edge.
+            let (_, c, data) = try await load("HNSW32", metric, efSearch: 128)
             XCTAssertEqual(c.segmentSummary().sealed, 2)
             XCTAssertGreaterThanOrEqual(try meanRecall(c, data, metric: metric), 0.95, "\(metric)")
             XCTAssertEqual(try meanRecall(c, data, metric: metric, exact: true), 1.0, "\(metric) exact")

@@ -1,0 +1,38 @@
+// The C shim's own behaviour: HNSW's fast (AVX2) flat storage computes the same distances as
+// the definition, for every tail length and both metrics, before and after a file round trip.
+import Foundation
+import LookalikeIndex
+import XCTest
+
+final class FaissShimTests: XCTestCase {
+    func reference(_ a: [Float], _ b: [Float], _ metric: FaissMetric) -> Double {
+        metric == .l2
+            ? zip(a, b).reduce(0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+            : zip(a, b).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+    }
+
+    func testHNSWDistancesMatchTheDefinition() throws {
+        for dimension in [1, 7, 8, 15, 16, 17, 37, 384] {
+            for metric in [FaissMetric.l2, .innerProduct] {
+                let data = clusteredVectors(count: 300, dimension: dimension, clusters: 5, seed: UInt64(dimension))
+                let index = try FaissIndex(spec: "HNSW16", dimension: dimension, metric: metric)
+                try index.add(data.flatMap { $0 }, count: data.count)
+                let path = FileManager.default.temporaryDirectory.appendingPathComponent("shim-\(UUID()).faiss").path
+                defer { unlink(path) }
+                try index.write(to: path)
+                let reread = try FaissIndex.read(path: path, mmap: false)
+                for ix in [index, reread] {
+                    let q = data[17].map { $0 + 0.01 }
+                    let r = try ix.search(q, queryCount: 1, k: 5, effort: SearchEffort(efSearch: 64), selector: nil)
+                    let all = data.map { reference(q, $0, metric) }
+                    let best = metric == .l2 ? all.min()! : all.max()!
+                    XCTAssertEqual(Double(r.distances[0]), best, accuracy: 1e-3 * max(1, abs(best)), "d=\(dimension) \(metric) best")
+                    for (p, d) in zip(r.positions, r.distances) where p >= 0 {
+                        let expected = reference(q, data[Int(p)], metric)
+                        XCTAssertEqual(Double(d), expected, accuracy: 1e-3 * max(1, abs(expected)), "d=\(dimension) \(metric)")
+                    }
+                }
+            }
+        }
+    }
+}
