@@ -10,3 +10,7 @@ swift test --skip-build
 [ -x .build/py/bin/pytest ] || { python3 -m venv .build/py && .build/py/bin/pip install -q "redis>=6,<9" pytest; }
 [ -x .build/py-redis5/bin/python ] || { python3 -m venv .build/py-redis5 && .build/py-redis5/bin/pip install -q "redis>=5,<6"; }
 LOOKALIKE_BIN="$(swift build --show-bin-path)" .build/py/bin/pytest -q Tests/server
+# Signals and restarts once more against the release build: the optimizer changes lifetimes
+# (a release build once ignored SIGTERM while the debug build passed).
+swift build -c release --product lookalike-server
+LOOKALIKE_BIN="$(swift build -c release --show-bin-path)" .build/py/bin/pytest -q Tests/server -k "sigterm or shutdown or sigkill"

@@ -224,6 +224,7 @@ int lk_index_info_get(const lk_index *index, lk_index_info *info, char *err, siz
             info->hnsw_m = hnsw->hnsw.nb_neighbors(1);
             info->hnsw_ef_search = hnsw->hnsw.efSearch;
             info->hnsw_ef_construction = hnsw->hnsw.efConstruction;
+            info->fast_distances = dynamic_cast<FastFlat *>(hnsw->storage) != nullptr ? 1 : 0;
         } else if (auto *ivf = dynamic_cast<faiss::IndexIVF *>(core)) {
             info->kind = LK_KIND_IVF;
             info->nlist = (int64_t)ivf->nlist;

@@ -44,6 +44,8 @@ public struct FaissInfo: Sendable, Equatable {
     public var hnswEfConstruction: Int
     public var trainHint: Int
     public var codeSize: Int
+    /// HNSW storage computes distances with the shim's AVX2 code (not FAISS's scalar loop).
+    public var fastDistances: Bool
 }
 
 /// Per-query effort and an optional selector bitmap over positions.
@@ -97,7 +99,8 @@ public final class FaissIndex: @unchecked Sendable {
             count: Int(raw.ntotal), nlist: Int(raw.nlist), hnswM: Int(raw.hnsw_m),
             hnswEfSearch: Int(raw.hnsw_ef_search),
             hnswEfConstruction: Int(raw.hnsw_ef_construction),
-            trainHint: Int(raw.train_hint), codeSize: Int(raw.code_size))
+            trainHint: Int(raw.train_hint), codeSize: Int(raw.code_size),
+            fastDistances: raw.fast_distances != 0)
     }
 
     public func setHNSW(efConstruction: Int, efSearch: Int) throws {

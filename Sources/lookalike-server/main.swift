@@ -178,8 +178,9 @@ struct LookalikeServer: ParsableCommand {
             source.resume()
             return source
         }
-        stopped.wait()
-        _ = signals
+        // The signal sources must outlive the wait: `_ = signals` would not keep them alive in a
+        // release build, and SIGTERM would then be ignored.
+        withExtendedLifetime(signals) { stopped.wait() }
         // The listening channel closes on its event loop; wait for it before stopping the loops.
         try? channel.closeFuture.wait()
         server.shutdown()

@@ -21,6 +21,11 @@ final class FaissShimTests: XCTestCase {
                 defer { unlink(path) }
                 try index.write(to: path)
                 let reread = try FaissIndex.read(path: path, mmap: false)
+                if ProcessInfo.processInfo.environment["LOOKALIKE_REFERENCE_DISTANCES"] == nil {
+                    XCTAssertTrue(try index.info().fastDistances, "created HNSW uses the AVX2 storage")
+                    XCTAssertTrue(try reread.info().fastDistances, "re-read HNSW uses the AVX2 storage")
+                    XCTAssertTrue(try index.clone().info().fastDistances, "a clone does too")
+                }
                 for ix in [index, reread] {
                     let q = data[17].map { $0 + 0.01 }
                     let r = try ix.search(q, queryCount: 1, k: 5, effort: SearchEffort(efSearch: 64), selector: nil)

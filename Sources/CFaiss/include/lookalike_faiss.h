@@ -45,6 +45,7 @@ typedef struct {
     int hnsw_ef_construction;
     int64_t train_hint;    /* vectors training wants before it gives good centroids/codebooks */
     int64_t code_size;     /* bytes per stored vector */
+    int fast_distances;    /* 1 when HNSW storage uses the shim's AVX2 distances */
 } lk_index_info;
 
 typedef struct {
