@@ -19,9 +19,17 @@ func writerVector(index: Int, version: Int) -> [Float] {
 
 var options = EngineOptions()
 options.sealThreshold = 700  // seals (file writes, manifest commits) happen while we are killed
-let engine = try Engine(directory: arguments[1], options: options)
-let collection = try engine.createCollectionIfMissing(CollectionDefinition(
-    name: "crash", dimension: dimension, metric: .l2, index: "HNSW16", attributes: ["category"]))
+let engine: Engine
+let collection: Collection
+do {
+    engine = try Engine(directory: arguments[1], options: options)
+    collection = try engine.createCollectionIfMissing(CollectionDefinition(
+        name: "crash", dimension: dimension, metric: .l2, index: "HNSW16", attributes: ["category"]))
+} catch {
+    // Say why on stderr (the test shows it) rather than trapping on a top-level `try`.
+    FileHandle.standardError.write("lookalike-test-writer: cannot open \(arguments[1]): \(error)\n".data(using: .utf8)!)
+    exit(1)
+}
 
 let inFlight = DispatchSemaphore(value: 256)
 @Sendable func say(_ line: String) {
