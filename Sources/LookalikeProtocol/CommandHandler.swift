@@ -9,7 +9,8 @@
 //     engine's commit thread; this handler only parses, orders and encodes;
 //   - a protocol error answers "-ERR Protocol error: ..." after the replies already owed, then
 //     closes this connection only.
-// Threads: the connection's event loop, always.
+// Threads: the connection's event loop, always; future callbacks are `assumeIsolated()`,
+// which checks that they run there.
 import Logging
 import LookalikeEngine
 import NIOCore
@@ -70,15 +71,15 @@ public final class CommandHandler: ChannelInboundHandler {
             reply(result, version: connection.protocolVersion, context: context)
             if name == "quit" { closeAfterReplies(context: context) }
         case .read:
-            let result = writesDone.flatMap { self.future(self.run(spec, inv), on: context.eventLoop) }
+            let result = writesDone.assumeIsolated().flatMap { self.future(self.run(spec, inv), on: context.eventLoop) }.nonisolated()
             readsDone = readsDone.and(result).map { _ in }
             reply(.later(result), version: version, context: context)
         case .write:
-            let result = readsDone.flatMap { self.future(self.run(spec, inv), on: context.eventLoop) }
+            let result = readsDone.assumeIsolated().flatMap { self.future(self.run(spec, inv), on: context.eventLoop) }.nonisolated()
             writesDone = writesDone.and(result).map { _ in }
             reply(.later(result), version: version, context: context)
         case .exclusive:
-            let result = readsDone.and(writesDone).flatMap { _ in self.future(self.run(spec, inv), on: context.eventLoop) }
+            let result = readsDone.and(writesDone).assumeIsolated().flatMap { _ in self.future(self.run(spec, inv), on: context.eventLoop) }.nonisolated()
             let done = result.map { _ in }
             readsDone = done
             writesDone = done
@@ -110,21 +111,21 @@ public final class CommandHandler: ChannelInboundHandler {
         inFlight += 1
         pauseReadingIfNeeded(context: context)
         let value = future(r, on: context.eventLoop)
-        repliesDone = repliesDone.and(value).map { _, v in
+        repliesDone = repliesDone.and(value).assumeIsolated().map { _, v in
             var buffer = context.channel.allocator.buffer(capacity: 64)
             v.write(to: &buffer, version: version)
             context.write(self.wrapOutboundOut(buffer), promise: nil)
             self.scheduleFlush(context: context)
             self.inFlight -= 1
             self.resumeReadingIfPossible(context: context)
-        }
+        }.nonisolated()
     }
 
     /// One flush per event-loop turn, however many replies completed in it.
     private func scheduleFlush(context: ChannelHandlerContext) {
         guard !flushScheduled else { return }
         flushScheduled = true
-        context.eventLoop.execute {
+        context.eventLoop.assumeIsolated().execute {
             self.flushScheduled = false
             context.flush()
         }
@@ -145,9 +146,9 @@ public final class CommandHandler: ChannelInboundHandler {
 
     private func closeAfterReplies(context: ChannelHandlerContext) {
         closing = true
-        repliesDone.whenComplete { _ in
+        repliesDone.assumeIsolated().whenComplete { _ in
             context.writeAndFlush(self.wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)))
-                .whenComplete { _ in context.close(promise: nil) }
+                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
 
@@ -189,7 +190,7 @@ public final class ConnectionLimiter: ChannelInboundHandler {
             server.rejectedConnections.wrappingAdd(1, ordering: .relaxed)
             var buffer = context.channel.allocator.buffer(capacity: 64)
             RESPValue.error("ERR max number of clients reached").write(to: &buffer, version: 2)
-            context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             return
         }
         context.fireChannelActive()
