@@ -332,6 +332,16 @@ int lk_index_read(const char *path, int mmap, lk_index **out, char *err, size_t 
     });
 }
 
+const float *lk_index_flat_vectors(const lk_index *index) {
+    faiss::Index *ix = index->index;
+    // Behind a pre-transform (PCA, OPQ) the stored vectors are not in the query's space.
+    if (dynamic_cast<faiss::IndexPreTransform *>(ix) != nullptr) return nullptr;
+    if (auto *hnsw = dynamic_cast<faiss::IndexHNSW *>(ix)) ix = hnsw->storage;
+    auto *flat = dynamic_cast<faiss::IndexFlat *>(ix);  // every IndexFlat stores float32 rows
+    if (flat == nullptr || flat->ntotal == 0) return nullptr;
+    return reinterpret_cast<const float *>(flat->codes.data());
+}
+
 void lk_set_omp_threads(int n) {
     if (n > 0) omp_set_num_threads(n);
 }

@@ -117,7 +117,7 @@ extension Collection {
             return try segment.search(q, k: k, effort: SearchEffort())  // flat: exact already
         }
         if request.exact && sealed.info.kind != .flat {
-            return try exactSearch(sealed, q, k: k)
+            return try sealed.exactSearch(q, k: k) ?? exactSearchFromStore(sealed, q, k: k)
         }
         var effort = effort(for: sealed, k: k, request: request)
         var found = try wrapped { try sealed.search(q, k: k, effort: effort) }
@@ -129,7 +129,7 @@ extension Collection {
             effort.efSearch = min(effort.efSearch * 4, engine.options.maxEfSearch)
             found = try wrapped { try sealed.search(q, k: k, effort: effort) }
         }
-        if found.count < reachable { return try exactSearch(sealed, q, k: k) }
+        if found.count < reachable { return try sealed.exactSearch(q, k: k) ?? exactSearchFromStore(sealed, q, k: k) }
         return found
     }
 
@@ -141,8 +141,9 @@ extension Collection {
                             nprobe: min(max(1, nprobe), max(1, nlist)))
     }
 
-    /// Brute force over a sealed segment's live vectors, read from LMDB (the source of truth).
-    func exactSearch(_ segment: SealedSegment, _ q: UnsafePointer<Float>, k: Int) throws -> [Neighbor] {
+    /// Brute force over a sealed segment's live vectors read from LMDB (the source of truth), for
+    /// indexes that do not keep the vectors as given (SQ, PQ, IVF).
+    func exactSearchFromStore(_ segment: SealedSegment, _ q: UnsafePointer<Float>, k: Int) throws -> [Neighbor] {
         guard let first = segment.firstId, let last = segment.lastId else { return [] }
         let d = definition.dimension
         let metric = definition.metric

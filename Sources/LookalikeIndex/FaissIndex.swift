@@ -157,6 +157,10 @@ public final class FaissIndex: @unchecked Sendable {
         return out
     }
 
+    /// The stored vectors as contiguous rows, when the index keeps them as given (Flat, or
+    /// HNSW's flat storage); nil otherwise. Valid while the index lives and is not added to.
+    public var flatVectors: UnsafePointer<Float>? { lk_index_flat_vectors(handle) }
+
     public func write(to path: String) throws {
         try checkFaiss { lk_index_write(handle, path, $0, $1) }
     }

@@ -127,6 +127,11 @@ public final class SealedSegment: Segment, @unchecked Sendable {
     /// The name under which its files are stored ("seg-000001"), as the manifest records it.
     public let name: String
     public let info: FaissInfo
+    /// The vectors as stored (unit length for cosine), when the index keeps them as they are;
+    /// then exact scans read them here with OpenBLAS. Nil for compressed or transformed indexes.
+    public let rows: UnsafePointer<Float>?
+    /// Squared norms of `rows`, for L2 exact scans.
+    private let norms: [Float]
 
     /// Wraps a fully built index whose position i holds ids[i]; ids must ascend.
     public init(name: String, index: FaissIndex, ids: [UInt64], metric: FaissMetric) throws {
@@ -145,6 +150,27 @@ public final class SealedSegment: Segment, @unchecked Sendable {
         dimension = info.dimension
         live = LiveBitmap(capacity: ids.count)
         live.setLive(upTo: ids.count)
+        rows = index.flatVectors
+        if let rows, metric == .l2 {
+            let d = info.dimension
+            norms = (0..<ids.count).map { VectorMath.squaredNorm(rows + $0 * d, count: d) }
+        } else {
+            norms = []
+        }
+    }
+
+    /// Exact top-k over the stored rows; nil when this segment does not keep raw rows.
+    public func exactSearch(_ query: UnsafePointer<Float>, k: Int) -> [Neighbor]? {
+        guard let rows else { return nil }
+        var top = TopK(k: k)
+        let live = self.live
+        let hasDead = live.deadCount > 0
+        norms.withUnsafeBufferPointer { n in
+            ExactScan.scan(rows: rows, rowCount: count, dimension: dimension, squaredNorms: n.baseAddress,
+                           metric: metric, query: query, into: &top, idOf: { self.ids[$0] },
+                           isLive: hasDead ? { live.isLive($0) } : nil)
+        }
+        return top.sorted()
     }
 
     public var count: Int { ids.count }
@@ -158,6 +184,8 @@ public final class SealedSegment: Segment, @unchecked Sendable {
         -> [Neighbor]
     {
         guard liveCount > 0 else { return [] }
+        // A Flat index is an exact scan: OpenBLAS does it faster than FAISS's scalar loops.
+        if info.kind == .flat, let exact = exactSearch(query, k: k) { return exact }
         let kk = min(k, count)
         let result = try index.search(
             query, queryCount: 1, k: kk, effort: effort, selector: live.selector)

@@ -41,3 +41,20 @@ final class FaissShimTests: XCTestCase {
         }
     }
 }
+
+extension FaissShimTests {
+    /// Exact scans read raw rows straight from indexes that keep them, and only from those.
+    func testFlatVectorsOnlyWhereStoredAsGiven() throws {
+        let data = clusteredVectors(count: 300, dimension: 16, clusters: 4, seed: 8)
+        for (spec, raw) in [("Flat", true), ("HNSW16", true), ("IVF4,Flat", false), ("SQ8", false),
+                            ("HNSW16,SQ8", false), ("PCA8,Flat", false)] {
+            let index = try FaissIndex(spec: spec, dimension: 16, metric: .l2)
+            if try !index.info().isTrained { try index.train(data.flatMap { $0 }, count: data.count) }
+            try index.add(data.flatMap { $0 }, count: data.count)
+            XCTAssertEqual(index.flatVectors != nil, raw, spec)
+            if let rows = index.flatVectors {
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: rows + 16 * 42, count: 16)), data[42], spec)
+            }
+        }
+    }
+}

@@ -98,6 +98,11 @@ static inline int lk_bitmap_clear_bit(uint8_t *bitmap, size_t pos) {
     return (previous & mask) != 0;
 }
 
+/* The index's vectors as contiguous float32 rows (ntotal x dim) when it stores them as they
+ * are: a Flat index, or the flat storage of an HNSW index. NULL otherwise (SQ, PQ, IVF...).
+ * Valid while the index is alive and not added to. */
+const float *lk_index_flat_vectors(const lk_index *index);
+
 /* OpenMP threads FAISS may use inside one call. */
 void lk_set_omp_threads(int n);
 
