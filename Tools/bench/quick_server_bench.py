@@ -73,6 +73,17 @@ class Conn:
         raise RuntimeError(f"unexpected {line!r}")
 
 
+def timed_in_threads(worker, parts):
+    """Runs worker(part) for every part on its own thread (one connection each); seconds taken."""
+    threads = [threading.Thread(target=worker, args=(p,)) for p in parts]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def ingest(port, key, vectors, connections, batch):
     def worker(part):
         c = Conn(port)
@@ -82,14 +93,7 @@ def ingest(port, key, vectors, connections, batch):
             for _ in chunk:
                 c.reply()
     items = list(enumerate(vectors))
-    parts = [items[i::connections] for i in range(connections)]
-    threads = [threading.Thread(target=worker, args=(p,)) for p in parts]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return len(vectors) / (time.perf_counter() - t0)
+    return len(vectors) / timed_in_threads(worker, [items[i::connections] for i in range(connections)])
 
 
 def query(port, key, queries, connections, depth, ef, k=10):
@@ -103,14 +107,8 @@ def query(port, key, queries, connections, depth, ef, k=10):
             c.send(b"".join(frame("VSIM", key, "FP32", queries[i].tobytes(), "COUNT", k, *extra) for i in chunk))
             for i in chunk:
                 results[i] = [int(x[1:]) for x in c.reply()]
-    parts = [list(range(len(queries)))[i::connections] for i in range(connections)]
-    threads = [threading.Thread(target=worker, args=(p,)) for p in parts]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return len(queries) / (time.perf_counter() - t0), results
+    seconds = timed_in_threads(worker, [list(range(len(queries)))[i::connections] for i in range(connections)])
+    return len(queries) / seconds, results
 
 
 def recall(vectors, queries, results, k=10):
