@@ -153,3 +153,41 @@ final class DurabilityTests: XCTestCase {
         XCTAssertFalse(files.contains { $0.hasSuffix(".tmp") }, "leftover: \(files)")
     }
 }
+
+extension DurabilityTests {
+    /// A full database (LMDB's map size reached: what a full disk looks like to LMDB) fails the
+    /// writes that do not fit with an error that says what to do; everything acknowledged
+    /// before stays, and the folder reopens.
+    func testFullDatabaseFailsWritesAndKeepsEverythingElse() async throws {
+        let dir = temporaryDirectory(self)
+        var options = EngineOptions()
+        options.storage.mapSize = 2 << 20
+        var acknowledged: [String] = []
+        do {
+            let engine = try Engine(directory: dir, options: options)
+            let c = try engine.createCollection(.init(name: "full", dimension: 256, metric: .l2, index: "Flat"))
+            var failure: EngineError?
+            for i in 0..<5000 {
+                do {
+                    try await c.upsert(key: "k\(i)", vector: writerVector(index: i, version: 0, dimension: 256))
+                    acknowledged.append("k\(i)")
+                } catch let e as EngineError {
+                    failure = e
+                    break
+                }
+            }
+            guard case .storage(let message)? = failure else { return XCTFail("expected a storage error, got \(String(describing: failure))") }
+            XCTAssertTrue(message.contains("--map-size") || message.contains("disk is full"), message)
+            XCTAssertGreaterThan(acknowledged.count, 100)
+            XCTAssertEqual(try c.count(), acknowledged.count, "the failed write changed nothing")
+            // Reads keep working.
+            XCTAssertEqual(try c.search(.init(query: .vector(writerVector(index: 3, version: 0, dimension: 256)), k: 1)).first?.key, "k3")
+            engine.close()
+        }
+        let engine = try Engine(directory: dir, options: options)
+        defer { engine.close() }
+        let c = try XCTUnwrap(engine.collection("full"))
+        XCTAssertEqual(try c.count(), acknowledged.count)
+        for key in acknowledged.suffix(5) { XCTAssertTrue(try c.contains(key: key)) }
+    }
+}
