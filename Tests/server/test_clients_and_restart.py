@@ -27,6 +27,7 @@ def test_redis_cli_first_session_from_readme(server):
     assert server.cli("VSIM", "stickers", "ELE", "cat-01", "COUNT", "2").split() == ["cat-01", "cat-02"]
     out = server.cli("VSIM", "stickers", "ELE", "cat-01", "FILTER", '.author == "mika"').split()
     assert out == ["cat-01", "car-01"]
+    assert server.cli("VSIM", "stickers", "ELE", "cat-01", "CATEGORY", "vehicles").split() == ["car-01"]
     out = server.cli("VSIM", "stickers", "VALUES", "4", "0.1", "0.9", "0.2", "0.4", "WITHSCORES", "WITHATTRIBS",
                      "COUNT", "1").splitlines()
     assert out == ["cat-01", "1", '{"author":"mika","category":"animals"}']
