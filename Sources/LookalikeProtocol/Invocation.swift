@@ -32,8 +32,12 @@ struct Invocation {
     var name: String { string(0).lowercased() }
     var engine: Engine { server.engine }
 
-    func bytes(_ i: Int) -> [UInt8] { Array(arguments[i].readableBytesView) }
-    func string(_ i: Int) -> String { String(decoding: arguments[i].readableBytesView, as: UTF8.self) }
+    // Out-of-range indexes read as empty: a parsing slip then becomes a syntax error, never a
+    // trap that would take the whole server down.
+    func bytes(_ i: Int) -> [UInt8] { i < count ? Array(arguments[i].readableBytesView) : [] }
+    func string(_ i: Int) -> String {
+        i < count ? String(decoding: arguments[i].readableBytesView, as: UTF8.self) : ""
+    }
     func keyword(_ i: Int) -> String { string(i).uppercased() }
 
     func integer(_ i: Int) throws -> Int {

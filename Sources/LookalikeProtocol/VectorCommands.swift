@@ -88,6 +88,14 @@ enum VectorCommands {
         return .later(future.map { .integer($0 == .added ? 1 : 0) })
     }
 
+    /// ELE element, FP32 blob or VALUES n v1 ... vn, at `i`; advances `i` past it.
+    static func parseQuery(_ inv: Invocation, at i: inout Int) throws -> SearchRequest.Query {
+        guard inv.keyword(i) == "ELE" else { return .vector(try parseVector(inv, at: &i)) }
+        guard i + 1 < inv.count else { throw CommandError.syntax() }
+        i += 2
+        return .key(inv.string(i - 1))
+    }
+
     /// FP32 blob or VALUES n v1 ... vn, at `i`; advances `i` past it.
     static func parseVector(_ inv: Invocation, at i: inout Int) throws -> [Float] {
         guard i < inv.count else { throw CommandError.syntax() }
@@ -141,14 +149,7 @@ enum VectorCommands {
     static func vsim(_ inv: Invocation) throws -> Reply {
         let key = inv.string(1)
         var i = 2
-        let query: SearchRequest.Query
-        if inv.keyword(i) == "ELE" {
-            guard i + 1 < inv.count else { throw CommandError.syntax() }
-            query = .key(inv.string(i + 1))
-            i += 2
-        } else {
-            query = .vector(try parseVector(inv, at: &i))
-        }
+        let query = try parseQuery(inv, at: &i)
         var request = SearchRequest(query: query, k: 10, excludeQueryItem: false)
         var withScores = false
         var epsilon: Double?
@@ -264,13 +265,7 @@ enum VectorCommands {
     /// -> [category, confidence], or null when no neighbour has a category.
     static func vpredict(_ inv: Invocation) throws -> Reply {
         var i = 2
-        let query: SearchRequest.Query
-        if inv.keyword(i) == "ELE" {
-            query = .key(inv.string(i + 1))
-            i += 2
-        } else {
-            query = .vector(try parseVector(inv, at: &i))
-        }
+        let query = try parseQuery(inv, at: &i)
         var neighbours = 20
         while i < inv.count {
             guard inv.keyword(i) == "COUNT" else { throw CommandError("unknown VPREDICT option '\(inv.string(i).prefix(64))'") }

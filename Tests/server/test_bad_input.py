@@ -117,3 +117,20 @@ def test_crlf_in_a_command_name_cannot_forge_a_reply(seeded):
     reply, _ = seeded.raw(b"*1\r\n$%d\r\n%s\r\nPING\r\n" % (len(name), name))
     lines = reply.split(b"\r\n")
     assert lines[0].startswith(b"-ERR unknown command 'FOO  +OK'") and lines[1] == b"+PONG", reply
+
+
+def test_every_command_with_cut_arguments_never_crashes(seeded):
+    # Each command with its arguments cut short at every length, and with trailing junk.
+    r = seeded.client()
+    commands = list(r.command())
+    assert "vsim" in commands and len(commands) > 20
+    full = ["keep", "ELE", "e1", "VALUES", "3", "1", "2", "3", "COUNT", "5", "FILTER", ".a", "SETATTR", "{}"]
+    for name in commands:
+        if name in ("shutdown", "quit", "flushall", "flushdb", "del", "unlink", "debug"):
+            continue
+        for n in range(len(full) + 1):
+            try:
+                r.execute_command(name, *full[:n])
+            except Exception:
+                pass
+    assert_intact_after_writes(seeded)
