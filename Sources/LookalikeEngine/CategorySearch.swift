@@ -38,38 +38,20 @@ extension Collection {
     private func exactSearch(_ request: SearchRequest, attribute: String, value: String) throws -> [SearchHit] {
         let (query, queryKey) = try resolveQuery(request.query)
         let excluded = request.excludeQueryItem ? queryKey : nil
-        let d = definition.dimension
-        let metric = definition.metric
-        var top = TopK(k: request.k + (excluded == nil ? 0 : 1))
-        try wrapped {
-            try engine.environment.read { txn in
-                let ids = try store.ids(attribute: attribute, value: value, txn)
-                var rows = [Float](repeating: 0, count: ids.count * d)
-                var norms = [Float](repeating: 0, count: ids.count)
-                var kept: [UInt64] = []
-                kept.reserveCapacity(ids.count)
-                try rows.withUnsafeMutableBufferPointer { r in
-                    for id in ids {
-                        guard let bytes = try store.vectorBytes(id, txn), bytes.count == d * 4 else { continue }
-                        let row = UnsafeMutableBufferPointer(rebasing: r[(kept.count * d)..<((kept.count + 1) * d)])
-                        _ = bytes.copyBytes(to: row)
-                        if metric == .cosine { VectorMath.normalize(row) }
-                        if metric == .l2 { norms[kept.count] = VectorMath.squaredNorm(row.baseAddress!, count: d) }
-                        kept.append(id)
-                    }
-                }
-                query.withUnsafeBufferPointer { q in
-                    rows.withUnsafeBufferPointer { r in
-                        norms.withUnsafeBufferPointer { n in
-                            ExactScan.scan(rows: r.baseAddress!, rowCount: kept.count, dimension: d,
-                                           squaredNorms: n.baseAddress!, metric: metric.faiss,
-                                           query: q.baseAddress!, into: &top, idOf: { kept[$0] }, isLive: nil)
-                        }
+        let k = request.k + (excluded == nil ? 0 : 1)
+        let neighbors = try query.withUnsafeBufferPointer { q in
+            var scan = StoredVectorScan(dimension: definition.dimension, metric: definition.metric,
+                                        query: q.baseAddress!, k: k)
+            try wrapped {
+                try engine.environment.read { txn in
+                    for id in try store.ids(attribute: attribute, value: value, txn) {
+                        if let bytes = try store.vectorBytes(id, txn) { scan.add(id: id, bytes: bytes) }
                     }
                 }
             }
+            return scan.finish()
         }
-        return try hits(for: top.sorted(), excluding: excluded, limit: request.k, withAttributes: request.withAttributes)
+        return try hits(for: neighbors, excluding: excluded, limit: request.k, withAttributes: request.withAttributes)
     }
 
     /// The category the query most likely belongs to: the nearest `neighbours` items vote

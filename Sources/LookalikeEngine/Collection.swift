@@ -383,8 +383,10 @@ public final class Collection: @unchecked Sendable {
     /// One past the highest id allocated so far.
     public var idHighWaterMark: UInt64 { nextIdSnapshot }
 
+    /// Readable from any thread (`nextId` belongs to the commit thread): one past the last id
+    /// any segment holds. Frozen segments count too, while the new mutable one is still empty.
     private var nextIdSnapshot: UInt64 {
-        state.withLock { s in s.mutable.lastId.map { $0 + 1 } ?? s.manifest.sealedThrough }
+        state.withLock { s in s.all.compactMap(\.lastId).max().map { $0 + 1 } ?? s.manifest.sealedThrough }
     }
 
     /// Live items whose indexed attribute has this value.

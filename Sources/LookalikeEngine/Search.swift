@@ -145,44 +145,17 @@ extension Collection {
     /// indexes that do not keep the vectors as given (SQ, PQ, IVF).
     func exactSearchFromStore(_ segment: SealedSegment, _ q: UnsafePointer<Float>, k: Int) throws -> [Neighbor] {
         guard let first = segment.firstId, let last = segment.lastId else { return [] }
-        let d = definition.dimension
-        let metric = definition.metric
-        let chunk = 1024
-        var rows = [Float](repeating: 0, count: chunk * d)
-        var norms = [Float](repeating: 0, count: chunk)
-        var ids = [UInt64](repeating: 0, count: chunk)
-        var filled = 0
-        var top = TopK(k: k)
-        func flush() {
-            rows.withUnsafeBufferPointer { r in
-                norms.withUnsafeBufferPointer { n in
-                    ExactScan.scan(rows: r.baseAddress!, rowCount: filled, dimension: d,
-                                   squaredNorms: n.baseAddress!, metric: metric.faiss, query: q,
-                                   into: &top, idOf: { ids[$0] }, isLive: nil)
-                }
-            }
-            filled = 0
-        }
+        var scan = StoredVectorScan(dimension: definition.dimension, metric: definition.metric, query: q, k: k)
         try wrapped {
             try engine.environment.read { txn in
                 try store.forEachVector(from: first, txn) { id, bytes in
                     guard id <= last else { return false }
-                    guard let p = segment.position(of: id), segment.live.isLive(p) else { return true }
-                    rows.withUnsafeMutableBufferPointer { r in
-                        let row = UnsafeMutableBufferPointer(rebasing: r[(filled * d)..<((filled + 1) * d)])
-                        _ = bytes.copyBytes(to: row)
-                        if metric == .cosine { VectorMath.normalize(row) }
-                        norms[filled] = metric == .l2 ? VectorMath.squaredNorm(row.baseAddress!, count: d) : 0
-                    }
-                    ids[filled] = id
-                    filled += 1
-                    if filled == chunk { flush() }
+                    if let p = segment.position(of: id), segment.live.isLive(p) { scan.add(id: id, bytes: bytes) }
                     return true
                 }
             }
         }
-        if filled > 0 { flush() }
-        return top.sorted()
+        return scan.finish()
     }
 
     /// Turns neighbours into hits, reading keys and attributes in one read transaction. An id
@@ -209,5 +182,64 @@ extension Collection {
         case .l2: return max(0, distance).squareRoot()
         case .cosine, .ip: return -distance
         }
+    }
+}
+
+/// Brute force over vectors read from LMDB: rows are gathered in chunks, prepared as the index
+/// stores them (unit length for cosine; squared norms for L2), and scored with OpenBLAS. The one
+/// place that turns stored bytes into exact scores.
+struct StoredVectorScan {
+    let dimension: Int
+    let metric: Metric
+    let query: UnsafePointer<Float>
+    private(set) var top: TopK
+    private let chunk = 1024
+    private var rows: [Float]
+    private var norms: [Float]
+    private var ids: [UInt64]
+    private var filled = 0
+
+    init(dimension: Int, metric: Metric, query: UnsafePointer<Float>, k: Int) {
+        self.dimension = dimension
+        self.metric = metric
+        self.query = query
+        top = TopK(k: k)
+        rows = [Float](repeating: 0, count: chunk * dimension)
+        norms = [Float](repeating: 0, count: chunk)
+        ids = [UInt64](repeating: 0, count: chunk)
+    }
+
+    /// Adds one stored vector (float32 bytes as written); a record of the wrong size is skipped.
+    mutating func add(id: UInt64, bytes: UnsafeRawBufferPointer) {
+        let d = dimension
+        guard bytes.count == d * 4 else { return }
+        let slot = filled
+        rows.withUnsafeMutableBufferPointer { r in
+            let row = UnsafeMutableBufferPointer(rebasing: r[(slot * d)..<((slot + 1) * d)])
+            _ = bytes.copyBytes(to: row)
+            if metric == .cosine { VectorMath.normalize(row) }
+            norms[slot] = metric == .l2 ? VectorMath.squaredNorm(row.baseAddress!, count: d) : 0
+        }
+        ids[slot] = id
+        filled += 1
+        if filled == chunk { flush() }
+    }
+
+    /// The k closest of everything added, closest first.
+    mutating func finish() -> [Neighbor] {
+        flush()
+        return top.sorted()
+    }
+
+    private mutating func flush() {
+        guard filled > 0 else { return }
+        let (n, ids, d, metric, query) = (filled, self.ids, dimension, metric, query)
+        rows.withUnsafeBufferPointer { r in
+            norms.withUnsafeBufferPointer { nb in
+                ExactScan.scan(rows: r.baseAddress!, rowCount: n, dimension: d, squaredNorms: nb.baseAddress!,
+                               metric: metric.faiss, query: query, into: &top, idOf: { ids[$0] }, isLive: nil)
+            }
+        }
+        filled = 0
     }
 }

@@ -117,7 +117,6 @@ final class WriteQueue: @unchecked Sendable {
     }
 
     private func commit(_ batch: [PreparedWrite]) {
-        let touched = Set(batch.map { ObjectIdentifier($0.collection) })
         let collections = batch.map(\.collection)
         var saved: [ObjectIdentifier: UInt64] = [:]
         for c in collections where saved[ObjectIdentifier(c)] == nil {
@@ -134,7 +133,7 @@ final class WriteQueue: @unchecked Sendable {
                         outcomes.append(.failure(e))
                     }
                 }
-                for c in uniqueCollections(collections, touched) { try c.persistNextId(txn) }
+                for c in uniqueCollections(collections) { try c.persistNextId(txn) }
             }
         } catch {
             // The transaction is gone: undo id allocation, then retry one by one so only the
@@ -151,7 +150,7 @@ final class WriteQueue: @unchecked Sendable {
         for (w, outcome) in zip(batch, outcomes) { w.completion(outcome) }
     }
 
-    private func uniqueCollections(_ list: [Collection], _ ids: Set<ObjectIdentifier>) -> [Collection] {
+    private func uniqueCollections(_ list: [Collection]) -> [Collection] {
         var seen = Set<ObjectIdentifier>()
         return list.filter { seen.insert(ObjectIdentifier($0)).inserted }
     }

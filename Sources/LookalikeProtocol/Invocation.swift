@@ -62,6 +62,23 @@ struct Invocation {
         return promise.futureResult
     }
 
+    /// Creates the collection unless it exists, then queues the write. Creating commits (and
+    /// fsyncs) an LMDB transaction, so it runs on the search pool, not on the event loop.
+    func write(creating definition: CollectionDefinition, _ request: WriteRequest) -> EventLoopFuture<WriteOutcome> {
+        let promise = eventLoop.makePromise(of: WriteOutcome.self)
+        let engine = self.engine
+        server.pool.submit { state in
+            guard case .active = state else { return promise.fail(NIOThreadPoolError.ThreadPoolInactive()) }
+            do {
+                try engine.createCollectionIfMissing(definition)
+                    .submit(request) { promise.completeWith($0.mapError { $0 as Error }) }
+            } catch {
+                promise.fail(error)
+            }
+        }
+        return promise.futureResult
+    }
+
     /// Runs an async engine call (drops, batch writes) and completes on the event loop.
     func task(_ work: @escaping @Sendable () async throws -> RESPValue) -> Reply {
         let promise = eventLoop.makePromise(of: RESPValue.self)

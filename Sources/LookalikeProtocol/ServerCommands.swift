@@ -256,19 +256,17 @@ enum ServerCommands {
     }
 
     static func shutdown(_ inv: Invocation) throws -> Reply {
-        var save = false
-        for i in 1..<max(1, inv.count) {
-            switch inv.keyword(i) {
-            case "SAVE": save = true
-            case "NOSAVE", "NOW", "FORCE": break
-            default: throw CommandError.syntax()
-            }
-        }
+        let words = (1..<max(1, inv.count)).map { inv.keyword($0) }
+        guard words.allSatisfy({ ["SAVE", "NOSAVE", "NOW", "FORCE"].contains($0) }) else { throw CommandError.syntax() }
+        let save = words.contains("SAVE")
         let server = inv.server
-        if save { server.engine.persist() }
-        server.logger.info("SHUTDOWN requested by a client")
-        server.shutdownHook.withLock { $0 }?()
-        return .now(.ok)
+        // SAVE builds indexes: that runs on the search pool, never on the event loop.
+        return inv.offload {
+            if save { server.engine.persist() }
+            server.logger.info("SHUTDOWN requested by a client")
+            server.shutdownHook.withLock { $0 }?()
+            return .ok
+        }
     }
 
     // MARK: INFO

@@ -69,7 +69,8 @@ enum VectorCommands {
                 throw CommandError("unknown VADD option '\(inv.string(i).prefix(64))'")
             }
         }
-        let collection: Collection
+        let request = WriteRequest.upsert(key: element, vector: vector, attributes: attributes)
+        let future: EventLoopFuture<WriteOutcome>
         if let existing = inv.server.collection(key) {
             if let metric, metric != existing.definition.metric {
                 throw CommandError("'\(key)' uses metric \(existing.definition.metric.rawValue.uppercased()); METRIC only applies when a set is created")
@@ -77,14 +78,13 @@ enum VectorCommands {
             if let index, index != existing.definition.index {
                 throw CommandError("'\(key)' uses index \(existing.definition.index); INDEX only applies when a set is created")
             }
-            collection = existing
+            future = inv.write(existing, request)
         } else {
             let spec = index ?? (m.map { "HNSW\($0)" } ?? inv.server.options.defaultIndex)
-            collection = try inv.engine.createCollectionIfMissing(CollectionDefinition(
+            future = inv.write(creating: CollectionDefinition(
                 name: key, dimension: vector.count, metric: metric ?? inv.server.options.defaultMetric,
-                index: spec, efConstruction: ef))
+                index: spec, efConstruction: ef), request)
         }
-        let future = inv.write(collection, .upsert(key: element, vector: vector, attributes: attributes))
         return .later(future.map { .integer($0 == .added ? 1 : 0) })
     }
 

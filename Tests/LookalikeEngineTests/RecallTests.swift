@@ -46,25 +46,31 @@ final class RecallTests: XCTestCase {
         }
     }
 
-    func testHNSWRecallCosineAndL2() async throws {
-        for metric in [Metric.cosine, .l2] {
-            // FAISS builds HNSW graphs with OpenMP threads, so graphs (and recall) vary from run
-            // to run; efSearch 128 keeps this assertion away from the edge.
-            let (_, c, data) = try await load("HNSW32", metric, efSearch: 128)
-            XCTAssertEqual(c.segmentSummary().sealed, 2)
-            XCTAssertGreaterThanOrEqual(try meanRecall(c, data, metric: metric), 0.95, "\(metric)")
-            XCTAssertEqual(try meanRecall(c, data, metric: metric, exact: true), 1.0, "\(metric) exact")
+    /// Loads the set into `spec` for each metric; approximate recall must reach `atLeast`,
+    /// exact search must be exact, and the data must span sealed segments.
+    func assertRecall(_ spec: String, metrics: [Metric], atLeast: Double, sealedSegments: Int? = nil,
+                      nprobe: Int? = nil, efSearch: Int? = nil) async throws {
+        for metric in metrics {
+            let (_, c, data) = try await load(spec, metric, nprobe: nprobe, efSearch: efSearch)
+            if let sealedSegments {
+                XCTAssertEqual(c.segmentSummary().sealed, sealedSegments, "\(spec) \(metric)")
+            } else {
+                XCTAssertGreaterThan(c.segmentSummary().sealed, 0, "\(spec) \(metric)")
+            }
+            XCTAssertGreaterThanOrEqual(try meanRecall(c, data, metric: metric), atLeast, "\(spec) \(metric)")
+            XCTAssertEqual(try meanRecall(c, data, metric: metric, exact: true), 1.0, "\(spec) \(metric) exact")
         }
     }
 
+    func testHNSWRecallCosineAndL2() async throws {
+        // FAISS builds HNSW graphs with OpenMP threads, so graphs (and recall) vary from run
+        // to run; efSearch 128 keeps this assertion away from the edge.
+        try await assertRecall("HNSW32", metrics: [.cosine, .l2], atLeast: 0.95, sealedSegments: 2, efSearch: 128)
+    }
+
     func testIVFRecallCosineAndL2() async throws {
-        for metric in [Metric.cosine, .l2] {
-            // IVF64 wants 39 × 64 = 2496 training vectors before its first seal.
-            let (_, c, data) = try await load("IVF64,Flat", metric, nprobe: 16)
-            XCTAssertGreaterThan(c.segmentSummary().sealed, 0)
-            XCTAssertGreaterThanOrEqual(try meanRecall(c, data, metric: metric), 0.9, "\(metric)")
-            XCTAssertEqual(try meanRecall(c, data, metric: metric, exact: true), 1.0, "\(metric) exact")
-        }
+        // IVF64 wants 39 × 64 = 2496 training vectors before its first seal.
+        try await assertRecall("IVF64,Flat", metrics: [.cosine, .l2], atLeast: 0.9, nprobe: 16)
     }
 
     func testCompressedIVFSQ8StillRanksWell() async throws {
