@@ -17,6 +17,13 @@ final class StressTests: XCTestCase {
         var removedNow: Set<String> { lock.withLock { removed } }
     }
 
+    final class StopFlag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = false
+        func set() { lock.withLock { value = true } }
+        var isSet: Bool { lock.withLock { value } }
+    }
+
     func testConcurrentWritesSearchesAndSeals() async throws {
         var options = EngineOptions()
         options.sealThreshold = 400  // many seals while readers run
@@ -24,13 +31,18 @@ final class StressTests: XCTestCase {
         defer { engine.close() }
         let c = try engine.createCollection(.init(name: "s", dimension: 24, metric: .l2, index: "HNSW16"))
         let ledger = Ledger()
+        // Bounded by work as well as time: on a slow machine the writers still write enough
+        // new ids (1,800 upserts each, new vectors every 500) for several seals, and readers
+        // run until the writers are done.
         let deadline = Date().addingTimeInterval(4)
+        let minimumWrites = 1_800
+        let writersDone = StopFlag()
 
         await withTaskGroup(of: Void.self) { group in
             for w in 0..<2 {
                 group.addTask {
                     var i = 0
-                    while Date() < deadline {
+                    while Date() < deadline || i < minimumWrites {
                         let key = "w\(w)-\(i % 500)"
                         let version = i / 500
                         if (try? await c.upsert(key: key, vector: stressVector(w * 1000 + i % 500, version))) != nil {
@@ -52,7 +64,7 @@ final class StressTests: XCTestCase {
                 readersDone.enter()
                 Thread {
                     var n = 0
-                    while Date() < deadline {
+                    while !writersDone.isSet {
                         let before = ledger.removedNow
                         let q = stressVector(r * 7 + n, 0)
                         n += 1
@@ -68,6 +80,7 @@ final class StressTests: XCTestCase {
                 }.start()
             }
             await group.waitForAll()
+            writersDone.set()
             readersDone.wait()
         }
         XCTAssertEqual(ledger.lock.withLock { ledger.violations }, [])
