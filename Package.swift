@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "LookalikeEngine", targets: ["LookalikeEngine"]),
         .executable(name: "lookalike-server", targets: ["lookalike-server"]),
         .executable(name: "lookalike-demo", targets: ["lookalike-demo"]),
+        .executable(name: "lookalike-bench", targets: ["lookalike-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -78,7 +79,19 @@ let package = Package(
             ]
         ),
 
+        // Input formats for the tools: vector files (npy, fvecs, raw, Amazon) and metadata
+        // (JSON lines, Amazon's Python literals). Foundation only.
+        .target(name: "LookalikeFormats"),
+
         // Tools.
+        .executableTarget(
+            name: "lookalike-bench",
+            dependencies: [
+                "LookalikeEngine", "LookalikeIndex", "LookalikeFormats", "CBLAS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/lookalike-bench"
+        ),
         .executableTarget(
             name: "lookalike-demo",
             dependencies: [
@@ -96,7 +109,7 @@ let package = Package(
 
         .testTarget(
             name: "LookalikeEngineTests",
-            dependencies: ["LookalikeEngine", "LookalikeStorage", "LookalikeIndex", "LookalikeProtocol",
+            dependencies: ["LookalikeEngine", "LookalikeStorage", "LookalikeIndex", "LookalikeProtocol", "LookalikeFormats",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOEmbedded", package: "swift-nio")]
         ),

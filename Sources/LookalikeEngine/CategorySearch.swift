@@ -1,10 +1,6 @@
-// CategorySearch: "items like this, in this category", and predicting the category.
-//
-// Plan, by the category's size (an O(1) count from its LMDB attribute table):
-//   - small (at most `exactCategoryLimit` items): read just those vectors from LMDB and scan
-//     them exactly: exact answer, and cheap, since few vectors are touched;
-//   - large: approximate search over every segment, widening until k members of the
-//     category are found or every item was examined, so k come back whenever k exist.
+// CategoryPrediction: which category a query vector belongs to, for "items like this, in the
+// category it looks like" (VSIM … CATEGORY AUTO, VPREDICT). The restricted search itself is
+// FilteredSearch's.
 // Prediction: a similarity-weighted vote of the unfiltered nearest neighbours' categories.
 // Threads: any thread, like every search.
 import Foundation
@@ -18,42 +14,6 @@ public struct CategoryPrediction: Sendable, Equatable {
 }
 
 extension Collection {
-    /// Top-k among items whose indexed attribute `attribute` has `value`.
-    public func search(_ request: SearchRequest, attribute: String, value: String) throws -> [SearchHit] {
-        guard definition.attributes.contains(attribute) else {
-            throw EngineError.invalidArgument("'\(attribute)' is not an indexed attribute of '\(name)' (indexed: \(definition.attributes.joined(separator: ", ")))")
-        }
-        let size = try count(attribute: attribute, value: value)
-        guard size > 0 else { return [] }
-        if size <= engine.options.exactCategoryLimit {
-            return try exactSearch(request, attribute: attribute, value: value)
-        }
-        let members = try wrapped {
-            try engine.environment.read { try Set(store.ids(attribute: attribute, value: value, $0)) }
-        }
-        return try search(request, where: { members.contains($0.id) }, maxCandidates: 0)
-    }
-
-    /// Brute force over the vectors of one attribute value, read by id from LMDB.
-    private func exactSearch(_ request: SearchRequest, attribute: String, value: String) throws -> [SearchHit] {
-        let (query, queryKey) = try resolveQuery(request.query)
-        let excluded = request.excludeQueryItem ? queryKey : nil
-        let k = request.k + (excluded == nil ? 0 : 1)
-        let neighbors = try query.withUnsafeBufferPointer { q in
-            var scan = StoredVectorScan(dimension: definition.dimension, metric: definition.metric,
-                                        query: q.baseAddress!, k: k)
-            try wrapped {
-                try engine.environment.read { txn in
-                    for id in try store.ids(attribute: attribute, value: value, txn) {
-                        if let bytes = try store.vectorBytes(id, txn) { scan.add(id: id, bytes: bytes) }
-                    }
-                }
-            }
-            return scan.finish()
-        }
-        return try hits(for: neighbors, excluding: excluded, limit: request.k, withAttributes: request.withAttributes)
-    }
-
     /// The category the query most likely belongs to: the nearest `neighbours` items vote
     /// with their similarity. Nil when none of them has the attribute.
     public func predict(_ query: SearchRequest.Query, attribute: String = "category",

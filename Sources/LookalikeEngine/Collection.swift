@@ -42,6 +42,8 @@ public final class Collection: @unchecked Sendable {
     public var name: String { definition.name }
     let number: UInt32
     let store: CollectionStore
+    /// Resolved filters for the next query with the same filter (FilteredSearch).
+    let memberCache: MemberCache
     let engine: Engine
     let segmentDirectory: String
     /// What the index spec builds, from an empty probe index: its kind, and how many vectors
@@ -71,6 +73,7 @@ public final class Collection: @unchecked Sendable {
         store = try CollectionStore(environment: engine.environment, number: number,
                                     indexedAttributes: definition.attributes)
         segmentDirectory = "\(engine.directory)/segments/c\(number)"
+        memberCache = MemberCache(budget: engine.options.filterCacheBytes)
         let probe = try Collection.probe(definition)
         specKind = probe.kind
         trainHint = probe.isTrained ? 0 : max(1, probe.trainHint)
@@ -172,36 +175,39 @@ public final class Collection: @unchecked Sendable {
                 // Same vector: only attributes may change, and the id stays (no tombstone churn
                 // when a load is run again).
                 if newAttributes != old.attributes {
-                    try store.setAttributes(id: oldId, old: old, attributes: newAttributes, txn)
+                    membersChanged(try store.setAttributes(id: oldId, old: old, attributes: newAttributes, txn), &effects)
                 }
                 return .updated
             }
             let id = nextId
             nextId += 1
+            var touched: IndexedValues = []
             if let oldId, let old {
-                try store.removeItem(id: oldId, record: old, txn)
+                touched = try store.removeItem(id: oldId, record: old, txn)
                 effects.append(.tombstone(self, id: oldId))
             }
             try vector.withUnsafeBufferPointer {
-                try store.insert(id: id, record: ItemRecord(key: key, attributes: newAttributes),
-                                 vector: $0, txn)
+                touched.formUnion(try store.insert(id: id, record: ItemRecord(key: key, attributes: newAttributes),
+                                                   vector: $0, txn))
             }
             effects.append(.add(self, id: id, vector: write.indexVector!))
+            membersChanged(touched, &effects)
             return old == nil ? .added : .updated
         case .remove(let key):
             guard let id = try store.id(forKey: key, txn), let old = try store.item(id, txn) else {
                 return .notFound
             }
-            try store.removeItem(id: id, record: old, txn)
+            let touched = try store.removeItem(id: id, record: old, txn)
             try store.deleteKey(key, txn)
             effects.append(.tombstone(self, id: id))
+            membersChanged(touched, &effects)
             return .removed
         case .setAttributes(let key, let attributes):
             guard let id = try store.id(forKey: key, txn), let old = try store.item(id, txn) else {
                 return .notFound
             }
             let a = (attributes?.isEmpty ?? true) ? nil : attributes
-            if a != old.attributes { try store.setAttributes(id: id, old: old, attributes: a, txn) }
+            if a != old.attributes { membersChanged(try store.setAttributes(id: id, old: old, attributes: a, txn), &effects) }
             return .updated
         case .dropCollection:
             try store.emptyAll(txn)
@@ -211,6 +217,12 @@ public final class Collection: @unchecked Sendable {
             effects.append(.drop(self))
             return .removed
         }
+    }
+
+    /// Filters over these values must be resolved again once this write is applied: after
+    /// the segment effects of the same write, so a resolution never misses an applied item.
+    private func membersChanged(_ values: IndexedValues, _ effects: inout [MemoryEffect]) {
+        if !values.isEmpty { effects.append(.membersChanged(self, values)) }
     }
 
     private func sameVector(_ id: UInt64, _ vector: [Float], _ txn: Transaction) throws -> Bool {

@@ -178,6 +178,71 @@ public struct FilterExpression: Sendable {
         }
     }
 
+    // MARK: Planning over attribute indexes
+
+    /// A filter's indexed part as set operations over attribute values.
+    public indirect enum IndexedSet: Hashable, Sendable {
+        /// The items indexed under this attribute value.
+        case value(attribute: String, text: String)
+        case union([IndexedSet])
+        case intersection([IndexedSet])
+    }
+
+    /// A set of items that holds every match (a superset: members are still checked against
+    /// the whole expression), from `==` and `in [...]` tests on `indexed` attributes joined by
+    /// `and` / `or`. Nil when the expression does not restrict to indexed values: a `not`, a
+    /// range, or an `or` with an unindexed side may match items outside any value's set.
+    public func indexedSet(over indexed: Set<String>) -> IndexedSet? {
+        Self.indexedSet(root, indexed)
+    }
+
+    static func indexedSet(_ node: Node, _ indexed: Set<String>) -> IndexedSet? {
+        guard case .binary(let op, let a, let b) = node else { return nil }
+        switch op {
+        case "and":
+            let sides = [indexedSet(a, indexed), indexedSet(b, indexed)].compactMap { $0 }
+            return sides.isEmpty ? nil : sides.count == 1 ? sides[0] : .intersection(sides)
+        case "or":
+            guard let x = indexedSet(a, indexed), let y = indexedSet(b, indexed) else { return nil }
+            return .union([x, y])
+        case "==":
+            if case .selector(let name) = a, indexed.contains(name) { return valueSet(name, b) }
+            if case .selector(let name) = b, indexed.contains(name) { return valueSet(name, a) }
+            return nil
+        case "in":
+            guard case .selector(let name) = a, indexed.contains(name), case .list(let items) = b else { return nil }
+            let sets = items.map { valueSet(name, $0) }
+            guard !sets.contains(where: { $0 == nil }) else { return nil }
+            return .union(sets.compactMap { $0 })
+        default:
+            return nil
+        }
+    }
+
+    /// The index entries a literal can equal. Attribute indexes hold values as text
+    /// (`AttributeIndex.scalarText`): numbers as integers when whole, booleans as true/false,
+    /// which the filter language treats as 1 and 0.
+    static func valueSet(_ attribute: String, _ literal: Node) -> IndexedSet? {
+        switch literal {
+        case .string(let s):
+            var texts = [s]
+            if let n = Double(s), n.isFinite { texts.append(numberText(n)) }
+            return .union(Array(Set(texts)).sorted().map { .value(attribute: attribute, text: $0) })
+        case .number(let n):
+            var texts = [numberText(n)]
+            if n == 1 { texts.append("true") }
+            if n == 0 { texts.append("false") }
+            return .union(texts.map { .value(attribute: attribute, text: $0) })
+        default:
+            return nil
+        }
+    }
+
+    static func numberText(_ n: Double) -> String {
+        if let i = Int64(exactly: n) { return String(i) }
+        return String(n)
+    }
+
     // MARK: Parsing
 
     enum Token: Equatable {

@@ -21,8 +21,12 @@ public struct EngineOptions: Sendable {
     public var maxEfSearch = 4096
     /// Memory-map sealed IVF segments instead of reading them into memory.
     public var mmapIVF = true
-    /// Categories (attribute values) this small are searched exactly from LMDB.
-    public var exactCategoryLimit = 20_000
+    /// A segment holding at most this many of a filter's members scans them exactly; above
+    /// it, a cost model picks exact or a selector-restricted ANN search (FilteredSearch).
+    public var exactFilterLimit = 1_000
+    /// Bytes of resolved filters (member positions, FAISS selectors) kept per collection for
+    /// the next query with the same filter (MemberCache).
+    public var filterCacheBytes = 64 << 20
     /// OpenMP threads for sealing (building indexes); 0 = all cores.
     public var buildThreads = 0
 

@@ -21,6 +21,9 @@ public struct SearchRequest: Sendable {
     /// For `.key` queries: leave the item itself out ("more like this"). Redis's VSIM ELE
     /// keeps it (it scores 1).
     public var excludeQueryItem: Bool
+    /// For filtered queries: let the planner choose (the default), or force a plan
+    /// (benchmarks and tests compare them).
+    public var filterPlan: FilterPlan = .automatic
 
     public init(query: Query, k: Int = 10, efSearch: Int? = nil, nprobe: Int? = nil,
                 exact: Bool = false, withAttributes: Bool = false, excludeQueryItem: Bool = true) {
@@ -48,16 +51,10 @@ extension Collection {
         return try unlimitedSearch(request)
     }
 
-    /// Top-k among the items whose attributes satisfy `filter`, examining at most
-    /// `maxCandidates` nearest items (nil: 100 × k, as Redis's FILTER-EF; 0: as many as needed).
-    /// Candidates are taken in widening rounds, so a common filter costs little more than an
-    /// unfiltered search. (The category planner of Docs/engine.md replaces this for indexed
-    /// attributes.)
-    public func search(_ request: SearchRequest, filter: FilterExpression, maxCandidates: Int?) throws -> [SearchHit] {
-        try search(request, where: { filter.matches($0.attributes) }, maxCandidates: maxCandidates)
-    }
-
-    /// Top-k among hits that satisfy `accept`, in widening rounds (see the FILTER variant).
+    /// Top-k among hits that satisfy `accept`, examining at most `maxCandidates` nearest items
+    /// (nil: 100 × k, as Redis's FILTER-EF; 0: as many as needed). Candidates are taken in
+    /// widening rounds, so a common filter costs little more than an unfiltered search. For
+    /// filters without an indexed part; FilteredSearch plans the others.
     func search(_ request: SearchRequest, where accept: (SearchHit) -> Bool, maxCandidates: Int?) throws -> [SearchHit] {
         try validate(request)
         let total = try count()
@@ -78,7 +75,7 @@ extension Collection {
         }
     }
 
-    private func validate(_ request: SearchRequest) throws {
+    func validate(_ request: SearchRequest) throws {
         guard request.k >= 1, request.k <= engine.options.maxK else {
             throw EngineError.invalidArgument("COUNT must be between 1 and \(engine.options.maxK)")
         }

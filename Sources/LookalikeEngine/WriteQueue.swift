@@ -53,6 +53,8 @@ struct PreparedWrite: @unchecked Sendable {
 enum MemoryEffect {
     case add(Collection, id: UInt64, vector: [Float])
     case tombstone(Collection, id: UInt64)
+    /// Attribute values whose member lists changed (MemberCache).
+    case membersChanged(Collection, IndexedValues)
     case drop(Collection)
 }
 
@@ -159,6 +161,7 @@ final class WriteQueue: @unchecked Sendable {
         switch effect {
         case .add(let c, let id, let vector): c.appendCommitted(id: id, vector: vector)
         case .tombstone(let c, let id): c.tombstoneCommitted(id: id)
+        case .membersChanged(let c, let values): c.memberCache.invalidate(values)
         case .drop(let c):
             c.markDropped()
             c.engine.forget(c)

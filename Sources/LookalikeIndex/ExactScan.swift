@@ -1,8 +1,8 @@
 // ExactScan: brute-force k-NN over a block of contiguous rows, with OpenBLAS doing the dot
 // products (Debian's FAISS has no AVX2 code paths; OpenBLAS does).
 //
-// Used by the mutable flat segment, by exact ("TRUTH") queries and, later, by filtered scans
-// of small candidate sets: one implementation of "exact" for all of them.
+// Used by the mutable flat segment, by exact ("TRUTH") queries and by filtered scans of a
+// filter's own rows (`scan(positions:)`): one implementation of "exact" for all of them.
 // Threads: stateless; callers pass rows that nobody writes during the call.
 import CBLAS
 
@@ -43,6 +43,41 @@ public enum ExactScan {
                 top.push(Neighbor(id: idOf(row), distance: distance))
             }
             start += n
+        }
+    }
+
+    /// Pushes the rows at `positions` (ascending or not) into `top`: rows are gathered into a
+    /// block and scored with one BLAS call per block, so a filter's few rows cost only their
+    /// own dot products, however many rows the segment holds.
+    public static func scan(
+        positions: [Int], rows: UnsafePointer<Float>, dimension: Int,
+        squaredNorms: UnsafePointer<Float>?, metric: FaissMetric,
+        query: UnsafePointer<Float>, into top: inout TopK,
+        idOf: (Int) -> UInt64, isLive: ((Int) -> Bool)?
+    ) {
+        guard !positions.isEmpty, top.k > 0 else { return }
+        let block = min(256, positions.count)
+        let gathered = UnsafeMutablePointer<Float>.allocate(capacity: block * dimension)
+        let picked = UnsafeMutablePointer<Int>.allocate(capacity: block)
+        defer { gathered.deallocate(); picked.deallocate() }
+        var next = 0
+        while next < positions.count {
+            var n = 0
+            while n < block && next < positions.count {
+                let p = positions[next]
+                next += 1
+                if let isLive, !isLive(p) { continue }
+                (gathered + n * dimension).update(from: rows + p * dimension, count: dimension)
+                picked[n] = p
+                n += 1
+            }
+            guard n > 0 else { continue }
+            var gatheredNorms = [Float](repeating: 0, count: metric == .l2 ? n : 0)
+            if metric == .l2 { for i in 0..<n { gatheredNorms[i] = squaredNorms![picked[i]] } }
+            gatheredNorms.withUnsafeBufferPointer { g in
+                scan(rows: gathered, rowCount: n, dimension: dimension, squaredNorms: g.baseAddress,
+                     metric: metric, query: query, into: &top, idOf: { idOf(picked[$0]) }, isLive: nil)
+            }
         }
     }
 }

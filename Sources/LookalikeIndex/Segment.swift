@@ -21,6 +21,9 @@ public protocol Segment: AnyObject, Sendable {
     func position(of id: UInt64) -> Int?
     /// Up to k live neighbours, closest first, distances as in `Neighbor`.
     func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort) throws -> [Neighbor]
+    /// Exact top-k over the live items at `positions` only (a filter's members), read from
+    /// the segment's own rows; nil when it does not keep its vectors as given (SQ, PQ, IVF).
+    func exactSearch(_ query: UnsafePointer<Float>, k: Int, positions: [Int]) -> [Neighbor]?
 }
 
 extension Segment {
@@ -116,6 +119,15 @@ public final class FlatSegment: Segment, @unchecked Sendable {
             isLive: hasDead ? { live.isLive($0) } : nil)
         return top.sorted()
     }
+
+    public func exactSearch(_ query: UnsafePointer<Float>, k: Int, positions: [Int]) -> [Neighbor]? {
+        var top = TopK(k: k)
+        let live = self.live
+        ExactScan.scan(positions: positions, rows: rows, dimension: dimension, squaredNorms: norms,
+                       metric: metric, query: query, into: &top, idOf: { self.ids[$0] },
+                       isLive: { live.isLive($0) })
+        return top.sorted()
+    }
 }
 
 public final class SealedSegment: Segment, @unchecked Sendable {
@@ -173,6 +185,18 @@ public final class SealedSegment: Segment, @unchecked Sendable {
         return top.sorted()
     }
 
+    public func exactSearch(_ query: UnsafePointer<Float>, k: Int, positions: [Int]) -> [Neighbor]? {
+        guard let rows else { return nil }
+        var top = TopK(k: k)
+        let live = self.live
+        norms.withUnsafeBufferPointer { n in
+            ExactScan.scan(positions: positions, rows: rows, dimension: dimension, squaredNorms: n.baseAddress,
+                           metric: metric, query: query, into: &top, idOf: { self.ids[$0] },
+                           isLive: { live.isLive($0) })
+        }
+        return top.sorted()
+    }
+
     public var count: Int { ids.count }
     public func id(at position: Int) -> UInt64 { ids[position] }
     public func position(of id: UInt64) -> Int? {
@@ -186,9 +210,35 @@ public final class SealedSegment: Segment, @unchecked Sendable {
         guard liveCount > 0 else { return [] }
         // A Flat index is an exact scan: OpenBLAS does it faster than FAISS's scalar loops.
         if info.kind == .flat, let exact = exactSearch(query, k: k) { return exact }
+        return try indexSearch(query, k: k, effort: effort, selector: live.selector)
+    }
+
+    /// A FAISS selector bitmap over the items at `positions` that are live now (a filter's
+    /// members), for `search(_:k:effort:selector:)`; nil when none is live.
+    public func selector(positions: [Int]) -> [UInt8]? {
+        var bitmap = [UInt8](repeating: 0, count: max(1, (count + 7) / 8))
+        var any = false
+        for p in positions where live.isLive(p) {
+            bitmap[p >> 3] |= UInt8(1 << (p & 7))
+            any = true
+        }
+        return any ? bitmap : nil
+    }
+
+    /// Approximate top-k among the items a selector bitmap allows (a filter's members): FAISS
+    /// skips every other item. Items that died since the bitmap was built are dropped from the
+    /// results. The caller scales the effort to the filter's selectivity (FilteredSearch).
+    public func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort, selector: [UInt8]) throws
+        -> [Neighbor]
+    {
+        try selector.withUnsafeBytes { try indexSearch(query, k: k, effort: effort, selector: $0) }
+    }
+
+    private func indexSearch(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort,
+                             selector: UnsafeRawBufferPointer?) throws -> [Neighbor] {
         let kk = min(k, count)
         let result = try index.search(
-            query, queryCount: 1, k: kk, effort: effort, selector: live.selector)
+            query, queryCount: 1, k: kk, effort: effort, selector: selector)
         var out: [Neighbor] = []
         out.reserveCapacity(kk)
         for i in 0..<kk {

@@ -194,9 +194,6 @@ enum VectorCommands {
         guard request.k <= inv.engine.options.maxK else {
             throw CommandError("COUNT must be at most \(inv.engine.options.maxK)")
         }
-        if category != nil && filter != nil {
-            throw CommandError("CATEGORY and FILTER cannot be combined: put the category in the FILTER expression")
-        }
         guard let collection = inv.server.collection(key) else { return .now(.array([])) }
         let version = inv.connection.protocolVersion
         let withAttributes = request.withAttributes
@@ -207,10 +204,10 @@ enum VectorCommands {
             let hits: [SearchHit]
             switch wanted {
             case .named(let value):
-                hits = try collection.search(request, attribute: "category", value: value)
+                hits = try collection.search(request, attribute: "category", value: value, filter: filter)
             case .auto:
                 guard let p = try collection.predict(request.query) else { return .array([]) }
-                hits = try collection.search(request, attribute: "category", value: p.category)
+                hits = try collection.search(request, attribute: "category", value: p.category, filter: filter)
             case nil:
                 hits = try filter.map { try collection.search(request, filter: $0, maxCandidates: filterEffort) }
                     ?? collection.search(request)

@@ -123,8 +123,10 @@ public final class CollectionStore: Sendable {
     // MARK: Writes (writable transaction)
 
     /// Stores a new item under a fresh id. The key must not be live (remove its old id first).
+    /// Returns the attribute values it was indexed under (see `IndexedValues`).
+    @discardableResult
     public func insert(id: UInt64, record: ItemRecord, vector: UnsafeBufferPointer<Float>,
-                       _ txn: Transaction) throws {
+                       _ txn: Transaction) throws -> IndexedValues {
         let idKey = IdKey.encode(id)
         try txn.put(keys, Array(record.key.utf8), idKey)
         try txn.put(items, idKey, Self.encodeItem(record))
@@ -132,30 +134,36 @@ public final class CollectionStore: Sendable {
             // x86-64 and arm64 are little-endian: the floats' bytes are stored as they are.
             _ = try idKey.withUnsafeBytes { try txn.put(vectors, $0, UnsafeRawBufferPointer(bytes)) }
         }
-        try index(id: idKey, attributes: record.attributes, add: true, txn)
+        return try index(id: idKey, attributes: record.attributes, add: true, txn)
     }
 
     /// Removes an item's id everywhere but in `keys` (the caller re-points or deletes the key).
-    public func removeItem(id: UInt64, record: ItemRecord, _ txn: Transaction) throws {
+    /// Returns the attribute values it was indexed under.
+    @discardableResult
+    public func removeItem(id: UInt64, record: ItemRecord, _ txn: Transaction) throws -> IndexedValues {
         let idKey = IdKey.encode(id)
-        try index(id: idKey, attributes: record.attributes, add: false, txn)
+        let values = try index(id: idKey, attributes: record.attributes, add: false, txn)
         try txn.delete(items, idKey)
         try txn.delete(vectors, idKey)
         try txn.put(tombstones, idKey, [])
+        return values
     }
 
     public func deleteKey(_ key: String, _ txn: Transaction) throws {
         try txn.delete(keys, Array(key.utf8))
     }
 
-    /// Replaces an item's attributes, keeping its id and vector.
-    public func setAttributes(id: UInt64, old: ItemRecord, attributes: String?, _ txn: Transaction) throws {
+    /// Replaces an item's attributes, keeping its id and vector. Returns the attribute values
+    /// it left and joined.
+    @discardableResult
+    public func setAttributes(id: UInt64, old: ItemRecord, attributes: String?, _ txn: Transaction) throws -> IndexedValues {
         let idKey = IdKey.encode(id)
-        try index(id: idKey, attributes: old.attributes, add: false, txn)
+        var values = try index(id: idKey, attributes: old.attributes, add: false, txn)
         var record = old
         record.attributes = attributes
         try txn.put(items, idKey, Self.encodeItem(record))
-        try index(id: idKey, attributes: attributes, add: true, txn)
+        values.formUnion(try index(id: idKey, attributes: attributes, add: true, txn))
+        return values
     }
 
     /// Forgets tombstones (after compaction has dropped those ids from every segment).
@@ -170,11 +178,13 @@ public final class CollectionStore: Sendable {
         }
     }
 
-    private func index(id: [UInt8], attributes: String?, add: Bool, _ txn: Transaction) throws {
-        guard !attributeTables.isEmpty, let attributes else { return }
+    private func index(id: [UInt8], attributes: String?, add: Bool, _ txn: Transaction) throws -> IndexedValues {
+        guard !attributeTables.isEmpty, let attributes else { return [] }
+        var touched: IndexedValues = []
         for (name, values) in AttributeIndex.values(of: attributes, for: indexedAttributes) {
             guard let table = attributeTables[name] else { continue }
             for value in values {
+                touched.insert(IndexedValue(attribute: name, value: value))
                 if add {
                     try txn.put(table, Array(value.utf8), id, noOverwrite: true)
                 } else {
@@ -182,6 +192,7 @@ public final class CollectionStore: Sendable {
                 }
             }
         }
+        return touched
     }
 
     // MARK: Encoding
@@ -205,6 +216,18 @@ public final class CollectionStore: Sendable {
         return ItemRecord(key: key, attributes: rest.isEmpty ? nil : String(decoding: rest, as: UTF8.self))
     }
 }
+
+/// One entry of an attribute table: an indexed attribute and one of its values.
+public struct IndexedValue: Hashable, Sendable {
+    public var attribute: String
+    public var value: String
+    public init(attribute: String, value: String) {
+        self.attribute = attribute
+        self.value = value
+    }
+}
+
+public typealias IndexedValues = Set<IndexedValue>
 
 /// Which values of an item's attributes go into the attribute tables.
 public enum AttributeIndex {

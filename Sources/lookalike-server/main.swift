@@ -49,7 +49,8 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Largest vector dimension.") var maxDimension = 65_536
     @Option(help: "Largest COUNT of a query.") var maxCount = 10_000
     @Option(help: "Largest HNSW efSearch.") var maxEfSearch = 4096
-    @Option(help: "Categories this small are searched exactly (VSIM CATEGORY).") var exactCategoryLimit = 20_000
+    @Option(help: "Filters with at most this many members in a segment are scanned exactly there; above, a cost model chooses.") var exactFilterLimit = 1_000
+    @Option(help: "MiB of resolved filters kept per collection for the next query with the same filter.") var filterCacheMb = 64
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     func validate() throws {
@@ -63,6 +64,9 @@ struct LookalikeServer: ParsableCommand {
                           ("--max-count", maxCount), ("--max-ef-search", maxEfSearch), ("--max-bulk-bytes", maxBulkBytes),
                           ("--max-arguments", maxArguments), ("--max-inline-bytes", maxInlineBytes)] where v < 1 {
             throw ValidationError("\(name) must be positive")
+        }
+        for (name, v) in [("--exact-filter-limit", exactFilterLimit), ("--filter-cache-mb", filterCacheMb)] where v < 0 {
+            throw ValidationError("\(name) must be zero or more")
         }
     }
 
@@ -92,7 +96,8 @@ struct LookalikeServer: ParsableCommand {
         o.engine.maxDimension = maxDimension
         o.engine.maxK = maxCount
         o.engine.maxEfSearch = maxEfSearch
-        o.engine.exactCategoryLimit = exactCategoryLimit
+        o.engine.exactFilterLimit = exactFilterLimit
+        o.engine.filterCacheBytes = filterCacheMb << 20
         return o
     }
 

@@ -45,4 +45,30 @@ final class FilterExpressionTests: XCTestCase {
         }
         XCTAssertEqual(try FilterExpression(".a == 1 and .b in [1]").selectors, ["a", "b"])
     }
+
+    /// The indexed part is a superset of the matches: ==, in, and, or over indexed attributes;
+    /// nothing for not, ranges, substrings or an `or` with an unindexed side.
+    func testIndexedSetOfAFilter() throws {
+        typealias S = FilterExpression.IndexedSet
+        let indexed: Set<String> = ["category", "author"]
+        func set(_ source: String) throws -> S? { try FilterExpression(source).indexedSet(over: indexed) }
+        let cat = S.union([.value(attribute: "category", text: "shoes")])
+        XCTAssertEqual(try set(".category == \"shoes\""), cat)
+        XCTAssertEqual(try set("\"shoes\" == .category"), cat)
+        XCTAssertEqual(try set(".category == \"shoes\" and .price < 10"), cat)
+        XCTAssertEqual(try set(".price < 10 && .category == \"shoes\""), cat)
+        XCTAssertEqual(try set(".category in [\"a\", \"b\"]"),
+                       .union([.union([.value(attribute: "category", text: "a")]), .union([.value(attribute: "category", text: "b")])]))
+        XCTAssertEqual(try set(".category == \"a\" or .author == \"x\""),
+                       .union([.union([.value(attribute: "category", text: "a")]), .union([.value(attribute: "author", text: "x")])]))
+        XCTAssertEqual(try set(".category == \"a\" and .author == \"x\""),
+                       .intersection([.union([.value(attribute: "category", text: "a")]), .union([.value(attribute: "author", text: "x")])]))
+        // Numbers match the text the index holds: whole numbers as integers, 1/0 as booleans too.
+        XCTAssertEqual(try set(".author == 1"), .union([.value(attribute: "author", text: "1"), .value(attribute: "author", text: "true")]))
+        XCTAssertEqual(try set(".author == \"7.0\""), .union([.value(attribute: "author", text: "7"), .value(attribute: "author", text: "7.0")]))
+        for unplannable in ["not (.category == \"a\")", ".category != \"a\"", ".price < 3", "\"a\" in .category",
+                            ".category == \"a\" or .price > 3", ".title == \"a\"", ".category in [\"a\", .author]"] {
+            XCTAssertNil(try set(unplannable), unplannable)
+        }
+    }
 }

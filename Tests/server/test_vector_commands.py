@@ -188,5 +188,10 @@ def test_category_and_prediction_extensions(r, r3):
     assert category == "boots" and float(confidence) > 0.9
     assert r3.execute_command("VPREDICT", "shop", "ELE", "hat3")[0] == "hats"
     assert r.execute_command("VPREDICT", "nokey", "VALUES", 2, 1, 1) is None
-    with pytest.raises(redis.ResponseError, match="cannot be combined"):
-        r.execute_command("VSIM", "shop", "VALUES", 2, 1, 1, "CATEGORY", "hats", "FILTER", ".a == 1")
+    # CATEGORY and FILTER together: both restrict.
+    r.execute_command("VSETATTR", "shop", "hat4", '{"category":"hats","colour":"red"}')
+    r.execute_command("VSETATTR", "shop", "boot4", '{"category":"boots","colour":"red"}')
+    assert r.execute_command("VSIM", "shop", "VALUES", 2, 1, 1, "CATEGORY", "hats", "FILTER", '.colour == "red"') == ["hat4"]
+    # A FILTER on the indexed category is planned like CATEGORY: k come back when k exist.
+    hits = r.execute_command("VSIM", "shop", "VALUES", 2, 10, 1, "COUNT", 30, "FILTER", '.category == "hats"')
+    assert len(hits) == 30 and all(h.startswith("hat") for h in hits)

@@ -1,0 +1,167 @@
+// Dataset: the vectors and attributes a benchmark runs on.
+//
+// Real: ../shared/data/debian-pkgs (63,436 × 384 MiniLM embeddings, category = Debian section,
+// author = maintainer) when present. Generated otherwise: a seeded clustered set whose cluster
+// sizes follow 1/rank (so categories, one per cluster, range from ~0.1% to ~17% of the items).
+// Both get a `bucket` attribute: nested random subsets of 50%, 25%, 5%, 1%, 0.1% and 0.05%
+// of the items, scattered over the vectors, so every selectivity from 0.05% to 50% is there.
+import CBLAS
+import Foundation
+import LookalikeEngine
+import LookalikeFormats
+
+struct Dataset {
+    var name: String
+    var dimension: Int
+    var metric: Metric
+    /// Row-major, as given.
+    var vectors: [Float]
+    var keys: [String]
+    var categories: [String]
+    var buckets: [[String]]
+    var authors: [String]
+
+    var count: Int { keys.count }
+
+    static let bucketShares: [(String, Double)] = [("p50", 0.5), ("p25", 0.25), ("p5", 0.05), ("p1", 0.01), ("p0.1", 0.001), ("p0.05", 0.0005)]
+
+    static var sharedDirectory: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("shared/data/debian-pkgs")
+    }
+
+    /// The real set if present (and not `generated`), else a generated one of `count` × `dimension`.
+    static func load(generated: Bool, count: Int, dimension: Int, limit: Int?) throws -> Dataset {
+        let npy = sharedDirectory.appendingPathComponent("vectors.f16.npy").path
+        if !generated, FileManager.default.fileExists(atPath: npy) {
+            return try real(npy: npy, meta: sharedDirectory.appendingPathComponent("meta.jsonl").path, limit: limit)
+        }
+        return generate(count: count, dimension: dimension, seed: 42)
+    }
+
+    static func real(npy: String, meta: String, limit: Int?) throws -> Dataset {
+        let file = try VectorFile(path: npy)
+        let n = min(file.count, limit ?? file.count)
+        var vectors = [Float]()
+        vectors.reserveCapacity(n * file.dimension)
+        for i in 0..<n { vectors += try file.vector(at: i) }
+        let metadata = try MetadataFile(path: meta, format: .jsonl)
+        var keys: [String] = [], categories: [String] = [], authors: [String] = []
+        while keys.count < n, let record = metadata.next() {
+            let r = try record.get()
+            keys.append(r["id"] as? String ?? "row\(keys.count)")
+            categories.append(r["category"] as? String ?? "")
+            authors.append(r["author"] as? String ?? "")
+        }
+        var rng = SplitMix(seed: 7)
+        return Dataset(name: "debian-pkgs \(n) × \(file.dimension) (real, cosine)", dimension: file.dimension, metric: .cosine,
+                       vectors: vectors, keys: keys, categories: categories,
+                       buckets: (0..<n).map { _ in bucketsFor(rng.uniform()) }, authors: authors)
+    }
+
+    static func generate(count n: Int, dimension d: Int, seed: UInt64) -> Dataset {
+        var rng = SplitMix(seed: seed)
+        let clusters = 200
+        let weights = (0..<clusters).map { 1 / Double($0 + 1) }
+        let total = weights.reduce(0, +)
+        var cumulative: [Double] = []
+        var sum = 0.0
+        for w in weights { sum += w / total; cumulative.append(sum) }
+        let centres = (0..<(clusters * d)).map { _ in rng.gaussian() }
+        var vectors = [Float](repeating: 0, count: n * d)
+        var categories: [String] = []
+        for i in 0..<n {
+            let u = rng.uniform()
+            let c = cumulative.firstIndex { u <= $0 } ?? clusters - 1
+            for j in 0..<d { vectors[i * d + j] = centres[c * d + j] + 0.6 * rng.gaussian() }
+            categories.append("cat\(c)")
+        }
+        return Dataset(name: "generated \(n) × \(d) (200 clusters, 1/rank sizes, seed \(seed), cosine)", dimension: d,
+                       metric: .cosine, vectors: vectors, keys: (0..<n).map { "item\($0)" }, categories: categories,
+                       buckets: (0..<n).map { _ in bucketsFor(rng.uniform()) }, authors: (0..<n).map { "author\($0 % 997)" })
+    }
+
+    static func bucketsFor(_ u: Double) -> [String] {
+        bucketShares.filter { u < $0.1 }.map(\.0)
+    }
+
+    func attributesJSON(_ i: Int) -> String {
+        let object: [String: Any] = ["category": categories[i], "author": authors[i], "bucket": buckets[i]]
+        return String(data: try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), encoding: .utf8)!
+    }
+
+    /// Rows as the index compares them: unit length for cosine.
+    func prepared() -> [Float] {
+        guard metric == .cosine else { return vectors }
+        var out = vectors
+        out.withUnsafeMutableBufferPointer { p in
+            for i in 0..<count {
+                let row = p.baseAddress! + i * dimension
+                let norm = cblas_snrm2(Int32(dimension), row, 1)
+                if norm > 0 { cblas_sscal(Int32(dimension), 1 / norm, row, 1) }
+            }
+        }
+        return out
+    }
+
+    func row(_ i: Int) -> [Float] { Array(vectors[(i * dimension)..<((i + 1) * dimension)]) }
+}
+
+/// Exact similarities of one query against every prepared row (inner product; cosine rows are
+/// unit length), the ground truth for tie-aware recall.
+func exactScores(_ prepared: [Float], rows: Int, dimension: Int, query: [Float]) -> [Float] {
+    var scores = [Float](repeating: 0, count: rows)
+    var q = query
+    let norm = cblas_snrm2(Int32(dimension), &q, 1)
+    if norm > 0 { cblas_sscal(Int32(dimension), 1 / norm, &q, 1) }
+    prepared.withUnsafeBufferPointer { m in
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(rows), Int32(dimension), 1, m.baseAddress!, Int32(dimension),
+                    q, 1, 0, &scores, 1)
+    }
+    return scores
+}
+
+/// Tie-aware recall@k: a hit counts when its exact score reaches the k-th best exact score of
+/// the allowed rows (so equal-scoring duplicates are interchangeable).
+func tieAwareRecall(hitRows: [Int], scores: [Float], allowed: [Int], k: Int) -> Double {
+    let want = min(k, allowed.count)
+    guard want > 0 else { return 1 }
+    var best = allowed.map { scores[$0] }
+    best.sort(by: >)
+    let kth = best[want - 1] - 1e-5
+    let good = hitRows.prefix(want).filter { scores[$0] >= kth }.count
+    return Double(good) / Double(want)
+}
+
+/// A small seeded generator (SplitMix64), so generated data is the same on every machine.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
+    mutating func gaussian() -> Float {
+        let u = max(uniform(), 1e-12), v = uniform()
+        return Float((-2 * log(u)).squareRoot() * cos(2 * .pi * v))
+    }
+}
+
+func median(_ xs: [Double]) -> Double {
+    guard !xs.isEmpty else { return 0 }
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+func percentile(_ xs: [Double], _ p: Double) -> Double {
+    guard !xs.isEmpty else { return 0 }
+    let s = xs.sorted()
+    return s[min(s.count - 1, Int((Double(s.count - 1) * p).rounded()))]
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

@@ -1,0 +1,160 @@
+// `lookalike-bench filtered`: recall@10 and queries per second per filter size, filtered vs
+// unfiltered, in-process, side by side in one run (issue 3's benchmark):
+//   - ours: the planner (automatic), and each plan forced, without its fallbacks (exact;
+//     post-filtered unfiltered search; selector ANN with scaled effort);
+//   - FAISS HNSW32 with an id bitmap at the same efSearch, no planner (what other servers do);
+//   - unfiltered HNSW on the same queries, the rate a filtered query must not fall below;
+//   - the predicted category's accuracy on the query items, each left out of its own vote.
+import ArgumentParser
+import Foundation
+import LookalikeEngine
+import LookalikeIndex
+
+struct Filtered: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Filtered search per category size: recall@10 and QPS, ours vs FAISS with a bitmap.")
+
+    @Flag(help: "Use generated data even when ../shared/data is present.") var generated = false
+    @Option(help: "Generated items.") var count = 60_000
+    @Option(help: "Generated dimension.") var dimension = 128
+    @Option(help: "Queries per filter.") var queries = 200
+    @Option(help: "Results per query.") var k = 10
+    @Option(help: "HNSW efSearch for every method.") var ef = 64
+    @Flag(help: "Fewer queries and filters: finishes in well under two minutes.") var quick = false
+    @Option(help: "Scratch data folder (deleted afterwards).") var data = NSTemporaryDirectory() + "lookalike-bench-filtered"
+
+    mutating func run() async throws {
+        let queryCount = quick ? 50 : queries
+        let set = try Dataset.load(generated: generated, count: quick ? min(count, 20_000) : count, dimension: dimension, limit: nil)
+        print("# Filtered search: \(set.name), k=\(k), efSearch \(ef), \(queryCount) queries per filter, 1 thread")
+        try? FileManager.default.removeItem(atPath: data)
+        defer { try? FileManager.default.removeItem(atPath: data) }
+
+        // Ours: one sealed HNSW32 segment, as after SAVE.
+        var options = EngineOptions()
+        options.storage.sync = .none
+        options.sealThreshold = set.count + 1
+        FaissIndex.setThreads(2)
+        let engine = try Engine(directory: data, options: options)
+        defer { engine.close() }
+        let c = try engine.createCollection(.init(name: "bench", dimension: set.dimension, metric: set.metric, index: "HNSW32",
+                                                  attributes: ["category", "author", "bucket"], efSearch: ef))
+        var t0 = now()
+        for start in stride(from: 0, to: set.count, by: 8192) {
+            let batch = (start..<min(set.count, start + 8192)).map {
+                WriteRequest.upsert(key: set.keys[$0], vector: set.row($0), attributes: .set(set.attributesJSON($0)))
+            }
+            for r in await c.write(batch: batch) { _ = try r.get() }
+        }
+        engine.persist()
+        print("loaded and sealed in \(String(format: "%.1f", now() - t0)) s")
+
+        // FAISS alone: the same factory string, the same prepared vectors, positions = rows.
+        let prepared = set.prepared()
+        t0 = now()
+        let faiss = try FaissIndex(spec: "HNSW32", dimension: set.dimension, metric: set.metric == .l2 ? .l2 : .innerProduct)
+        try faiss.setHNSW(efConstruction: 40, efSearch: ef)
+        try prepared.withUnsafeBufferPointer { try faiss.add($0.baseAddress!, count: set.count) }
+        print("FAISS HNSW32 built in \(String(format: "%.1f", now() - t0)) s")
+        FaissIndex.setThreads(1)
+
+        var rng = SplitMix(seed: 11)
+        let queryRows = (0..<queryCount).map { _ in Int(rng.next() % UInt64(set.count)) }
+        let scores = queryRows.map { exactScores(prepared, rows: set.count, dimension: set.dimension, query: set.row($0)) }
+        let rowOfKey = Dictionary(uniqueKeysWithValues: set.keys.enumerated().map { ($1, $0) })
+        let allRows = Array(0..<set.count)
+        let preparedQueries = queryRows.map { Array(prepared[($0 * set.dimension)..<(($0 + 1) * set.dimension)]) }
+
+        // Filters: categories spanning the sizes, and the scattered buckets.
+        var groups: [(attribute: String, value: String, rows: [Int])] = []
+        var byCategory: [String: [Int]] = [:]
+        for (i, cat) in set.categories.enumerated() { byCategory[cat, default: []].append(i) }
+        let sortedCategories = byCategory.sorted { $0.value.count < $1.value.count }
+        let picks = quick ? 5 : 10
+        for j in 0..<picks {
+            let (name, rows) = sortedCategories[j * (sortedCategories.count - 1) / (picks - 1)]
+            groups.append(("category", name, rows))
+        }
+        for (bucket, _) in Dataset.bucketShares {
+            groups.append(("bucket", bucket, set.buckets.indices.filter { set.buckets[$0].contains(bucket) }))
+        }
+        groups.sort { $0.rows.count < $1.rows.count }
+
+        print("")
+        print("| filter | items | share | ours QPS | ours recall | ours min hits | exact QPS | exact recall | post-filter QPS | post-filter recall | selector-ANN QPS | selector-ANN recall | FAISS bitmap QPS | FAISS recall | FAISS short | unfiltered QPS | ours / unfiltered |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for group in groups where !group.rows.isEmpty {
+            let want = min(k, group.rows.count)
+            // Only the searches are timed; recall is scored afterwards.
+            func measure(_ plan: FilterPlan?) throws -> (qps: Double, recall: Double, minHits: Int) {
+                var results: [[SearchHit]] = []
+                let start = now()
+                for row in queryRows {
+                    var request = SearchRequest(query: .vector(set.row(row)), k: k)
+                    if let plan {
+                        request.filterPlan = plan
+                        results.append(try c.search(request, attribute: group.attribute, value: group.value))
+                    } else {
+                        results.append(try c.search(request))
+                    }
+                }
+                let qps = Double(queryRows.count) / (now() - start)
+                var recall = 0.0
+                for (qi, hits) in results.enumerated() {
+                    recall += tieAwareRecall(hitRows: hits.compactMap { rowOfKey[$0.key] }, scores: scores[qi],
+                                             allowed: plan == nil ? allRows : group.rows, k: k)
+                }
+                return (qps, recall / Double(queryRows.count), results.map(\.count).min() ?? 0)
+            }
+            _ = try measure(.automatic)  // warm-up: member cache and CPU caches, for every method alike
+            let ours = try measure(.automatic)
+            let exact = try measure(.exact)
+            let selector = try measure(.approximate)
+            let post = try measure(.postFilter)
+            let unfiltered = try measure(nil)
+            // FAISS with a bitmap over the group's rows, efSearch unchanged.
+            var bitmap = [UInt8](repeating: 0, count: (set.count + 7) / 8)
+            for r in group.rows { bitmap[r >> 3] |= UInt8(1 << (r & 7)) }
+            var faissResults: [[Int]] = []
+            let fStart = now()
+            for q in preparedQueries {
+                let result = try bitmap.withUnsafeBytes { b in
+                    try q.withUnsafeBufferPointer { try faiss.search($0.baseAddress!, queryCount: 1, k: k, effort: SearchEffort(efSearch: ef, nprobe: 1), selector: b) }
+                }
+                faissResults.append(result.positions.filter { $0 >= 0 }.map { Int($0) })
+            }
+            let faissQPS = Double(queryRows.count) / (now() - fStart)
+            let short = faissResults.filter { $0.count < want }.count
+            var faissRecall = 0.0
+            for (qi, rows) in faissResults.enumerated() {
+                faissRecall += tieAwareRecall(hitRows: rows, scores: scores[qi], allowed: group.rows, k: k)
+            }
+            let share = 100 * Double(group.rows.count) / Double(set.count)
+            let cells: [String] = [
+                "\(group.attribute)=\(group.value)", "\(group.rows.count)", String(format: "%.2f%%", share),
+                f0(ours.qps), f3(ours.recall), "\(ours.minHits)/\(want)",
+                f0(exact.qps), f3(exact.recall), f0(post.qps), f3(post.recall), f0(selector.qps), f3(selector.recall),
+                f0(faissQPS), f3(faissRecall / Double(queryRows.count)), String(format: "%.0f%%", 100 * Double(short) / Double(queryRows.count)),
+                f0(unfiltered.qps), String(format: "%.2f×", ours.qps / unfiltered.qps),
+            ]
+            print("| " + cells.joined(separator: " | ") + " |")
+        }
+
+        // Prediction: each query item votes without itself.
+        var correct = 0, confident = 0, confidentCorrect = 0
+        for row in queryRows {
+            guard let p = try c.predict(.key(set.keys[row])) else { continue }
+            if p.category == set.categories[row] { correct += 1 }
+            if p.confidence >= 0.5 {
+                confident += 1
+                if p.category == set.categories[row] { confidentCorrect += 1 }
+            }
+        }
+        print("")
+        print("Predicted category (20-neighbour similarity vote, item left out): accuracy \(f3(Double(correct) / Double(queryRows.count))) on \(queryRows.count) items; "
+              + "with confidence ≥ 0.5: \(confident) items, accuracy \(f3(Double(confidentCorrect) / Double(max(1, confident)))).")
+    }
+}
+
+func f0(_ x: Double) -> String { String(format: "%.0f", x) }
+func f3(_ x: Double) -> String { String(format: "%.3f", x) }
