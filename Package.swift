@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "lookalike-server", targets: ["lookalike-server"]),
         .executable(name: "lookalike-demo", targets: ["lookalike-demo"]),
         .executable(name: "lookalike-bench", targets: ["lookalike-bench"]),
+        .executable(name: "lookalike-ingest", targets: ["lookalike-ingest"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -82,8 +83,18 @@ let package = Package(
         // Input formats for the tools: vector files (npy, fvecs, raw, Amazon) and metadata
         // (JSON lines, Amazon's Python literals). Foundation only.
         .target(name: "LookalikeFormats"),
+        // A small blocking Redis-protocol client, for the tools' online modes.
+        .target(name: "LookalikeClient"),
 
         // Tools.
+        .executableTarget(
+            name: "lookalike-ingest",
+            dependencies: [
+                "LookalikeEngine", "LookalikeStorage", "LookalikeFormats", "LookalikeClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/lookalike-ingest"
+        ),
         .executableTarget(
             name: "lookalike-bench",
             dependencies: [

@@ -174,9 +174,8 @@ public final class Collection: @unchecked Sendable {
             if let oldId, let old, try sameVector(oldId, vector, txn) {
                 // Same vector: only attributes may change, and the id stays (no tombstone churn
                 // when a load is run again).
-                if newAttributes != old.attributes {
-                    membersChanged(try store.setAttributes(id: oldId, old: old, attributes: newAttributes, txn), &effects)
-                }
+                guard newAttributes != old.attributes else { return .unchanged }
+                membersChanged(try store.setAttributes(id: oldId, old: old, attributes: newAttributes, txn), &effects)
                 return .updated
             }
             let id = nextId

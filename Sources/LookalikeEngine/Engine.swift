@@ -5,6 +5,7 @@
 //
 // Data folder layout:
 //   data.mdb, lock.mdb        LMDB: every item, vector, attribute index, definition, manifest
+//   lookalike.lock            held (flock) by the one process that has the folder open
 //   segments/c<N>/            FAISS segment files of collection number N
 // Meta keys: collection:<name> -> {"number", "definition"}; manifest:<N> -> Manifest JSON;
 // nextid:<N> -> next id; next-collection-number -> counter.
@@ -26,6 +27,7 @@ public final class Engine: @unchecked Sendable {
     public let options: EngineOptions
     public let logger: Logger
     let environment: Environment
+    private let directoryLock: DirectoryLock
     let meta: MetaStore
     let writeQueue: WriteQueue
     let sealer = Sealer()
@@ -52,6 +54,8 @@ public final class Engine: @unchecked Sendable {
         // The engine runs its own threads; BLAS threads inside each call would oversubscribe.
         VectorMath.setBLASThreads(1)
         do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            directoryLock = try DirectoryLock(directory: directory)
             environment = try Environment(path: directory, options: options.storage)
             meta = try MetaStore(environment: environment)
         } catch { throw EngineError.wrap(error) }
@@ -185,6 +189,11 @@ public final class Engine: @unchecked Sendable {
         sealer.waitIdle()
     }
 
+    /// Flushes LMDB to disk, whatever the sync mode: the end of a load run without fsync.
+    public func sync() throws {
+        try wrap { try environment.sync() }
+    }
+
     /// Waits for background seals already scheduled.
     public func waitForSealing() { sealer.waitIdle() }
 
@@ -198,6 +207,7 @@ public final class Engine: @unchecked Sendable {
         sealer.cancelPending()
         sealer.waitIdle()
         registry.withLock { $0.removeAll() }
+        directoryLock.release()
     }
 
     func wrap<T>(_ body: () throws -> T) throws -> T {

@@ -36,6 +36,8 @@ public enum WriteOutcome: Sendable, Equatable {
     case added
     /// An existing key got a new vector or attributes.
     case updated
+    /// An upsert of what the key already holds (a load run again): nothing was written.
+    case unchanged
     case removed
     /// remove or setAttributes of a key that does not exist.
     case notFound

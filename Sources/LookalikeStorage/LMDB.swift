@@ -39,6 +39,8 @@ public enum StorageError: Error, CustomStringConvertible, Equatable {
     case lmdb(code: Int32, operation: String)
     case full(String)
     case corrupt(String)
+    /// A file operation outside LMDB failed, or the folder is in use (DirectoryLock).
+    case io(String)
 
     public var description: String {
         switch self {
@@ -46,6 +48,7 @@ public enum StorageError: Error, CustomStringConvertible, Equatable {
             return "storage error in \(op): \(String(cString: mdb_strerror(code)))"
         case .full(let m): return m
         case .corrupt(let m): return "stored data is damaged: \(m)"
+        case .io(let m): return m
         }
     }
 

@@ -26,6 +26,8 @@ final class CollectionTests: XCTestCase {
         XCTAssertEqual(r1, .added)
         let r2 = try await c.upsert(key: "a", vector: vector(2))
         XCTAssertEqual(r2, .updated)
+        let same = try await c.upsert(key: "a", vector: vector(2))
+        XCTAssertEqual(same, .unchanged, "the same vector and attributes again change nothing")
         XCTAssertEqual(try c.count(), 1)
         XCTAssertEqual(try c.vector(key: "a"), vector(2))
         // A new vector without SETATTR keeps the attributes.

@@ -83,3 +83,18 @@ final class ValidationTests: XCTestCase {
         XCTAssertThrowsError(try flat.reconstruct(position: 5, dimension: 8))
     }
 }
+
+final class DirectoryLockTests: XCTestCase {
+    /// One process per data folder: a second open is refused while the first holds it, and
+    /// allowed once it is closed.
+    func testASecondOpenOfAFolderIsRefused() throws {
+        let dir = temporaryDirectory(self)
+        let first = try Engine(directory: dir)
+        XCTAssertThrowsError(try Engine(directory: dir)) { error in
+            XCTAssertTrue("\(error)".contains("in use by another Lookalike process"), "\(error)")
+        }
+        first.close()
+        let again = try Engine(directory: dir)
+        again.close()
+    }
+}

@@ -1,0 +1,61 @@
+// Input formats for the tools: Python literals as Amazon's metadata writes them, .npy headers,
+// and files that must be refused with a reason.
+import Foundation
+import LookalikeFormats
+import XCTest
+
+final class FormatsTests: XCTestCase {
+    func testPythonLiterals() throws {
+        let v = try PythonLiteral.parse(#"{'a': 'it\'s', "b": [1, -2.5, (3, 4)], 'c': {'d': True, 'e': None, 1: False}, 'u': '\xe9\u00e9'}"#)
+        let d = try XCTUnwrap(v as? [String: Any])
+        XCTAssertEqual(d["a"] as? String, "it's")
+        let b = try XCTUnwrap(d["b"] as? [Any])
+        XCTAssertEqual(b[0] as? Int, 1)
+        XCTAssertEqual(b[1] as? Double, -2.5)
+        XCTAssertEqual((b[2] as? [Any])?.count, 2)
+        let c = try XCTUnwrap(d["c"] as? [String: Any])
+        XCTAssertEqual(c["d"] as? Bool, true)
+        XCTAssertTrue(c["e"] is NSNull)
+        XCTAssertEqual(c["1"] as? Bool, false)
+        XCTAssertEqual(d["u"] as? String, "éé")
+        for bad in ["{'a': 1", "{'a' 1}", "['x',", "{'a': __import__('os')}", "'open", "[1] 2", String(repeating: "[", count: 300)] {
+            XCTAssertThrowsError(try PythonLiteral.parse(bad), bad)
+        }
+    }
+
+    func testNpyFilesAndTheirErrors() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("formats-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func npy(_ header: String, _ body: [UInt8]) throws -> String {
+            var h = header
+            while (10 + h.utf8.count + 1) % 64 != 0 { h += " " }
+            h += "\n"
+            var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(h.utf8.count & 0xff), UInt8(h.utf8.count >> 8)]
+            bytes += Array(h.utf8) + body
+            let path = dir.appendingPathComponent("\(UUID()).npy").path
+            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            return path
+        }
+        let floats: [Float] = [1, 2, 3, 4, 5, 6]
+        let body = floats.withUnsafeBytes { Array($0) }
+        let good = try VectorFile(path: try npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", body))
+        XCTAssertEqual(good.count, 2)
+        XCTAssertEqual(try good.vector(at: 1), [4, 5, 6])
+        let cases: [(String, [UInt8], String)] = [
+            ("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", body, "not supported"),
+            ("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", body, "Fortran"),
+            ("{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }", body, "not N × d"),
+            ("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 3), }", body, "cut short"),
+        ]
+        for (header, data, reason) in cases {
+            XCTAssertThrowsError(try VectorFile(path: try npy(header, data))) { error in
+                XCTAssertTrue("\(error)".contains(reason), "\(error)")
+            }
+        }
+        let notNpy = dir.appendingPathComponent("x.npy").path
+        FileManager.default.createFile(atPath: notNpy, contents: Data("hello world".utf8))
+        XCTAssertThrowsError(try VectorFile(path: notNpy))
+        XCTAssertThrowsError(try VectorFile(path: dir.appendingPathComponent("v.unknown").path))
+    }
+}
