@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "lookalike-demo", targets: ["lookalike-demo"]),
         .executable(name: "lookalike-bench", targets: ["lookalike-bench"]),
         .executable(name: "lookalike-ingest", targets: ["lookalike-ingest"]),
+        .executable(name: "lookalike-compact", targets: ["lookalike-compact"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -94,6 +95,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/lookalike-ingest"
+        ),
+        .executableTarget(
+            name: "lookalike-compact",
+            dependencies: [
+                "LookalikeEngine", "LookalikeClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/lookalike-compact"
         ),
         .executableTarget(
             name: "lookalike-bench",

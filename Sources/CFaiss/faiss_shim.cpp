@@ -228,6 +228,7 @@ int lk_index_info_get(const lk_index *index, lk_index_info *info, char *err, siz
         } else if (auto *ivf = dynamic_cast<faiss::IndexIVF *>(core)) {
             info->kind = LK_KIND_IVF;
             info->nlist = (int64_t)ivf->nlist;
+            if (ivf->ntotal > 0 && ivf->invlists) info->ivf_imbalance = ivf->invlists->imbalance_factor();
         } else if (dynamic_cast<faiss::IndexFlat *>(core)) {
             info->kind = LK_KIND_FLAT;
         }

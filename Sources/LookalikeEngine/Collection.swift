@@ -61,6 +61,7 @@ public final class Collection: @unchecked Sendable {
         var manifest = Manifest()
         var template: FaissIndex?
         var dropped = false
+        var compacting = false
 
         var all: [any Segment] { sealed + frozen + [mutable] }
     }
@@ -265,6 +266,17 @@ public final class Collection: @unchecked Sendable {
             }
         }
     }
+
+    /// False when a compaction of this collection is already running.
+    func beginCompaction() -> Bool {
+        state.withLock { s in
+            guard !s.compacting else { return false }
+            s.compacting = true
+            return true
+        }
+    }
+
+    func endCompaction() { state.withLock { $0.compacting = false } }
 
     func markDropped() {
         state.withLock { $0.dropped = true }

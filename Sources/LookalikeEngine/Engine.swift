@@ -166,13 +166,16 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Records a manifest, unless the collection was dropped meanwhile. Any thread.
-    func commitManifest(_ manifest: Manifest, for c: Collection) throws -> Bool {
+    /// Stores a collection's manifest (and forgets tombstones no segment needs any more, in the
+    /// same transaction); false when the collection was dropped meanwhile.
+    func commitManifest(_ manifest: Manifest, for c: Collection, clearingTombstones dropped: [UInt64] = []) throws -> Bool {
         try environment.write { txn in
             guard let bytes = try meta.get(Self.definitionKey(c.name), txn),
                   let s = try? JSONDecoder().decode(StoredDefinition.self, from: Data(bytes)),
                   s.number == c.number
             else { return false }
             try meta.put(Self.manifestKey(c.number), Array(try JSONEncoder().encode(manifest)), txn)
+            try c.store.clearTombstones(dropped, txn)
             return true
         }
     }

@@ -32,6 +32,12 @@ final class Sealer: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` on the sealer's queue after the seals scheduled before it, and waits for
+    /// it (compaction: one background job edits manifests at a time).
+    func run(_ body: () -> Void) {
+        queue.sync(execute: body)
+    }
+
     /// Waits until every scheduled seal has run.
     func waitIdle() { group.wait() }
 

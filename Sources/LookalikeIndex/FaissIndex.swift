@@ -46,6 +46,8 @@ public struct FaissInfo: Sendable, Equatable {
     public var codeSize: Int
     /// HNSW storage computes distances with the shim's AVX2 code (not FAISS's scalar loop).
     public var fastDistances: Bool
+    /// IVF: how uneven the inverted lists are (1 = even; FAISS's imbalance factor); else 0.
+    public var ivfImbalance: Double = 0
 }
 
 /// Per-query effort and an optional selector bitmap over positions.
@@ -100,7 +102,7 @@ public final class FaissIndex: @unchecked Sendable {
             hnswEfSearch: Int(raw.hnsw_ef_search),
             hnswEfConstruction: Int(raw.hnsw_ef_construction),
             trainHint: Int(raw.train_hint), codeSize: Int(raw.code_size),
-            fastDistances: raw.fast_distances != 0)
+            fastDistances: raw.fast_distances != 0, ivfImbalance: raw.ivf_imbalance)
     }
 
     public func setHNSW(efConstruction: Int, efSearch: Int) throws {

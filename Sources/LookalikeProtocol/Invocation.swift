@@ -2,6 +2,7 @@
 // command uses to read arguments and to run work off the event loop.
 // Threads: created and read on the connection's event loop; the closures passed to `offload`
 // run on the search pool and must not touch connection state.
+import Foundation
 import LookalikeEngine
 import NIOCore
 import NIOPosix
@@ -77,6 +78,16 @@ struct Invocation {
             }
         }
         return promise.futureResult
+    }
+
+    /// Runs long blocking work (compaction: minutes) on a thread of its own, so the search
+    /// pool keeps serving queries meanwhile.
+    func background(_ work: @escaping @Sendable () throws -> RESPValue) -> Reply {
+        let promise = eventLoop.makePromise(of: RESPValue.self)
+        let thread = Thread { promise.completeWith(Result { try work() }) }
+        thread.name = "lookalike-background"
+        thread.start()
+        return .later(promise.futureResult)
     }
 
     /// Runs an async engine call (drops, batch writes) and completes on the event loop.

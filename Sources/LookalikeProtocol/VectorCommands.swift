@@ -20,6 +20,7 @@ enum VectorCommands {
         CommandSpec(name: "vrandmember", arity: -2, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vrandmember),
         CommandSpec(name: "vlinks", arity: -3, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vlinks),
         CommandSpec(name: "vpredict", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vpredict),
+        CommandSpec(name: "vcompact", arity: -2, ordering: .read, flags: ["admin"], firstKey: 1, lastKey: 1, run: vcompact),
     ]
 
     // MARK: VADD
@@ -329,6 +330,32 @@ enum VectorCommands {
                 (.simple("sealed-segments"), .integer(s.sealed)),
                 (.simple("sealing-segments"), .integer(s.frozen)),
                 (.simple("mutable-items"), .integer(s.mutableCount)),
+            ])
+        }
+    }
+
+    /// VCOMPACT key [RETRAIN] (our extension): rebuilds the set's sealed segments into one
+    /// without deleted items, retraining IVF/PQ/SQ when asked or when the lists drifted.
+    /// Queries and writes go on meanwhile; the reply comes when it is done.
+    static func vcompact(_ inv: Invocation) throws -> Reply {
+        var retrain = false
+        for i in 2..<max(2, inv.count) {
+            guard inv.keyword(i) == "RETRAIN" else { throw CommandError("unknown VCOMPACT option '\(inv.string(i).prefix(64))'") }
+            retrain = true
+        }
+        guard let c = inv.server.collection(inv.string(1)) else { throw CommandError("no such key '\(inv.string(1).prefix(200))'") }
+        let (engine, wantsRetrain) = (inv.engine, retrain)
+        return inv.background {
+            let r = try engine.compact(c, retrain: wantsRetrain)
+            return .map([
+                (.simple("items-kept"), .integer(r.itemsKept)),
+                (.simple("items-dropped"), .integer(r.itemsDropped)),
+                (.simple("segments-before"), .integer(r.segmentsBefore)),
+                (.simple("segments-after"), .integer(r.segmentsAfter)),
+                (.simple("bytes-before"), .integer(r.bytesBefore)),
+                (.simple("bytes-after"), .integer(r.bytesAfter)),
+                (.simple("retrained"), .integer(r.retrained ? 1 : 0)),
+                (.simple("seconds"), .double(r.seconds)),
             ])
         }
     }

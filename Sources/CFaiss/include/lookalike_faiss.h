@@ -46,6 +46,7 @@ typedef struct {
     int64_t train_hint;    /* vectors training wants before it gives good centroids/codebooks */
     int64_t code_size;     /* bytes per stored vector */
     int fast_distances;    /* 1 when HNSW storage uses the shim's AVX2 distances */
+    double ivf_imbalance;  /* IVF: sum(list size^2) * nlist / ntotal^2 (1 = even lists); else 0 */
 } lk_index_info;
 
 typedef struct {

@@ -1,0 +1,62 @@
+// lookalike-compact: rebuilds a collection's segments without deleted and replaced items,
+// merges them into one, and retrains IVF centroids when asked or when the lists drifted.
+// Offline against a data folder (the server must be stopped: the folder's lock says so), or
+// online against a running server (VCOMPACT), which keeps answering meanwhile. Safe to run
+// from cron: exit 0 with a report; 1 with a clear message when it cannot run.
+import ArgumentParser
+import Foundation
+import LookalikeClient
+import LookalikeEngine
+
+@main
+struct Compact: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lookalike-compact",
+        abstract: "Compacts a Lookalike collection: drops deleted items, merges segments, retrains IVF.")
+
+    @Option(help: "The collection to compact.") var collection: String
+    @Option(help: "Offline: the data folder (the server must be stopped).") var data: String?
+    @Option(help: "Online: the server, host:port.") var server: String?
+    @Option(help: "Online: the server's password.") var password: String?
+    @Flag(help: "Retrain IVF/PQ/SQ centroids on the live items (otherwise only when the lists drifted).") var retrain = false
+
+    func validate() throws {
+        guard (data == nil) != (server == nil) else { throw ValidationError("give exactly one of --data DIR (offline) or --server HOST:PORT (online)") }
+    }
+
+    func run() throws {
+        if let server {
+            let client = try RESPClient(address: server, password: password)
+            let reply = try client.call(["VCOMPACT", collection] + (retrain ? ["RETRAIN"] : []))
+            guard case .array(let items?) = reply else {
+                if case .error(let e) = reply { throw CompactError(e) }
+                throw CompactError("unexpected reply \(reply)")
+            }
+            var fields: [String: String] = [:]
+            for i in stride(from: 0, to: items.count - 1, by: 2) { fields[items[i].text ?? ""] = items[i + 1].text ?? "" }
+            print(summary(kept: fields["items-kept"], dropped: fields["items-dropped"], before: fields["segments-before"],
+                          after: fields["segments-after"], bytesBefore: fields["bytes-before"], bytesAfter: fields["bytes-after"],
+                          retrained: fields["retrained"] == "1", seconds: Double(fields["seconds"] ?? "") ?? 0))
+            return
+        }
+        let engine = try Engine(directory: data!)
+        defer { engine.close() }
+        guard let c = engine.collection(collection) else {
+            throw CompactError("no collection '\(collection)' in \(data!) (it has: \(engine.collectionNames().joined(separator: ", ")))")
+        }
+        let r = try engine.compact(c, retrain: retrain)
+        print(summary(kept: "\(r.itemsKept)", dropped: "\(r.itemsDropped)", before: "\(r.segmentsBefore)", after: "\(r.segmentsAfter)",
+                      bytesBefore: "\(r.bytesBefore)", bytesAfter: "\(r.bytesAfter)", retrained: r.retrained, seconds: r.seconds))
+    }
+
+    func summary(kept: String?, dropped: String?, before: String?, after: String?, bytesBefore: String?, bytesAfter: String?,
+                 retrained: Bool, seconds: Double) -> String {
+        "compacted \(collection): \(kept ?? "?") items kept, \(dropped ?? "?") dropped, segments \(before ?? "?") -> \(after ?? "?"), "
+            + "bytes \(bytesBefore ?? "?") -> \(bytesAfter ?? "?"), \(retrained ? "retrained" : "not retrained"), \(String(format: "%.2f", seconds)) s"
+    }
+}
+
+struct CompactError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
