@@ -3,6 +3,7 @@
 // plan (the planner's choice, exact, selector-restricted ANN); FILTER expressions over indexed
 // attributes; prediction on separated data.
 import LookalikeEngine
+import LookalikeFormats
 import XCTest
 
 final class CategorySearchTests: XCTestCase {

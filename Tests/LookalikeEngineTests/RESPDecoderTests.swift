@@ -2,6 +2,7 @@
 // does anything but produce commands, wait for more bytes, or throw a protocol error.
 import LookalikeProtocol
 import NIOCore
+import LookalikeFormats
 import XCTest
 
 final class RESPDecoderTests: XCTestCase {

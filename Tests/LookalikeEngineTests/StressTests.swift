@@ -3,6 +3,7 @@
 // before the search began, and afterwards every acknowledged item there with its last vector.
 import Foundation
 import LookalikeEngine
+import LookalikeFormats
 import XCTest
 
 final class StressTests: XCTestCase {

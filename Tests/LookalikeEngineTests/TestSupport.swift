@@ -2,25 +2,8 @@
 // computed here in Double, independently of the engine's own exact scan.
 import Foundation
 import LookalikeEngine
+import LookalikeFormats
 import XCTest
-
-/// SplitMix64: small, seeded, and the same on every machine.
-struct SeededRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func gaussian() -> Float {
-        let u1 = max(uniform(), 1e-12), u2 = uniform()
-        return Float((-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))
-    }
-}
 
 /// Points around `clusters` random centres: what image embeddings look like, roughly.
 func clusteredVectors(count: Int, dimension: Int, clusters: Int, spread: Float = 0.35,

@@ -54,14 +54,14 @@ struct Dataset {
             categories.append(r["category"] as? String ?? "")
             authors.append(r["author"] as? String ?? "")
         }
-        var rng = SplitMix(seed: 7)
+        var rng = SeededRandom(seed: 7)
         return Dataset(name: "debian-pkgs \(n) × \(file.dimension) (real, cosine)", dimension: file.dimension, metric: .cosine,
                        vectors: vectors, keys: keys, categories: categories,
                        buckets: (0..<n).map { _ in bucketsFor(rng.uniform()) }, authors: authors)
     }
 
     static func generate(count n: Int, dimension d: Int, seed: UInt64) -> Dataset {
-        var rng = SplitMix(seed: seed)
+        var rng = SeededRandom(seed: seed)
         let clusters = 200
         let weights = (0..<clusters).map { 1 / Double($0 + 1) }
         let total = weights.reduce(0, +)
@@ -132,24 +132,6 @@ func tieAwareRecall(hitRows: [Int], scores: [Float], allowed: [Int], k: Int) -> 
     let kth = best[want - 1] - 1e-5
     let good = hitRows.prefix(want).filter { scores[$0] >= kth }.count
     return Double(good) / Double(want)
-}
-
-/// A small seeded generator (SplitMix64), so generated data is the same on every machine.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
-    mutating func gaussian() -> Float {
-        let u = max(uniform(), 1e-12), v = uniform()
-        return Float((-2 * log(u)).squareRoot() * cos(2 * .pi * v))
-    }
 }
 
 func median(_ xs: [Double]) -> Double {

@@ -8,6 +8,7 @@
 import ArgumentParser
 import Foundation
 import LookalikeEngine
+import LookalikeFormats
 import LookalikeIndex
 
 struct Filtered: AsyncParsableCommand {
@@ -58,7 +59,7 @@ struct Filtered: AsyncParsableCommand {
         print("FAISS HNSW32 built in \(String(format: "%.1f", now() - t0)) s")
         FaissIndex.setThreads(1)
 
-        var rng = SplitMix(seed: 11)
+        var rng = SeededRandom(seed: 11)
         let queryRows = (0..<queryCount).map { _ in Int(rng.next() % UInt64(set.count)) }
         let scores = queryRows.map { exactScores(prepared, rows: set.count, dimension: set.dimension, query: set.row($0)) }
         let rowOfKey = Dictionary(uniqueKeysWithValues: set.keys.enumerated().map { ($1, $0) })
