@@ -134,16 +134,4 @@ func tieAwareRecall(hitRows: [Int], scores: [Float], allowed: [Int], k: Int) -> 
     return Double(good) / Double(want)
 }
 
-func median(_ xs: [Double]) -> Double {
-    guard !xs.isEmpty else { return 0 }
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
-
-func percentile(_ xs: [Double], _ p: Double) -> Double {
-    guard !xs.isEmpty else { return 0 }
-    let s = xs.sorted()
-    return s[min(s.count - 1, Int((Double(s.count - 1) * p).rounded()))]
-}
-
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

@@ -52,9 +52,6 @@ final class ItemReader {
         }
     }
 
-    /// Rows still to read.
-    var remaining: Int { vectors.count - row }
-
     /// The next good item, or nil at the end; bad rows are reported and skipped.
     func next(report: (String) throws -> Void) throws -> Item? {
         while row < vectors.count {
