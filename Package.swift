@@ -107,7 +107,7 @@ let package = Package(
         .executableTarget(
             name: "lookalike-bench",
             dependencies: [
-                "LookalikeEngine", "LookalikeIndex", "LookalikeFormats", "CBLAS",
+                "LookalikeEngine", "LookalikeIndex", "LookalikeFormats", "LookalikeClient", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/lookalike-bench"

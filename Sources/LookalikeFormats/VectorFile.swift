@@ -199,3 +199,22 @@ struct NPYHeader {
         return String(rest)
     }
 }
+
+extension VectorFile {
+    /// Writes `rows` × `dimension` float32 values (row-major) as a version-1 .npy file, the
+    /// format numpy.load reads: the benchmarks hand their vectors to Python peers this way.
+    public static func writeNPY(_ values: [Float], rows: Int, dimension: Int, to path: String) throws {
+        precondition(values.count == rows * dimension, "writeNPY: \(values.count) values are not \(rows) × \(dimension)")
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(rows), \(dimension)), }"
+        // The header, with its 10-byte preamble and closing newline, fills a multiple of 64 bytes.
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xff), UInt8(header.utf8.count >> 8)]
+        bytes += Array(header.utf8)
+        var data = Data(bytes)
+        values.withUnsafeBufferPointer { data.append(UnsafeBufferPointer(start: UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: UInt8.self), count: $0.count * 4)) }
+        do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw FormatError("cannot write \(path): \(error.localizedDescription)")
+        }
+    }
+}

@@ -135,3 +135,95 @@ func tieAwareRecall(hitRows: [Int], scores: [Float], allowed: [Int], k: Int) -> 
 }
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+extension Dataset {
+    /// Holds out `count` seeded-random rows as queries (returned as raw vectors); the rest, in
+    /// their order, is the base the methods index. Queries are then never their own neighbour.
+    func split(queries count: Int, seed: UInt64) -> (base: Dataset, queries: [[Float]]) {
+        var rng = SeededRandom(seed: seed)
+        var held = Set<Int>()
+        while held.count < min(count, self.count / 2) { held.insert(Int(rng.next() % UInt64(self.count))) }
+        let keep = (0..<self.count).filter { !held.contains($0) }
+        var base = self
+        base.vectors = []
+        base.vectors.reserveCapacity(keep.count * dimension)
+        for i in keep { base.vectors += vectors[(i * dimension)..<((i + 1) * dimension)] }
+        base.keys = keep.map { keys[$0] }
+        base.categories = keep.map { categories[$0] }
+        base.buckets = keep.map { buckets[$0] }
+        base.authors = keep.map { authors[$0] }
+        return (base, held.sorted().map { row($0) })
+    }
+}
+
+/// Exact top-k thresholds for a set of queries, for tie-aware recall at any scale: the k-th
+/// best exact similarity per query, from chunked BLAS products over the prepared base (unit
+/// rows for cosine; inner product otherwise). Only similarities (cosine/IP) are supported.
+struct GroundTruth {
+    let k: Int
+    let dimension: Int
+    /// Prepared queries, row-major.
+    let queries: [Float]
+    /// The k-th best similarity of each query.
+    let kth: [Float]
+
+    init(base prepared: [Float], rows: Int, queries raw: [[Float]], dimension d: Int, k: Int, normalise: Bool) {
+        var q = raw.flatMap { $0 }
+        let n = raw.count
+        if normalise {
+            q.withUnsafeMutableBufferPointer { p in
+                for i in 0..<n {
+                    let row = p.baseAddress! + i * d
+                    let norm = cblas_snrm2(Int32(d), row, 1)
+                    if norm > 0 { cblas_sscal(Int32(d), 1 / norm, row, 1) }
+                }
+            }
+        }
+        // best[i]: query i's k best so far, ascending.
+        var best = [[Float]](repeating: [], count: n)
+        let chunk = max(1, (1 << 26) / max(n, 1))  // ≤ 256 MB of scores at a time
+        var scores = [Float](repeating: 0, count: n * min(chunk, rows))
+        for start in stride(from: 0, to: rows, by: chunk) {
+            let m = min(chunk, rows - start)
+            prepared.withUnsafeBufferPointer { b in
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(m), Int32(d), 1, q, Int32(d),
+                            b.baseAddress! + start * d, Int32(d), 0, &scores, Int32(m))
+            }
+            for i in 0..<n {
+                var top = best[i]
+                for j in 0..<m {
+                    let s = scores[i * m + j]
+                    if top.count < k {
+                        top.insert(s, at: top.firstIndex { $0 > s } ?? top.count)
+                    } else if s > top[0] {
+                        top.removeFirst()
+                        top.insert(s, at: top.firstIndex { $0 > s } ?? top.count)
+                    }
+                }
+                best[i] = top
+            }
+        }
+        self.k = k
+        self.dimension = d
+        self.queries = q
+        self.kth = best.map { $0.first ?? -.infinity }
+    }
+
+    /// Tie-aware recall@k of one query's hits (base rows): a hit counts when its exact score
+    /// reaches the k-th best (so equal-scoring duplicates are interchangeable).
+    func recall(query i: Int, hits: [Int], base prepared: [Float]) -> Double {
+        let good = hits.prefix(k).filter { r in
+            guard r >= 0 else { return false }
+            let s = prepared.withUnsafeBufferPointer { b in
+                queries.withUnsafeBufferPointer { cblas_sdot(Int32(dimension), $0.baseAddress! + i * dimension, 1, b.baseAddress! + r * dimension, 1) }
+            }
+            return s >= kth[i] - 1e-5
+        }.count
+        return Double(good) / Double(k)
+    }
+
+    /// Mean recall over every query.
+    func recall(_ hits: [[Int]], base prepared: [Float]) -> Double {
+        hits.enumerated().reduce(0) { $0 + recall(query: $1.offset, hits: $1.element, base: prepared) } / Double(max(1, hits.count))
+    }
+}

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""The peers of `lookalike-bench ann` and `lookalike-bench filtered`: faiss-cpu and hnswlib from
+PyPI, in-process, on the vectors and queries the benchmark wrote.
+
+lookalike-bench runs this with the virtual environment that `Tools/bench/setup-peers.sh` makes
+(.build/bench-py: faiss-cpu, hnswlib, numpy, matplotlib). It writes, for every measured point,
+one JSON line to stdout and the hits' row numbers to OUT/<label>.i64 (int64, queries × k, -1 for
+none); lookalike-bench scores recall itself, the same way for every method.
+
+  peers.py ann --base B.npy --queries Q.npy --out DIR --k 10 --threads 2 \
+      --hnsw-ef 16 32 64 --ivf-nlist 1024 --ivf-nprobe 1 4 16
+  peers.py filtered --base B.npy --queries Q.npy --out DIR --k 10 --ef 64 --groups G.json
+
+Vectors arrive prepared (unit length for cosine), so every index here uses inner product.
+Build settings match Lookalike's: HNSW M = 32 (FAISS "HNSW32"; hnswlib M = 32), efConstruction
+40 (FAISS's default, and Lookalike's); IVF k-means on all base vectors.
+Queries are searched as one batch on `--threads` threads, which is how these libraries are
+fastest in-process.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def emit(out, label, library, index, param, build_s, seconds, queries, ids):
+    ids.astype("<i8").tofile(out / f"{label}.i64")
+    print(json.dumps({"label": label, "library": library, "index": index, "param": param,
+                      "build_s": round(build_s, 3), "qps": queries / seconds}), flush=True)
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    r = fn()
+    return r, time.perf_counter() - t0
+
+
+def faiss_ann(a, base, queries, out):
+    import faiss
+    faiss.omp_set_num_threads(a.threads)
+    lib = f"faiss-cpu {faiss.__version__}"
+    d = base.shape[1]
+    specs = ["Flat", "HNSW32"] + [f"IVF{a.ivf_nlist},Flat", f"IVF{a.ivf_nlist},SQ8"]
+    for spec in specs:
+        index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
+        if spec == "HNSW32":
+            index.hnsw.efConstruction = 40
+        t0 = time.perf_counter()
+        if not index.is_trained:
+            index.train(base)
+        index.add(base)
+        build = time.perf_counter() - t0
+        if spec == "Flat":
+            points = [("exact", None)]
+        elif spec == "HNSW32":
+            points = [(f"ef={ef}", faiss.SearchParametersHNSW(efSearch=ef)) for ef in a.hnsw_ef]
+        else:
+            points = [(f"nprobe={p}", faiss.SearchParametersIVF(nprobe=p)) for p in a.ivf_nprobe]
+        for name, params in points:
+            index.search(queries[:50], a.k, params=params)  # warm-up
+            (_, ids), s = timed(lambda: index.search(queries, a.k, params=params))
+            emit(out, f"faiss-{spec}-{name}".replace(",", "_"), lib, spec, name, build, s, len(queries), ids)
+        del index
+
+
+def hnswlib_ann(a, base, queries, out):
+    import hnswlib
+    index = hnswlib.Index(space="ip", dim=base.shape[1])
+    t0 = time.perf_counter()
+    index.init_index(max_elements=len(base), M=32, ef_construction=40, random_seed=100)
+    index.add_items(base, np.arange(len(base)), num_threads=a.threads)
+    build = time.perf_counter() - t0
+    for ef in a.hnsw_ef:
+        index.set_ef(max(ef, a.k))
+        index.knn_query(queries[:50], k=a.k, num_threads=a.threads)
+        (ids, _), s = timed(lambda: index.knn_query(queries, k=a.k, num_threads=a.threads))
+        emit(out, f"hnswlib-ef={ef}", f"hnswlib {hnswlib_version()}", "HNSW M=32", f"ef={ef}", build, s, len(queries), ids.astype(np.int64))
+
+
+def hnswlib_version():
+    from importlib.metadata import version
+    return version("hnswlib")
+
+
+def filtered(a, base, queries, out):
+    """Per group of rows: faiss-cpu HNSW32 with an id bitmap, hnswlib with a filter function."""
+    import faiss
+    import hnswlib
+    faiss.omp_set_num_threads(1)
+    groups = json.loads(Path(a.groups).read_text())
+    fi = faiss.index_factory(base.shape[1], "HNSW32", faiss.METRIC_INNER_PRODUCT)
+    fi.hnsw.efConstruction = 40
+    fi.add(base)
+    hi = hnswlib.Index(space="ip", dim=base.shape[1])
+    hi.init_index(max_elements=len(base), M=32, ef_construction=40, random_seed=100)
+    hi.add_items(base, np.arange(len(base)), num_threads=2)
+    hi.set_ef(a.ef)
+    for g in groups:
+        rows = np.array(g["rows"], dtype=np.int64)
+        sel = faiss.IDSelectorBatch(rows)
+        params = faiss.SearchParametersHNSW(efSearch=a.ef, sel=sel)
+        (_, ids), s = timed(lambda: fi.search(queries, a.k, params=params))
+        emit(out, f"faiss-filter-{g['name']}", f"faiss-cpu {faiss.__version__}", "HNSW32 + IDSelector", g["name"], 0, s, len(queries), ids)
+        allowed = np.zeros(len(base), dtype=bool)
+        allowed[rows] = True
+        ids = np.full((len(queries), a.k), -1, dtype=np.int64)
+        t0 = time.perf_counter()
+        for i, q in enumerate(queries):
+            try:
+                labels, _ = hi.knn_query(q, k=min(a.k, len(rows)), num_threads=1, filter=lambda x: allowed[x])
+                ids[i, :labels.shape[1]] = labels[0]
+            except RuntimeError:  # hnswlib raises when it finds fewer than k
+                pass
+        emit(out, f"hnswlib-filter-{g['name']}", f"hnswlib {hnswlib_version()}", "HNSW M=32 + filter", g["name"], 0,
+             time.perf_counter() - t0, len(queries), ids)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["ann", "filtered"])
+    p.add_argument("--base", required=True)
+    p.add_argument("--queries", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--hnsw-ef", type=int, nargs="*", default=[16, 32, 64, 128])
+    p.add_argument("--ivf-nlist", type=int, default=1024)
+    p.add_argument("--ivf-nprobe", type=int, nargs="*", default=[1, 4, 16, 64])
+    p.add_argument("--ef", type=int, default=64)
+    p.add_argument("--groups")
+    p.add_argument("--only", choices=["faiss", "hnswlib"], help="run one library")
+    a = p.parse_args()
+    base = np.ascontiguousarray(np.load(a.base), dtype=np.float32)
+    queries = np.ascontiguousarray(np.load(a.queries), dtype=np.float32)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if a.mode == "filtered":
+        filtered(a, base, queries, out)
+        return
+    if a.only in (None, "faiss"):
+        faiss_ann(a, base, queries, out)
+    if a.only in (None, "hnswlib"):
+        hnswlib_ann(a, base, queries, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
