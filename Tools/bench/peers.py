@@ -8,7 +8,7 @@ one JSON line to stdout and the hits' row numbers to OUT/<label>.i64 (int64, que
 none); lookalike-bench scores recall itself, the same way for every method.
 
   peers.py ann --base B.npy --queries Q.npy --out DIR --k 10 --threads 2 \
-      --hnsw-ef 16 32 64 --ivf-nlist 1024 --ivf-nprobe 1 4 16
+      --specs Flat HNSW32 IVF1024,Flat --hnsw-ef 16 32 64 --ivf-nprobe 1 4 16
   peers.py filtered --base B.npy --queries Q.npy --out DIR --k 10 --ef 64 --groups G.json
 
 Vectors arrive prepared (unit length for cosine), so every index here uses inner product.
@@ -43,10 +43,9 @@ def faiss_ann(a, base, queries, out):
     faiss.omp_set_num_threads(a.threads)
     lib = f"faiss-cpu {faiss.__version__}"
     d = base.shape[1]
-    specs = ["Flat", "HNSW32"] + [f"IVF{a.ivf_nlist},Flat", f"IVF{a.ivf_nlist},SQ8"]
-    for spec in specs:
+    for spec in a.specs:
         index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
-        if spec == "HNSW32":
+        if spec.startswith("HNSW"):
             index.hnsw.efConstruction = 40
         t0 = time.perf_counter()
         if not index.is_trained:
@@ -55,14 +54,14 @@ def faiss_ann(a, base, queries, out):
         build = time.perf_counter() - t0
         if spec == "Flat":
             points = [("exact", None)]
-        elif spec == "HNSW32":
+        elif spec.startswith("HNSW"):
             points = [(f"ef={ef}", faiss.SearchParametersHNSW(efSearch=ef)) for ef in a.hnsw_ef]
         else:
             points = [(f"nprobe={p}", faiss.SearchParametersIVF(nprobe=p)) for p in a.ivf_nprobe]
         for name, params in points:
             index.search(queries[:50], a.k, params=params)  # warm-up
-            (_, ids), s = timed(lambda: index.search(queries, a.k, params=params))
-            emit(out, f"faiss-{spec}-{name}".replace(",", "_"), lib, spec, name, build, s, len(queries), ids)
+            (_, ids), s = timed(lambda: [index.search(queries, a.k, params=params) for _ in range(a.rounds)][0])
+            emit(out, f"faiss-{spec}-{name}".replace(",", "_"), lib, spec, name, build, s, len(queries) * a.rounds, ids)
         del index
 
 
@@ -76,8 +75,9 @@ def hnswlib_ann(a, base, queries, out):
     for ef in a.hnsw_ef:
         index.set_ef(max(ef, a.k))
         index.knn_query(queries[:50], k=a.k, num_threads=a.threads)
-        (ids, _), s = timed(lambda: index.knn_query(queries, k=a.k, num_threads=a.threads))
-        emit(out, f"hnswlib-ef={ef}", f"hnswlib {hnswlib_version()}", "HNSW M=32", f"ef={ef}", build, s, len(queries), ids.astype(np.int64))
+        (ids, _), s = timed(lambda: [index.knn_query(queries, k=a.k, num_threads=a.threads) for _ in range(a.rounds)][0])
+        emit(out, f"hnswlib-ef={ef}", f"hnswlib {hnswlib_version()}", "HNSW M=32", f"ef={ef}", build, s,
+             len(queries) * a.rounds, ids.astype(np.int64))
 
 
 def hnswlib_version():
@@ -126,8 +126,10 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1, help="times the query batch is searched for the rate")
     p.add_argument("--hnsw-ef", type=int, nargs="*", default=[16, 32, 64, 128])
-    p.add_argument("--ivf-nlist", type=int, default=1024)
+    p.add_argument("--specs", nargs="*", default=["Flat", "HNSW32", "IVF1024,Flat", "IVF1024,SQ8"],
+                   help="FAISS factory strings (inner product)")
     p.add_argument("--ivf-nprobe", type=int, nargs="*", default=[1, 4, 16, 64])
     p.add_argument("--ef", type=int, default=64)
     p.add_argument("--groups")
@@ -142,7 +144,7 @@ def main():
         return
     if a.only in (None, "faiss"):
         faiss_ann(a, base, queries, out)
-    if a.only in (None, "hnswlib"):
+    if a.only in (None, "hnswlib") and "HNSW32" in a.specs:
         hnswlib_ann(a, base, queries, out)
 
 
