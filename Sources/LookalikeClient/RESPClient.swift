@@ -104,6 +104,16 @@ public final class RESPClient {
         return try read()
     }
 
+    /// The next reply, without sending anything: for a reader thread beside one sender thread
+    /// that only calls `send` and `flush` (open-loop load generators).
+    public func receive() throws -> Reply { try value() }
+
+    /// One command with binary arguments (FP32 blobs), and its reply.
+    public func call(_ arguments: [[UInt8]]) throws -> Reply {
+        send(arguments)
+        return try read()
+    }
+
     // MARK: Reply parsing
 
     private func value() throws -> Reply {

@@ -38,6 +38,7 @@ struct ANN: AsyncParsableCommand {
     @Option(help: "Recall–QPS plot (PNG); empty for none.") var png = "Docs/plots/ann.png"
 
     mutating func run() async throws {
+        lineBufferedOutput()
         let whole = try Dataset.load(generated: generated, count: quick ? 20_000 : count, dimension: dimension, limit: quick ? 20_000 : nil)
         let queryCount = quick ? 200 : queries
         let (set, rawQueries) = whole.split(queries: queryCount, seed: 5)
@@ -243,11 +244,15 @@ func pipelined(port: Int, connections: Int, depth: Int, count: Int, command: @es
         var sent = 0, received = 0
         do {
             while received < mine.count {
-                while sent < mine.count && sent - received < depth {
-                    client.send(command(mine[sent]))
-                    sent += 1
+                // Refill in bursts when half the window has come back: one write per burst,
+                // and the server sees batches it can group-commit.
+                if sent - received <= depth / 2 {
+                    while sent < mine.count && sent - received < depth {
+                        client.send(command(mine[sent]))
+                        sent += 1
+                    }
+                    try client.flush()
                 }
-                try client.flush()
                 let reply = try client.read()
                 slots.set(mine[received], .success(reply))
                 received += 1

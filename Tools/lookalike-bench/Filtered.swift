@@ -21,10 +21,12 @@ struct Filtered: AsyncParsableCommand {
     @Option(help: "Queries per filter.") var queries = 200
     @Option(help: "Results per query.") var k = 10
     @Option(help: "HNSW efSearch for every method.") var ef = 64
+    @Flag(help: "Skip faiss-cpu and hnswlib (no Python environment needed).") var noPeers = false
     @Flag(help: "Fewer queries and filters: finishes in well under two minutes.") var quick = false
     @Option(help: "Scratch data folder (deleted afterwards).") var data = NSTemporaryDirectory() + "lookalike-bench-filtered"
 
     mutating func run() async throws {
+        lineBufferedOutput()
         let queryCount = quick ? 50 : queries
         let set = try Dataset.load(generated: generated, count: quick ? min(count, 20_000) : count, dimension: dimension, limit: nil)
         print("# Filtered search: \(set.name), k=\(k), efSearch \(ef), \(queryCount) queries per filter, 1 thread")
@@ -81,9 +83,31 @@ struct Filtered: AsyncParsableCommand {
         }
         groups.sort { $0.rows.count < $1.rows.count }
 
+        // The peers on the same vectors, queries and filters (faiss-cpu with an id selector,
+        // hnswlib with a filter function), when their environment can be had.
+        var peerResults: [String: (qps: Double, recall: Double, short: Double)] = [:]
+        if !noPeers {
+            let base = data + "-base.npy", qs = data + "-queries.npy", groupsFile = data + "-groups.json"
+            defer { for f in [base, qs, groupsFile] { try? FileManager.default.removeItem(atPath: f) } }
+            try VectorFile.writeNPY(prepared, rows: set.count, dimension: set.dimension, to: base)
+            try VectorFile.writeNPY(preparedQueries.flatMap { $0 }, rows: queryRows.count, dimension: set.dimension, to: qs)
+            let groupList = groups.map { ["name": "\($0.attribute)=\($0.value)", "rows": $0.rows] as [String: Any] }
+            try JSONSerialization.data(withJSONObject: groupList).write(to: URL(fileURLWithPath: groupsFile))
+            for (line, hits) in try Peers.measure(["filtered", "--base", base, "--queries", qs, "--k", "\(k)", "--ef", "\(ef)", "--groups", groupsFile],
+                                                  out: data + "-peers", queries: queryRows.count, k: k) {
+                guard let group = groups.first(where: { "\($0.attribute)=\($0.value)" == line.param }) else { continue }
+                let want = min(k, group.rows.count)
+                var recall = 0.0
+                for (qi, rows) in hits.enumerated() { recall += tieAwareRecall(hitRows: rows.filter { $0 >= 0 }, scores: scores[qi], allowed: group.rows, k: k) }
+                let short = Double(hits.filter { $0.filter { $0 >= 0 }.count < want }.count) / Double(hits.count)
+                peerResults[line.library.split(separator: " ")[0] + " " + line.param] = (line.qps, recall / Double(hits.count), short)
+            }
+            try? FileManager.default.removeItem(atPath: data + "-peers")
+        }
+
         print("")
-        print("| filter | items | share | ours QPS | ours recall | ours min hits | exact QPS | exact recall | post-filter QPS | post-filter recall | selector-ANN QPS | selector-ANN recall | FAISS bitmap QPS | FAISS recall | FAISS short | unfiltered QPS | ours / unfiltered |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| filter | items | share | ours QPS | ours recall | ours min hits | exact QPS | exact recall | post-filter QPS | post-filter recall | selector-ANN QPS | selector-ANN recall | FAISS bitmap QPS | FAISS recall | FAISS short | faiss-cpu selector QPS (recall, short) | hnswlib filter QPS (recall, short) | unfiltered QPS | ours / unfiltered |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for group in groups where !group.rows.isEmpty {
             let want = min(k, group.rows.count)
             // Only the searches are timed; recall is scored afterwards.
@@ -140,6 +164,7 @@ struct Filtered: AsyncParsableCommand {
                 f0(ours.qps), f3(ours.recall), "\(ours.minHits)/\(want)",
                 f0(exact.qps), f3(exact.recall), f0(post.qps), f3(post.recall), f0(selector.qps), f3(selector.recall),
                 f0(faissQPS), f3(faissRecall / Double(queryRows.count)), String(format: "%.0f%%", 100 * Double(short) / Double(queryRows.count)),
+                peerCell(peerResults["faiss-cpu \(group.attribute)=\(group.value)"]), peerCell(peerResults["hnswlib \(group.attribute)=\(group.value)"]),
                 f0(unfiltered.qps), String(format: "%.2f×", ours.qps / unfiltered.qps),
             ]
             print("| " + cells.joined(separator: " | ") + " |")
@@ -159,6 +184,11 @@ struct Filtered: AsyncParsableCommand {
         print("Predicted category (20-neighbour similarity vote, item left out): accuracy \(f3(Double(correct) / Double(queryRows.count))) on \(queryRows.count) items; "
               + "with confidence ≥ 0.5: \(confident) items, accuracy \(f3(Double(confidentCorrect) / Double(max(1, confident)))).")
     }
+}
+
+func peerCell(_ r: (qps: Double, recall: Double, short: Double)?) -> String {
+    guard let r else { return "—" }
+    return "\(f0(r.qps)) (\(f3(r.recall)), \(String(format: "%.0f%%", 100 * r.short)))"
 }
 
 func f0(_ x: Double) -> String { x.isNaN ? "—" : String(format: "%.0f", x) }
