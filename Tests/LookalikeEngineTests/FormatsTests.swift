@@ -23,6 +23,21 @@ final class FormatsTests: XCTestCase {
         }
     }
 
+    /// The benchmarks hand vectors to numpy through writeNPY: what it writes reads back exactly,
+    /// with a header padded to 64 bytes as numpy's format requires.
+    func testWrittenNpyReadsBack() throws {
+        let path = NSTemporaryDirectory() + "lookalike-written-\(UUID().uuidString).npy"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let values: [Float] = (0..<(7 * 5)).map { Float($0) * 0.5 - 3 }
+        try VectorFile.writeNPY(values, rows: 7, dimension: 5, to: path)
+        let file = try VectorFile(path: path)
+        XCTAssertEqual(file.count, 7)
+        XCTAssertEqual(file.dimension, 5)
+        XCTAssertEqual(try file.vector(at: 6), Array(values[30..<35]))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        XCTAssertEqual((bytes.count - 7 * 5 * 4) % 64, 0)
+    }
+
     func testNpyFilesAndTheirErrors() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("formats-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

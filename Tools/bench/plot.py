@@ -50,7 +50,7 @@ def latency(results, out):
     ax.set_ylabel("milliseconds")
     ax.set_yscale("log")
     ax.legend()
-    ax.set_title(f"VSIM latency at {results['rate']:.0f} queries/s offered — {results['machine']}", fontsize=9)
+    ax.set_title(f"VSIM latency at {results['rate']:.0f} queries/s offered\n{results['machine']}", fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 

@@ -204,6 +204,17 @@ struct ANN: AsyncParsableCommand {
         func best(_ method: String, _ index: String) -> Point? {
             points.filter { $0.method.hasPrefix(method) && $0.index == index && $0.recall >= target }.max { $0.qps < $1.qps }
         }
+        /// The rate at exactly the target recall, interpolated (log rate, linear recall) between
+        /// the two sweep points around it: comparing measured points alone would favour whichever
+        /// method happens to land just above the target.
+        func atTarget(_ method: String, _ index: String) -> Double? {
+            let curve = points.filter { $0.method.hasPrefix(method) && $0.index == index }.sorted { $0.recall < $1.recall }
+            guard let hi = curve.firstIndex(where: { $0.recall >= target }) else { return nil }
+            guard hi > 0, curve[hi].recall > curve[hi - 1].recall else { return curve[hi...].map(\.qps).max() }
+            let a = curve[hi - 1], b = curve[hi]
+            let t = (target - a.recall) / (b.recall - a.recall)
+            return exp(log(a.qps) + t * (log(b.qps) - log(a.qps)))
+        }
         print("")
         print("Best queries/s at recall@\(k) ≥ \(target) (effort in brackets):")
         print("")
@@ -213,11 +224,14 @@ struct ANN: AsyncParsableCommand {
             let cells = methods(points).map { m in best(m, index).map { "\(f0($0.qps)) (\($0.param))" } ?? "not reached" }
             print("| \(index) | " + cells.joined(separator: " | ") + " |")
         }
-        let server = best("Lookalike server", "HNSW32"), engine = best("Lookalike in-process", "HNSW32")
-        let debian = best("FAISS 1.7.3", "HNSW32"), faiss = best("faiss-cpu", "HNSW32"), hnswlib = best("hnswlib", "HNSW32")
-        func ratio(_ a: Point?, _ b: Point?) -> String { a.flatMap { a in b.map { String(format: "%.2f×", a.qps / $0.qps) } } ?? "—" }
+        let server = atTarget("Lookalike server", "HNSW32"), engine = atTarget("Lookalike in-process", "HNSW32")
+        let debian = atTarget("FAISS 1.7.3", "HNSW32"), faiss = atTarget("faiss-cpu", "HNSW32"), hnswlib = atTarget("hnswlib", "HNSW32")
+        func ratio(_ a: Double?, _ b: Double?) -> String { a.flatMap { a in b.map { String(format: "%.2f×", a / $0) } } ?? "—" }
         print("")
-        print("HNSW32 at recall ≥ \(target): server over TCP / faiss-cpu (target ≥ 0.5×): \(ratio(server, faiss)); "
+        print("HNSW32 queries/s at recall \(target), interpolated: "
+              + [("server", server), ("in-process", engine), ("FAISS batch via the shim", debian), ("faiss-cpu", faiss), ("hnswlib", hnswlib)]
+                .map { "\($0.0) \($0.1.map(f0) ?? "not reached")" }.joined(separator: ", ") + ".")
+        print("Ratios at recall \(target): server over TCP / faiss-cpu (target ≥ 0.5×): \(ratio(server, faiss)); "
               + "server / hnswlib: \(ratio(server, hnswlib)); server / in-process engine (TCP overhead): \(ratio(server, engine)); "
               + "engine / FAISS 1.7.3 batch through the shim: \(ratio(engine, debian)); that / faiss-cpu: \(ratio(debian, faiss)).")
     }

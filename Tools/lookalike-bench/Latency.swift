@@ -18,7 +18,7 @@ struct Latency: AsyncParsableCommand {
     @Option(help: "Seconds per scenario.") var seconds = 20.0
     @Option(help: "Items per second written during the fixed-rate ingest scenario.") var ingestRate = 5_000.0
     @Option(help: "HNSW efSearch of the queries.") var ef = 64
-    @Option(help: "The server's seal threshold (items per background index build).") var sealThreshold = 20_000
+    @Option(help: "The server's seal threshold (items per background index build; the server's default).") var sealThreshold = 100_000
     @Option(help: "Port for the server under test.") var port = 6479
     @Flag(help: "20,000 items, 4 s per scenario: finishes in under two minutes.") var quick = false
     @Option(help: "Scratch folder (deleted afterwards).") var scratch = NSTemporaryDirectory() + "lookalike-bench-latency"
