@@ -133,7 +133,6 @@ def main():
     p.add_argument("--ivf-nprobe", type=int, nargs="*", default=[1, 4, 16, 64])
     p.add_argument("--ef", type=int, default=64)
     p.add_argument("--groups")
-    p.add_argument("--only", choices=["faiss", "hnswlib"], help="run one library")
     a = p.parse_args()
     base = np.ascontiguousarray(np.load(a.base), dtype=np.float32)
     queries = np.ascontiguousarray(np.load(a.queries), dtype=np.float32)
@@ -142,9 +141,8 @@ def main():
     if a.mode == "filtered":
         filtered(a, base, queries, out)
         return
-    if a.only in (None, "faiss"):
-        faiss_ann(a, base, queries, out)
-    if a.only in (None, "hnswlib") and "HNSW32" in a.specs:
+    faiss_ann(a, base, queries, out)
+    if "HNSW32" in a.specs:
         hnswlib_ann(a, base, queries, out)
 
 

@@ -1,6 +1,6 @@
 // Harness: what the benchmarks share beyond the data.
 //   - ServerProcess: a release lookalike-server started beside this binary, on a data folder;
-//     start-up time (until PING answers), resident memory, and a clean stop.
+//     start-up time (until PING answers), resident memory (its own INFO), and a clean stop.
 //   - Peers: Tools/bench/peers.py in its virtual environment (faiss-cpu, hnswlib), run on the
 //     vectors this benchmark wrote, its hits read back so recall is scored here for everyone.
 //   - Point / Results: one measured point, the markdown table, and the JSON the plots read.
@@ -20,12 +20,7 @@ final class ServerProcess {
 
     init(data: String, port: Int, arguments: [String] = []) throws {
         self.port = port
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("lookalike-server")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw ClientError("\(binary.path) is missing: build it with `swift build -c release` first")
-        }
-        process.executableURL = binary
+        process.executableURL = URL(fileURLWithPath: try siblingExecutable("lookalike-server"))
         process.arguments = ["--port", "\(port)", "--data", data, "--log-level", "warning"] + arguments
         let t0 = now()
         try process.run()
@@ -38,8 +33,15 @@ final class ServerProcess {
         startSeconds = now() - t0
     }
 
-    /// Resident and peak resident memory of the server, in bytes (from /proc).
-    var memory: (rss: Int, peak: Int) { processMemory(pid: process.processIdentifier) }
+    /// Resident memory of the server in bytes, as it reports it (INFO memory, used_memory_rss).
+    func residentBytes() throws -> Int {
+        let info = try RESPClient(address: "127.0.0.1:\(port)").call(["INFO", "memory"]).text ?? ""
+        let line = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("used_memory_rss:") }
+        guard let value = line.flatMap({ Int($0.dropFirst("used_memory_rss:".count)) }) else {
+            throw ClientError("INFO memory has no used_memory_rss")
+        }
+        return value
+    }
 
     func stop() {
         guard process.isRunning else { return }
@@ -50,14 +52,29 @@ final class ServerProcess {
     deinit { stop() }
 }
 
-/// VmRSS and VmHWM of a process, in bytes.
-func processMemory(pid: Int32) -> (rss: Int, peak: Int) {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
-    func field(_ name: String) -> Int {
-        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return 0 }
-        return (Int(line.split(separator: " ").dropFirst().first { !$0.isEmpty }.map(String.init) ?? "") ?? 0) * 1024
+/// The release executable `name` built beside this benchmark (lookalike-server, -ingest).
+func siblingExecutable(_ name: String) throws -> String {
+    let path = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        .appendingPathComponent(name).path
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+        throw ClientError("\(path) is missing: build it with `swift build -c release` first")
     }
-    return (field("VmRSS"), field("VmHWM"))
+    return path
+}
+
+/// Runs a program; its standard output. Standard error passes through.
+@discardableResult
+func runProgram(_ program: String, _ arguments: [String]) throws -> String {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: program)
+    p.arguments = arguments
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw ClientError("\(program) \(arguments.joined(separator: " ")) exited with \(p.terminationStatus)") }
+    return String(decoding: data, as: UTF8.self)
 }
 
 enum Peers {
@@ -67,7 +84,7 @@ enum Peers {
     static func ensure() throws {
         if FileManager.default.isExecutableFile(atPath: python) { return }
         print("setting up the peers (faiss-cpu, hnswlib) with Tools/bench/setup-peers.sh …")
-        try run("/bin/bash", [repositoryRoot.appendingPathComponent("Tools/bench/setup-peers.sh").path])
+        try runProgram("/bin/bash", [repositoryRoot.appendingPathComponent("Tools/bench/setup-peers.sh").path])
     }
 
     struct Line: Decodable { var label: String; var library: String; var index: String; var param: String; var build_s: Double; var qps: Double }
@@ -75,7 +92,7 @@ enum Peers {
     /// Runs peers.py with `arguments`; each reported point with its hits (queries × k rows).
     static func measure(_ arguments: [String], out: String, queries: Int, k: Int) throws -> [(Line, [[Int]])] {
         try ensure()
-        let text = try run(python, [repositoryRoot.appendingPathComponent("Tools/bench/peers.py").path] + arguments + ["--out", out])
+        let text = try runProgram(python, [repositoryRoot.appendingPathComponent("Tools/bench/peers.py").path] + arguments + ["--out", out])
         return try text.split(separator: "\n").filter { $0.hasPrefix("{") }.map { line in
             let point = try JSONDecoder().decode(Line.self, from: Data(line.utf8))
             let data = try Data(contentsOf: URL(fileURLWithPath: "\(out)/\(point.label).i64"))
@@ -84,20 +101,6 @@ enum Peers {
         }
     }
 
-    /// Runs a program; its standard output. Standard error passes through.
-    @discardableResult
-    static func run(_ program: String, _ arguments: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: program)
-        p.arguments = arguments
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw ClientError("\(program) \(arguments.joined(separator: " ")) exited with \(p.terminationStatus)") }
-        return String(decoding: data, as: UTF8.self)
-    }
 }
 
 /// One measured point of a sweep.
@@ -151,7 +154,7 @@ func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
 func plot(_ kind: String, results: String, png: String) {
     do {
         try Peers.ensure()
-        try Peers.run(Peers.python, [repositoryRoot.appendingPathComponent("Tools/bench/plot.py").path, kind, results, png])
+        try runProgram(Peers.python, [repositoryRoot.appendingPathComponent("Tools/bench/plot.py").path, kind, results, png])
         print("plot: \(png)")
     } catch {
         print("plot skipped: \(error)")

@@ -41,11 +41,11 @@ struct IngestBench: AsyncParsableCommand {
             let object: [String: Any] = ["id": set.keys[i], "category": set.categories[i], "author": set.authors[i]]
             return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
         }.joined(separator: "\n").write(toFile: meta, atomically: true, encoding: .utf8)
-        let tool = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("lookalike-ingest").path
+        let tool = try siblingExecutable("lookalike-ingest")
         for spec in quick ? Array(indexes.prefix(1)) : indexes {
             let data = scratch + "/offline-\(ANN.collectionName(spec))"
             let t0 = now()
-            try Peers.run(tool, ["--data", data, "--collection", "items", "--vectors", npy, "--meta", meta, "--index", spec])
+            try runProgram(tool, ["--data", data, "--collection", "items", "--vectors", npy, "--meta", meta, "--index", spec])
             let seconds = now() - t0
             rows.append(("bulk offline (lookalike-ingest, \(spec), index built, synced)", f0(Double(set.count) / seconds) + " items/s",
                          String(format: "%.1f s for %d items", seconds, set.count)))

@@ -62,12 +62,9 @@ struct Latency: AsyncParsableCommand {
             print("\(name): p50 \(f2(p.p50)) ms, p99 \(f2(p.p99)) ms, p99.9 \(f2(p.p999)) ms, max \(f2(p.max)) ms; \(written) items written")
         }
         try scenario("idle", writer: nil)
-        var offset = 0
-        let base = offset
-        try scenario("ingest \(f0(ingestRate)) items/s", writer: BackgroundWriter(port: port, rate: ingestRate, limit: writeLimit) { fresh(base + $0) })
-        offset += 10_000_000
-        let base2 = offset
-        try scenario("ingest at full speed (pipelined)", writer: BackgroundWriter(port: port, rate: 0, batch: 500, limit: writeLimit) { fresh(base2 + $0) })
+        // The two writers use distinct element names (new0…, new10000000…): both only add.
+        try scenario("ingest \(f0(ingestRate)) items/s", writer: BackgroundWriter(port: port, rate: ingestRate, limit: writeLimit) { fresh($0) })
+        try scenario("ingest at full speed (pipelined)", writer: BackgroundWriter(port: port, rate: 0, batch: 500, limit: writeLimit) { fresh(10_000_000 + $0) })
 
         print("")
         print("| scenario | items written | p50 ms | p99 ms | p99.9 ms | max ms | p99 / idle p99 |")

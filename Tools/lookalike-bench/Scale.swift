@@ -42,9 +42,9 @@ struct Scale: AsyncParsableCommand {
         try VectorFile.writeNPY(set.vectors, rows: set.count, dimension: set.dimension, to: npy)
         try (0..<set.count).map { "{\"id\":\"\(set.keys[$0])\",\"category\":\"\(set.categories[$0])\"}" }
             .joined(separator: "\n").write(toFile: meta, atomically: true, encoding: .utf8)
-        let tool = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("lookalike-ingest").path
+        let tool = try siblingExecutable("lookalike-ingest")
         t0 = now()
-        try Peers.run(tool, ["--data", data, "--collection", "items", "--vectors", npy, "--meta", meta, "--index", index, "--attributes", "category"])
+        try runProgram(tool, ["--data", data, "--collection", "items", "--vectors", npy, "--meta", meta, "--index", index, "--attributes", "category"])
         let loadSeconds = now() - t0
         var usage = rusage()
         getrusage(RUSAGE_CHILDREN.rawValue, &usage)
@@ -56,7 +56,7 @@ struct Scale: AsyncParsableCommand {
         // Start-up, memory, queries.
         var server = try ServerProcess(data: data, port: port)
         rows.append(("server start-up (cold: first open after the load)", String(format: "%.2f s", server.startSeconds)))
-        let afterStart = server.memory.rss
+        let afterStart = try server.residentBytes()
         let prepared = set.prepared()
         let truth = GroundTruth(base: prepared, rows: set.count, queries: rawQueries, dimension: set.dimension, k: 10, normalise: true)
         let rowOfKey = Dictionary(uniqueKeysWithValues: set.keys.enumerated().map { ($1, $0) })
@@ -75,9 +75,9 @@ struct Scale: AsyncParsableCommand {
             }
             rows.append(("VSIM \(word) \(effort) over TCP (2 connections, pipelined)", String(format: "%.0f q/s, recall@10 %.3f", qps, truth.recall(hits, base: prepared))))
         }
-        let memory = server.memory
-        rows.append(("server RSS after start-up / after the queries", "\(mib(Double(afterStart))) / \(mib(Double(memory.rss)))"
-                     + String(format: " = %.0f bytes per item, %.2f× raw", Double(memory.rss) / Double(set.count), Double(memory.rss) / raw)))
+        let rss = try server.residentBytes()
+        rows.append(("server RSS after start-up / after the queries", "\(mib(Double(afterStart))) / \(mib(Double(rss)))"
+                     + String(format: " = %.0f bytes per item, %.2f× raw", Double(rss) / Double(set.count), Double(rss) / raw)))
         server.stop()
         server = try ServerProcess(data: data, port: port)
         rows.append(("restart after SIGTERM", String(format: "%.2f s", server.startSeconds)))
