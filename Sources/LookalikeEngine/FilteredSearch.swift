@@ -96,12 +96,11 @@ extension Collection {
     /// Top-k among the set's members that also satisfy `check`.
     func search(_ request: SearchRequest, members set: FilterExpression.IndexedSet, check: FilterExpression?) throws -> [SearchHit] {
         try validate(request)
-        let (query, queryKey) = try resolveQuery(request.query)
-        let excluded = request.excludeQueryItem ? queryKey : nil
+        let (query, excluded) = try resolveQuery(request)
         let parts = try memberPositions(set)
         guard !parts.isEmpty else { return [] }
         let reachable = parts.reduce(0) { $0 + $1.positions.count }
-        var k = request.k + (excluded == nil ? 0 : 1)
+        var k = request.k + excluded.count
         while true {
             let wanted = min(k, reachable)
             var top = TopK(k: max(1, wanted))

@@ -8,6 +8,9 @@ public struct SearchRequest: Sendable {
         case vector([Float])
         /// "More like this": the stored item's vector; the item itself is left out.
         case key(String)
+        /// A user's history: the stored items' vectors combined into one query
+        /// (Recommendations.swift); the items themselves are always left out.
+        case history([String], HistoryWeighting)
     }
     public var query: Query
     public var k: Int
@@ -84,27 +87,28 @@ extension Collection {
     }
 
     private func unlimitedSearch(_ request: SearchRequest) throws -> [SearchHit] {
-        let (query, queryKey) = try resolveQuery(request.query)
-        let excludedKey = request.excludeQueryItem ? queryKey : nil
-        let wanted = request.k + (excludedKey == nil ? 0 : 1)
+        let (query, excluded) = try resolveQuery(request)
+        let wanted = request.k + excluded.count
         var top = TopK(k: wanted)
         try query.withUnsafeBufferPointer { q in
             for segment in segmentsSnapshot() {
                 top.push(contentsOf: try search(segment, q.baseAddress!, k: wanted, request: request))
             }
         }
-        return try hits(for: top.sorted(), excluding: excludedKey, limit: request.k,
+        return try hits(for: top.sorted(), excluding: excluded, limit: request.k,
                         withAttributes: request.withAttributes)
     }
 
-    /// The query vector as the index wants it, and the key to leave out of the results.
-    func resolveQuery(_ query: SearchRequest.Query) throws -> ([Float], String?) {
-        switch query {
+    /// The query vector as the index wants it, and the keys to leave out of the results.
+    func resolveQuery(_ request: SearchRequest) throws -> ([Float], Set<String>) {
+        switch request.query {
         case .vector(let v):
-            return (try indexVector(v), nil)
+            return (try indexVector(v), [])
         case .key(let key):
             guard let v = try vector(key: key) else { throw EngineError.keyNotFound(key) }
-            return (try indexVector(v), key)
+            return (try indexVector(v), request.excludeQueryItem ? [key] : [])
+        case .history(let keys, let weighting):
+            return (try historyVector(keys, weighting), Set(keys))
         }
     }
 
@@ -157,14 +161,14 @@ extension Collection {
 
     /// Turns neighbours into hits, reading keys and attributes in one read transaction. An id
     /// removed after the search started is skipped.
-    func hits(for neighbors: [Neighbor], excluding excluded: String?, limit: Int,
+    func hits(for neighbors: [Neighbor], excluding excluded: Set<String>, limit: Int,
                       withAttributes: Bool) throws -> [SearchHit] {
         try wrapped {
             try engine.environment.read { txn in
                 var out: [SearchHit] = []
                 for n in neighbors {
                     guard out.count < limit else { break }
-                    guard let record = try store.item(n.id, txn), record.key != excluded else { continue }
+                    guard let record = try store.item(n.id, txn), !excluded.contains(record.key) else { continue }
                     out.append(SearchHit(key: record.key, id: n.id, score: score(n.distance),
                                          attributes: withAttributes ? record.attributes : nil))
                 }

@@ -19,6 +19,8 @@ enum VectorCommands {
         CommandSpec(name: "vismember", arity: 3, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: vismember),
         CommandSpec(name: "vrandmember", arity: -2, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vrandmember),
         CommandSpec(name: "vlinks", arity: -3, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vlinks),
+        CommandSpec(name: "vhistory", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vhistory),
+        CommandSpec(name: "vwithin", arity: -5, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vwithin),
         CommandSpec(name: "vpredict", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vpredict),
         CommandSpec(name: "vcompact", arity: -2, ordering: .read, flags: ["admin"], firstKey: 1, lastKey: 1, run: vcompact),
     ]
@@ -148,75 +150,146 @@ enum VectorCommands {
     /// VSIM key (ELE element | FP32 blob | VALUES n ...) [WITHSCORES] [WITHATTRIBS] [COUNT n]
     ///      [EPSILON d] [EF n] [FILTER expr] [FILTER-EF n] [TRUTH] [NOTHREAD] [NPROBE n]
     static func vsim(_ inv: Invocation) throws -> Reply {
-        let key = inv.string(1)
         var i = 2
         let query = try parseQuery(inv, at: &i)
-        var request = SearchRequest(query: query, k: 10, excludeQueryItem: false)
+        let options = try SearchOptions(inv, query: query, from: i, command: "VSIM", k: 10)
+        return try options.run(inv, threshold: nil)
+    }
+
+    /// VHISTORY key n element1 … elementn [WEIGHTS w1 … wn | ATTENTION (FP32 blob | VALUES d …)]
+    ///          [any VSIM option]
+    /// Top-k for a user's history: the elements' vectors combined (mean, weights, or attention
+    /// softmax(q·x)), the elements themselves left out.
+    static func vhistory(_ inv: Invocation) throws -> Reply {
+        let n = try positive(inv, 2, "the number of elements")
+        guard n <= Collection.maxHistoryItems else {
+            throw CommandError("a history holds at most \(Collection.maxHistoryItems) elements")
+        }
+        guard 3 + n <= inv.count else { throw CommandError("VHISTORY names \(n) elements but has \(inv.count - 3)") }
+        let keys = (3..<(3 + n)).map { inv.string($0) }
+        var i = 3 + n
+        var weighting = HistoryWeighting.mean
+        switch inv.keyword(i) {
+        case "WEIGHTS":
+            guard i + n < inv.count else { throw CommandError("WEIGHTS needs one weight per element (\(n))") }
+            weighting = .weights(try (1...n).map { j in
+                guard let w = Float(inv.string(i + j)) else { throw CommandError.notFloat() }
+                return w
+            })
+            i += 1 + n
+        case "ATTENTION":
+            i += 1
+            weighting = .attention(try parseVector(inv, at: &i))
+        default:
+            break
+        }
+        let options = try SearchOptions(inv, query: .history(keys, weighting), from: i, command: "VHISTORY", k: 10)
+        return try options.run(inv, threshold: nil)
+    }
+
+    /// VWITHIN key (ELE element | FP32 blob | VALUES n …) threshold [any VSIM option]
+    /// Every element whose score (as WITHSCORES reports it) passes the threshold — cosine and
+    /// IP: at least it; L2: a distance of at most it — best first, at most COUNT (default 1000).
+    static func vwithin(_ inv: Invocation) throws -> Reply {
+        var i = 2
+        let query = try parseQuery(inv, at: &i)
+        guard i < inv.count, let t = Double(inv.string(i)), t.isFinite else {
+            throw CommandError("VWITHIN needs a threshold (a number) after the query")
+        }
+        let options = try SearchOptions(inv, query: query, from: i + 1, command: "VWITHIN", k: 1000)
+        return try options.run(inv, threshold: t)
+    }
+
+    /// The options VSIM, VHISTORY and VWITHIN share, parsed once, and the search they run.
+    struct SearchOptions {
+        var request: SearchRequest
         var withScores = false
         var epsilon: Double?
         var filter: FilterExpression?
         var filterEffort: Int?
         var category: Category?
-        while i < inv.count {
-            switch inv.keyword(i) {
-            case "CATEGORY":
-                guard i + 1 < inv.count else { throw CommandError.syntax() }
-                category = inv.keyword(i + 1) == "AUTO" ? .auto : .named(inv.string(i + 1))
-                i += 2
-            case "WITHSCORES": withScores = true; i += 1
-            case "WITHATTRIBS": request.withAttributes = true; i += 1
-            case "TRUTH": request.exact = true; i += 1
-            case "NOTHREAD": i += 1
-            case "COUNT": request.k = try positive(inv, i + 1, "COUNT"); i += 2
-            case "EF": request.efSearch = try positive(inv, i + 1, "EF"); i += 2
-            case "NPROBE": request.nprobe = try positive(inv, i + 1, "NPROBE"); i += 2
-            case "EPSILON":
-                guard i + 1 < inv.count, let e = Double(inv.string(i + 1)), e >= 0 else {
-                    throw CommandError("EPSILON must be a non-negative number")
+
+        init(_ inv: Invocation, query: SearchRequest.Query, from start: Int, command: String, k: Int) throws {
+            request = SearchRequest(query: query, k: k, excludeQueryItem: false)
+            var i = start
+            while i < inv.count {
+                switch inv.keyword(i) {
+                case "CATEGORY":
+                    guard i + 1 < inv.count else { throw CommandError.syntax() }
+                    category = inv.keyword(i + 1) == "AUTO" ? .auto : .named(inv.string(i + 1))
+                    i += 2
+                case "WITHSCORES": withScores = true; i += 1
+                case "WITHATTRIBS": request.withAttributes = true; i += 1
+                case "TRUTH": request.exact = true; i += 1
+                case "NOTHREAD": i += 1
+                case "COUNT": request.k = try positive(inv, i + 1, "COUNT"); i += 2
+                case "EF": request.efSearch = try positive(inv, i + 1, "EF"); i += 2
+                case "NPROBE": request.nprobe = try positive(inv, i + 1, "NPROBE"); i += 2
+                case "EPSILON":
+                    guard i + 1 < inv.count, let e = Double(inv.string(i + 1)), e >= 0 else {
+                        throw CommandError("EPSILON must be a non-negative number")
+                    }
+                    epsilon = e
+                    i += 2
+                case "FILTER":
+                    guard i + 1 < inv.count else { throw CommandError.syntax() }
+                    do { filter = try FilterExpression(inv.string(i + 1)) } catch let e as EngineError {
+                        throw CommandError(e.description)
+                    }
+                    i += 2
+                case "FILTER-EF":
+                    guard i + 1 < inv.count, let n = Int(inv.string(i + 1)), n >= 0 else {
+                        throw CommandError("FILTER-EF must be a non-negative integer")
+                    }
+                    filterEffort = n
+                    i += 2
+                default:
+                    throw CommandError("unknown \(command) option '\(inv.string(i).prefix(64))'")
                 }
-                epsilon = e
-                i += 2
-            case "FILTER":
-                guard i + 1 < inv.count else { throw CommandError.syntax() }
-                do { filter = try FilterExpression(inv.string(i + 1)) } catch let e as EngineError {
-                    throw CommandError(e.description)
-                }
-                i += 2
-            case "FILTER-EF":
-                guard i + 1 < inv.count, let n = Int(inv.string(i + 1)), n >= 0 else {
-                    throw CommandError("FILTER-EF must be a non-negative integer")
-                }
-                filterEffort = n
-                i += 2
-            default:
-                throw CommandError("unknown VSIM option '\(inv.string(i).prefix(64))'")
+            }
+            guard request.k <= inv.engine.options.maxK else {
+                throw CommandError("COUNT must be at most \(inv.engine.options.maxK)")
             }
         }
-        guard request.k <= inv.engine.options.maxK else {
-            throw CommandError("COUNT must be at most \(inv.engine.options.maxK)")
+
+        /// Runs the search on the search pool; `threshold` (in reply-score units) makes it a
+        /// threshold query with COUNT as its cap.
+        func run(_ inv: Invocation, threshold: Double?) throws -> Reply {
+            guard let collection = inv.server.collection(inv.string(1)) else { return .now(.array([])) }
+            let version = inv.connection.protocolVersion
+            let metric = collection.definition.metric
+            let options = self
+            return inv.offload {
+                let search = { (request: SearchRequest) throws -> [SearchHit] in try options.search(collection, request) }
+                let hits: [SearchHit]
+                if let threshold {
+                    hits = try collection.within(options.request, threshold: engineScore(threshold, metric), search: search)
+                } else {
+                    hits = try search(options.request)
+                }
+                let scored = hits.map { (hit: $0, score: redisScore($0.score, metric)) }
+                    .filter { options.epsilon == nil || withinEpsilon($0.score, options.epsilon!, metric) }
+                return vsimReply(scored, withScores: options.withScores, withAttributes: options.request.withAttributes, version: version)
+            }
         }
-        guard let collection = inv.server.collection(key) else { return .now(.array([])) }
-        let version = inv.connection.protocolVersion
-        let withAttributes = request.withAttributes
-        let metric = collection.definition.metric
-        let (search, compiled, effort, eps, scores, wanted) = (request, filter, filterEffort, epsilon, withScores, category)
-        return inv.offload {
-            let request = search, filter = compiled, filterEffort = effort, epsilon = eps, withScores = scores
-            let hits: [SearchHit]
-            switch wanted {
+
+        private func search(_ collection: Collection, _ request: SearchRequest) throws -> [SearchHit] {
+            switch category {
             case .named(let value):
-                hits = try collection.search(request, attribute: "category", value: value, filter: filter)
+                return try collection.search(request, attribute: "category", value: value, filter: filter)
             case .auto:
-                guard let p = try collection.predict(request.query) else { return .array([]) }
-                hits = try collection.search(request, attribute: "category", value: p.category, filter: filter)
+                guard let p = try collection.predict(request.query) else { return [] }
+                return try collection.search(request, attribute: "category", value: p.category, filter: filter)
             case nil:
-                hits = try filter.map { try collection.search(request, filter: $0, maxCandidates: filterEffort) }
+                return try filter.map { try collection.search(request, filter: $0, maxCandidates: filterEffort) }
                     ?? collection.search(request)
             }
-            let scored = hits.map { (hit: $0, score: redisScore($0.score, metric)) }
-                .filter { epsilon == nil || withinEpsilon($0.score, epsilon!, metric) }
-            return vsimReply(scored, withScores: withScores, withAttributes: withAttributes, version: version)
         }
+    }
+
+    /// A reply score (Redis's (1 + cos) / 2 for cosine) as the engine's hit score.
+    static func engineScore(_ score: Double, _ metric: Metric) -> Float {
+        metric == .cosine ? Float(2 * score - 1) : Float(score)
     }
 
     /// Cosine as Redis reports it: (1 + cos) / 2, from 0 (opposite) to 1 (same direction).

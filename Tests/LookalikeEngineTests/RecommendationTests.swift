@@ -1,0 +1,97 @@
+// Recommendations (issue 7): a user's history as one query — mean, weights, attention — with
+// the history's items left out, against brute force on the aggregate computed here; and
+// threshold queries that return everything within the threshold, up to a cap.
+import LookalikeEngine
+import LookalikeFormats
+import XCTest
+
+final class RecommendationTests: XCTestCase {
+    let dimension = 16
+
+    func load(metric: Metric = .cosine, index: String = "HNSW16") async throws -> (Collection, [(key: String, vector: [Float])]) {
+        var options = EngineOptions()
+        options.sealThreshold = 1_000  // sealed segments and a mutable one
+        let engine = try Engine(directory: temporaryDirectory(self), options: options)
+        addTeardownBlock { engine.close() }
+        let c = try engine.createCollection(.init(name: "c", dimension: dimension, metric: metric, index: index))
+        let vectors = clusteredVectors(count: 2_500, dimension: dimension, clusters: 20, seed: 3)
+        let data = vectors.enumerated().map { (key: "i\($0.offset)", vector: $0.element) }
+        _ = await c.write(batch: data.map { .upsert(key: $0.key, vector: $0.vector, attributes: .set("{\"category\":\"c\(Int($0.key.dropFirst())! % 3)\"}")) })
+        engine.waitForSealing()
+        return (c, data)
+    }
+
+    func unit(_ v: [Float]) -> [Float] {
+        let n = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return v.map { $0 / n }
+    }
+
+    /// The aggregate computed independently: weighted mean of the unit vectors.
+    func aggregate(_ rows: [[Float]], _ weights: [Float]) -> [Float] {
+        var sum = [Float](repeating: 0, count: dimension)
+        for (r, w) in zip(rows, weights) { for j in 0..<dimension { sum[j] += w * r[j] } }
+        return sum
+    }
+
+    func testHistoryMeanWeightsAndAttentionMatchBruteForce() async throws {
+        let (c, data) = try await load()
+        let history = ["i5", "i77", "i1201", "i2300"]
+        let rows = history.map { k in unit(data.first { $0.key == k }!.vector) }
+        let rest = data.filter { !history.contains($0.key) }
+        let q = unit(clusteredVectors(count: 1, dimension: dimension, clusters: 20, seed: 8)[0])
+        let logits = rows.map { r in zip(r, q).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
+        let softmax = logits.map { exp($0 - logits.max()!) }.map { $0 / logits.map { exp($0 - logits.max()!) }.reduce(0, +) }
+        let cases: [(HistoryWeighting, [Float])] = [
+            (.mean, [1, 1, 1, 1]),
+            (.weights([3, 0, 1, 0.5]), [3, 0, 1, 0.5]),
+            (.attention(q), softmax),
+        ]
+        for (weighting, weights) in cases {
+            let truth = bruteForce(aggregate(rows, weights), rest, k: 10, metric: .cosine)
+            let exact = try c.search(SearchRequest(query: .history(history, weighting), k: 10, exact: true))
+            XCTAssertEqual(Set(exact.map(\.key)), Set(truth), "\(weighting): exact search of the aggregate")
+            let approximate = try c.search(SearchRequest(query: .history(history, weighting), k: 10, efSearch: 200))
+            XCTAssertGreaterThanOrEqual(recall(approximate.map(\.key), truth), 0.9, "\(weighting)")
+            XCTAssertTrue(Set(approximate.map(\.key)).isDisjoint(with: history), "the history's items are left out")
+            XCTAssertEqual(approximate.count, 10)
+        }
+        // With a filter too: every hit in the category, still none of the history.
+        let filtered = try c.search(SearchRequest(query: .history(history, .mean), k: 10), attribute: "category", value: "c1")
+        XCTAssertEqual(filtered.count, 10)
+        XCTAssertTrue(filtered.allSatisfy { Int($0.key.dropFirst())! % 3 == 1 && !history.contains($0.key) })
+    }
+
+    func testHistoryErrorsSayWhy() async throws {
+        let (c, _) = try await load()
+        assertThrows(.keyNotFound("nope")) { try c.search(SearchRequest(query: .history(["i1", "nope"], .mean))) }
+        assertThrows(.invalidArgument("WEIGHTS has 1 values for 2 elements")) {
+            try c.search(SearchRequest(query: .history(["i1", "i2"], .weights([1]))))
+        }
+        assertThrows(.invalidArgument("WEIGHTS must be finite, non-negative, and not all zero")) {
+            try c.search(SearchRequest(query: .history(["i1", "i2"], .weights([1, -1]))))
+        }
+        assertThrows(.invalidArgument("a history needs at least one element")) { try c.search(SearchRequest(query: .history([], .mean))) }
+        assertThrows(.wrongDimension(expected: dimension, got: 3)) {
+            try c.search(SearchRequest(query: .history(["i1"], .attention([1, 2, 3]))))
+        }
+    }
+
+    func testWithinReturnsEverythingInsideTheThresholdUpToTheCap() async throws {
+        for metric in [Metric.cosine, .l2] {
+            let (c, data) = try await load(metric: metric)
+            let q = data[42].vector
+            let ranked = bruteForce(q, data, k: data.count, metric: metric)
+            // A threshold that 150 items pass: more than one widening round.
+            let scores = try c.search(SearchRequest(query: .vector(q), k: 151, exact: true)).map(\.score)
+            let threshold = (scores[149] + scores[150]) / 2
+            let inside = Set(ranked.prefix(150))
+            let exact = try c.within(SearchRequest(query: .vector(q), k: 1_000, exact: true), threshold: threshold) { try c.search($0) }
+            XCTAssertEqual(Set(exact.map(\.key)), inside, "\(metric): exact is complete")
+            let approximate = try c.within(SearchRequest(query: .vector(q), k: 1_000), threshold: threshold) { try c.search($0) }
+            XCTAssertGreaterThanOrEqual(Double(Set(approximate.map(\.key)).intersection(inside).count) / 150, 0.95, "\(metric)")
+            XCTAssertTrue(approximate.allSatisfy { metric == .l2 ? $0.score <= threshold : $0.score >= threshold }, "nothing outside")
+            let capped = try c.within(SearchRequest(query: .vector(q), k: 20, exact: true), threshold: threshold) { try c.search($0) }
+            XCTAssertEqual(Set(capped.map(\.key)), Set(ranked.prefix(20)), "\(metric): the cap keeps the best")
+        }
+    }
+}
