@@ -51,6 +51,11 @@ public final class Collection: @unchecked Sendable {
     let specKind: FaissInfo.Kind
     let trainHint: Int
 
+    /// Cached rankings by a numeric attribute, for cascades' TOP stages (Recommendations).
+    let rankings = Mutex<[String: Ranking]>([:])
+    /// The new-items batch job's progress (NewItems).
+    public let newItemsProgress = NewItemsProgress()
+
     /// Next id to allocate. Commit thread only (and `open`, before the commit thread sees us).
     var nextId: UInt64 = 0
 
@@ -232,8 +237,13 @@ public final class Collection: @unchecked Sendable {
         return vector.withUnsafeBytes { $0.elementsEqual(stored) }
     }
 
-    func persistNextId(_ txn: Transaction) throws {
+    /// Stores the id counter, and notes in the clock table when this batch's new ids (from
+    /// `batchStart`) were allocated, so "added since a time" resolves to an id.
+    func persistNextId(_ txn: Transaction, batchStart: UInt64) throws {
         try engine.meta.putUInt64(Engine.nextIdKey(number), nextId, txn)
+        if nextId > batchStart {
+            try store.noteClock(second: UInt64(max(0, Date().timeIntervalSince1970)), firstId: batchStart, txn)
+        }
     }
 
     func appendCommitted(id: UInt64, vector: [Float]) {

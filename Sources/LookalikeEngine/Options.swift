@@ -29,6 +29,14 @@ public struct EngineOptions: Sendable {
     public var filterCacheBytes = 64 << 20
     /// OpenMP threads for sealing (building indexes); 0 = all cores.
     public var buildThreads = 0
+    /// Threads for the new-items batch job (NewItems); 0 = all cores.
+    public var batchJobThreads = 0
+    /// Bytes of new items' vectors the batch job holds at once; more new items than fit take
+    /// several passes over the existing ones.
+    public var batchJobMemory = 1 << 30
+    /// A recommendation cascade's TOP stage ranks items from a cached ranking rebuilt when
+    /// older than this (a scan of every item's attributes).
+    public var rankingRefreshSeconds = 60.0
 
     public init() {}
 }

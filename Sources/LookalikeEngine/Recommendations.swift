@@ -3,10 +3,15 @@
 //     explicitly weighted, or weighted by attention softmax(q·x) for a given vector q — with
 //     the items themselves left out of the results (SearchRequest.Query.history).
 //   - Threshold queries: every item within a score threshold, up to a cap (near-duplicates).
-// Both run the ordinary search (every index type, filters, categories) underneath.
+//   - The cascade: a top-N list filled from stages in order (same author, similar items,
+//     optionally in the same category, best-ranked by a numeric attribute), each hit tagged
+//     with its stage.
+// All run the ordinary search (every index type, filters, categories) underneath.
 // Threads: any thread, like every search.
+import Dispatch
 import Foundation
 import LookalikeIndex
+import LookalikeStorage
 
 /// How a history's item vectors are combined into one query.
 public enum HistoryWeighting: Sendable, Equatable {
@@ -83,6 +88,131 @@ extension Collection {
                 return Array(kept.prefix(cap))
             }
             round.k = min(cap, round.k * 4)
+        }
+    }
+}
+
+// MARK: - The cascade
+
+/// One stage of a recommendation cascade (`Collection.recommend`).
+public enum CascadeStage: Sendable, Equatable {
+    /// The nearest items that share the item's value of an indexed attribute: the same author,
+    /// or similar items in the same category.
+    case sharing(String)
+    /// The nearest items, whatever their attributes.
+    case similar
+    /// The best-ranked items by a numeric attribute (ascending: rank 1 first), from a cached
+    /// ranking (`Collection.ranking`).
+    case top(String, ascending: Bool)
+}
+
+/// A cascade's hit: which stage produced it, and its score there (similarity or distance for
+/// `sharing`/`similar`, the attribute's value for `top`).
+public struct CascadeHit: Sendable, Equatable {
+    public var hit: SearchHit
+    public var stage: Int
+}
+
+/// Items ranked by one numeric attribute, best first, as of `built`.
+struct Ranking {
+    var ids: [UInt64]
+    var values: [Double]
+    var built: DispatchTime
+}
+
+extension Collection {
+    /// Most items a cached ranking keeps (a TOP stage can list no more than these).
+    static let rankingSize = 10_000
+
+    /// Fills a list of `count` items for the stored item `key` from `stages` in order, without
+    /// duplicates and without the item itself; a stage that runs dry passes on to the next.
+    public func recommend(key: String, stages: [CascadeStage], count: Int, efSearch: Int? = nil,
+                          withAttributes: Bool = false) throws -> [CascadeHit] {
+        guard count >= 1, count <= engine.options.maxK else {
+            throw EngineError.invalidArgument("COUNT must be between 1 and \(engine.options.maxK)")
+        }
+        guard !stages.isEmpty else { throw EngineError.invalidArgument("a cascade needs at least one stage") }
+        guard let record = try item(key: key), let vector = try vector(key: key) else { throw EngineError.keyNotFound(key) }
+        var out: [CascadeHit] = []
+        var taken: Set<String> = [key]
+        for (number, stage) in stages.enumerated() where out.count < count {
+            // Ask for enough that the items already taken cannot leave the stage short.
+            let wanted = min(engine.options.maxK, count - out.count + taken.count)
+            var request = SearchRequest(query: .vector(vector), k: wanted, efSearch: efSearch, withAttributes: withAttributes)
+            request.excludeQueryItem = false
+            let hits: [SearchHit]
+            switch stage {
+            case .similar:
+                hits = try search(request)
+            case .sharing(let attribute):
+                guard let value = record.attributes.flatMap({ AttributeIndex.values(of: $0, for: [attribute])[attribute]?.first }) else {
+                    guard definition.attributes.contains(attribute) else {
+                        throw EngineError.invalidArgument("'\(attribute)' is not an indexed attribute of '\(name)' (indexed: \(definition.attributes.joined(separator: ", ")))")
+                    }
+                    continue  // the item has no such value: nothing shares it
+                }
+                hits = try search(request, attribute: attribute, value: value)
+            case .top(let attribute, let ascending):
+                hits = try topRanked(attribute, ascending: ascending, skipping: taken, limit: count - out.count,
+                                     withAttributes: withAttributes)
+            }
+            for h in hits where out.count < count && taken.insert(h.key).inserted {
+                out.append(CascadeHit(hit: h, stage: number))
+            }
+        }
+        return out
+    }
+
+    /// The best-ranked live items by `attribute`, skipping `taken`. The ranking is rebuilt when
+    /// older than the engine's `rankingRefreshSeconds` (a scan of every item's attributes), so
+    /// a TOP stage reflects writes within that time; a deleted item is never listed.
+    func topRanked(_ attribute: String, ascending: Bool, skipping taken: Set<String>, limit: Int,
+                   withAttributes: Bool) throws -> [SearchHit] {
+        let ranking = try ranking(attribute, ascending: ascending)
+        return try wrapped {
+            try engine.environment.read { txn in
+                var out: [SearchHit] = []
+                for (id, value) in zip(ranking.ids, ranking.values) where out.count < limit {
+                    guard let r = try store.item(id, txn), !taken.contains(r.key) else { continue }
+                    out.append(SearchHit(key: r.key, id: id, score: Float(value), attributes: withAttributes ? r.attributes : nil))
+                }
+                return out
+            }
+        }
+    }
+
+    /// The cached ranking, rebuilt when stale. Concurrent rebuilds of one ranking may happen
+    /// (both are correct; the later one is kept): cheaper than making readers wait on a lock.
+    func ranking(_ attribute: String, ascending: Bool) throws -> Ranking {
+        let cacheKey = (ascending ? "+" : "-") + attribute
+        let maxAge = UInt64(max(0, engine.options.rankingRefreshSeconds) * 1e9)
+        let now = DispatchTime.now()
+        if let cached = rankings.withLock({ $0[cacheKey] }),
+           now.uptimeNanoseconds - cached.built.uptimeNanoseconds <= maxAge {
+            return cached
+        }
+        var top = TopK(k: Self.rankingSize)  // distance = the value, negated when descending
+        try wrapped {
+            try engine.environment.read { txn in
+                try store.forEachItem(txn) { id, record in
+                    guard let a = record.attributes, let value = Self.number(attribute, in: a) else { return }
+                    top.push(Neighbor(id: id, distance: Float(ascending ? value : -value)))
+                }
+            }
+        }
+        let sorted = top.sorted()
+        let ranking = Ranking(ids: sorted.map(\.id), values: sorted.map { Double(ascending ? $0.distance : -$0.distance) }, built: now)
+        rankings.withLock { $0[cacheKey] = ranking }
+        return ranking
+    }
+
+    /// A numeric attribute's value (a number, or a string holding one), if the JSON has it.
+    static func number(_ attribute: String, in json: String) -> Double? {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] else { return nil }
+        switch object[attribute] {
+        case let n as NSNumber where String(cString: n.objCType) != "c": return n.doubleValue.isFinite ? n.doubleValue : nil
+        case let s as String: return Double(s).flatMap { $0.isFinite ? $0 : nil }
+        default: return nil
         }
     }
 }

@@ -137,7 +137,7 @@ final class WriteQueue: @unchecked Sendable {
                         outcomes.append(.failure(e))
                     }
                 }
-                for c in uniqueCollections(collections) { try c.persistNextId(txn) }
+                for c in uniqueCollections(collections) { try c.persistNextId(txn, batchStart: saved[ObjectIdentifier(c)]!) }
             }
         } catch {
             // The transaction is gone: undo id allocation, then retry one by one so only the

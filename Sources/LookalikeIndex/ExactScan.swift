@@ -2,7 +2,8 @@
 // products (Debian's FAISS has no AVX2 code paths; OpenBLAS does).
 //
 // Used by the mutable flat segment, by exact ("TRUTH") queries and by filtered scans of a
-// filter's own rows (`scan(positions:)`): one implementation of "exact" for all of them.
+// filter's own rows (`scan(positions:)`): one implementation of "exact" for all of them. The
+// batch job (new items' neighbours) scores many queries at once with `scanBatch` (sgemm).
 // Threads: stateless; callers pass rows that nobody writes during the call.
 import CBLAS
 
@@ -78,6 +79,57 @@ public enum ExactScan {
                 scan(rows: gathered, rowCount: n, dimension: dimension, squaredNorms: g.baseAddress,
                      metric: metric, query: query, into: &top, idOf: { idOf(picked[$0]) }, isLive: nil)
             }
+        }
+    }
+
+    /// Queries per sgemm tile, and rows per tile: the tile of scores (256 × 1024 floats, 1 MiB)
+    /// stays in cache while it is read back, so the kernel is bound by arithmetic, not memory.
+    public static let batchQueryTile = 256
+    public static let batchRowTile = 1024
+
+    /// Pushes every row into the TopK of every query, one sgemm per tile of queries × rows.
+    /// - queries: queryCount × dimension, row-major, prepared as the index stores them;
+    ///   querySquaredNorms required for L2.
+    /// - rows: rowCount × dimension; rowSquaredNorms required for L2; rowIds their ids.
+    /// - queryIds: a row with the query's own id is skipped (an item is not its own neighbour).
+    /// - scratch: at least batchQueryTile × batchRowTile floats, owned by this call's thread.
+    /// Single-threaded (BLAS runs one thread in Lookalike): callers split the queries.
+    public static func scanBatch(
+        queries: UnsafePointer<Float>, queryCount: Int, querySquaredNorms: UnsafePointer<Float>?,
+        queryIds: UnsafePointer<UInt64>,
+        rows: UnsafePointer<Float>, rowCount: Int, rowSquaredNorms: UnsafePointer<Float>?,
+        rowIds: UnsafePointer<UInt64>,
+        dimension d: Int, metric: FaissMetric, tops: UnsafeMutablePointer<TopK>,
+        scratch: UnsafeMutablePointer<Float>
+    ) {
+        var q0 = 0
+        while q0 < queryCount {
+            let qn = min(batchQueryTile, queryCount - q0)
+            var r0 = 0
+            while r0 < rowCount {
+                let rn = min(batchRowTile, rowCount - r0)
+                // scratch[i][j] = queries[q0 + i] · rows[r0 + j]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(qn), Int32(rn), Int32(d), 1,
+                            queries + q0 * d, Int32(d), rows + r0 * d, Int32(d), 0, scratch, Int32(rn))
+                for i in 0..<qn {
+                    let q = q0 + i
+                    let selfId = queryIds[q]
+                    let qNorm = metric == .l2 ? querySquaredNorms![q] : 0
+                    let line = scratch + i * rn
+                    var threshold = tops[q].threshold
+                    for j in 0..<rn {
+                        let distance = metric == .l2
+                            ? max(0, qNorm + rowSquaredNorms![r0 + j] - 2 * line[j]) : -line[j]
+                        if distance > threshold { continue }
+                        let id = rowIds[r0 + j]
+                        if id == selfId { continue }
+                        tops[q].push(Neighbor(id: id, distance: distance))
+                        threshold = tops[q].threshold
+                    }
+                }
+                r0 += rn
+            }
+            q0 += qn
         }
     }
 }

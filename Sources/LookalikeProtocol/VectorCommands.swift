@@ -19,8 +19,6 @@ enum VectorCommands {
         CommandSpec(name: "vismember", arity: 3, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: vismember),
         CommandSpec(name: "vrandmember", arity: -2, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vrandmember),
         CommandSpec(name: "vlinks", arity: -3, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vlinks),
-        CommandSpec(name: "vhistory", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vhistory),
-        CommandSpec(name: "vwithin", arity: -5, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vwithin),
         CommandSpec(name: "vpredict", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vpredict),
         CommandSpec(name: "vcompact", arity: -2, ordering: .read, flags: ["admin"], firstKey: 1, lastKey: 1, run: vcompact),
     ]
@@ -154,50 +152,6 @@ enum VectorCommands {
         let query = try parseQuery(inv, at: &i)
         let options = try SearchOptions(inv, query: query, from: i, command: "VSIM", k: 10)
         return try options.run(inv, threshold: nil)
-    }
-
-    /// VHISTORY key n element1 … elementn [WEIGHTS w1 … wn | ATTENTION (FP32 blob | VALUES d …)]
-    ///          [any VSIM option]
-    /// Top-k for a user's history: the elements' vectors combined (mean, weights, or attention
-    /// softmax(q·x)), the elements themselves left out.
-    static func vhistory(_ inv: Invocation) throws -> Reply {
-        let n = try positive(inv, 2, "the number of elements")
-        guard n <= Collection.maxHistoryItems else {
-            throw CommandError("a history holds at most \(Collection.maxHistoryItems) elements")
-        }
-        guard 3 + n <= inv.count else { throw CommandError("VHISTORY names \(n) elements but has \(inv.count - 3)") }
-        let keys = (3..<(3 + n)).map { inv.string($0) }
-        var i = 3 + n
-        var weighting = HistoryWeighting.mean
-        switch inv.keyword(i) {
-        case "WEIGHTS":
-            guard i + n < inv.count else { throw CommandError("WEIGHTS needs one weight per element (\(n))") }
-            weighting = .weights(try (1...n).map { j in
-                guard let w = Float(inv.string(i + j)) else { throw CommandError.notFloat() }
-                return w
-            })
-            i += 1 + n
-        case "ATTENTION":
-            i += 1
-            weighting = .attention(try parseVector(inv, at: &i))
-        default:
-            break
-        }
-        let options = try SearchOptions(inv, query: .history(keys, weighting), from: i, command: "VHISTORY", k: 10)
-        return try options.run(inv, threshold: nil)
-    }
-
-    /// VWITHIN key (ELE element | FP32 blob | VALUES n …) threshold [any VSIM option]
-    /// Every element whose score (as WITHSCORES reports it) passes the threshold — cosine and
-    /// IP: at least it; L2: a distance of at most it — best first, at most COUNT (default 1000).
-    static func vwithin(_ inv: Invocation) throws -> Reply {
-        var i = 2
-        let query = try parseQuery(inv, at: &i)
-        guard i < inv.count, let t = Double(inv.string(i)), t.isFinite else {
-            throw CommandError("VWITHIN needs a threshold (a number) after the query")
-        }
-        let options = try SearchOptions(inv, query: query, from: i + 1, command: "VWITHIN", k: 1000)
-        return try options.run(inv, threshold: t)
     }
 
     /// The options VSIM, VHISTORY and VWITHIN share, parsed once, and the search they run.

@@ -5,6 +5,9 @@
 //   c<N>/vectors     id                     -> the vector as given, float32 little-endian
 //   c<N>/tombstones  id                     -> (empty) ids removed since they were sealed
 //   c<N>/attr/<A>    attribute value (dup)  -> ids with that value, sorted
+//   c<N>/clock       unix second (8 bytes)  -> the first id allocated in that second (so "items
+//                                              added since a time" is an id range)
+//   c<N>/neighbors   key (UTF-8)            -> the batch job's JSON line for that item (NewItems)
 // N is the collection's number (names may hold any bytes; table names may not).
 //
 // Invariants (hold at every commit): a key is in `keys` iff its id is in `items` and `vectors`;
@@ -30,6 +33,8 @@ public final class CollectionStore: Sendable {
     let items: Table
     let vectors: Table
     let tombstones: Table
+    let clock: Table
+    let neighbors: Table
     let attributeTables: [String: Table]
 
     public static func tablePrefix(_ number: UInt32) -> String { "c\(number)/" }
@@ -42,6 +47,8 @@ public final class CollectionStore: Sendable {
         items = try env.table(p + "items")
         vectors = try env.table(p + "vectors")
         tombstones = try env.table(p + "tombstones")
+        clock = try env.table(p + "clock")
+        neighbors = try env.table(p + "neighbors")
         var attrs: [String: Table] = [:]
         for a in indexedAttributes { attrs[a] = try env.table(p + "attr/" + a, duplicates: true) }
         attributeTables = attrs
@@ -81,6 +88,21 @@ public final class CollectionStore: Sendable {
             guard try body(IdKey.decode(k), v) else { return }
             entry = c.next()
         }
+    }
+
+    /// Visits every live item, in id order.
+    public func forEachItem(_ txn: Transaction, _ body: (UInt64, ItemRecord) throws -> Void) throws {
+        let c = try txn.cursor(items)
+        var entry = c.first()
+        while let (k, v) = entry {
+            try body(IdKey.decode(k), try Self.decodeItem(v))
+            entry = c.next()
+        }
+    }
+
+    /// The highest live id, or nil when the collection is empty.
+    public func lastVectorId(_ txn: Transaction) throws -> UInt64? {
+        try txn.cursor(vectors).last().map { IdKey.decode($0.key) }
     }
 
     /// Visits every tombstoned id.
@@ -173,9 +195,30 @@ public final class CollectionStore: Sendable {
 
     /// Empties every table of the collection (used by DEL / drop).
     public func emptyAll(_ txn: Transaction) throws {
-        for t in [keys, items, vectors, tombstones] + Array(attributeTables.values) {
+        for t in [keys, items, vectors, tombstones, clock, neighbors] + Array(attributeTables.values) {
             try txn.empty(t)
         }
+    }
+
+    // MARK: Clock and batch results
+
+    /// Notes that ids from `firstId` on were allocated in `second` (the first note of a second
+    /// wins, so the entry is the lowest id allocated in it).
+    public func noteClock(second: UInt64, firstId: UInt64, _ txn: Transaction) throws {
+        _ = try txn.put(clock, IdKey.encode(second), IdKey.encode(firstId), noOverwrite: true)
+    }
+
+    /// The lowest id allocated at or after `second`, or nil when nothing was added since.
+    public func firstId(since second: UInt64, _ txn: Transaction) throws -> UInt64? {
+        try txn.cursor(clock).seek(IdKey.encode(second)).map { IdKey.decode($0.1) }
+    }
+
+    public func putNeighbors(key: String, _ line: [UInt8], _ txn: Transaction) throws {
+        try txn.put(neighbors, Array(key.utf8), line)
+    }
+
+    public func neighbors(key: String, _ txn: Transaction) throws -> [UInt8]? {
+        try txn.get(neighbors, Array(key.utf8)).map { Array($0) }
     }
 
     private func index(id: [UInt8], attributes: String?, add: Bool, _ txn: Transaction) throws -> IndexedValues {

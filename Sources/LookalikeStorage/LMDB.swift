@@ -315,6 +315,7 @@ public final class Cursor {
     }
 
     public func first() -> Entry? { step(MDB_FIRST) }
+    public func last() -> Entry? { step(MDB_LAST) }
     public func next() -> Entry? { step(MDB_NEXT) }
     /// The first entry with a key >= `key`.
     public func seek(_ key: [UInt8]) -> Entry? { key.withUnsafeBytes { step(MDB_SET_RANGE, key: $0) } }

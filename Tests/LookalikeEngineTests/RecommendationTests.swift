@@ -94,4 +94,83 @@ final class RecommendationTests: XCTestCase {
             XCTAssertEqual(Set(capped.map(\.key)), Set(ranked.prefix(20)), "\(metric): the cap keeps the best")
         }
     }
+
+    // MARK: The cascade
+
+    /// 600 stickers: author i % 50 (12 each), category i % 3, sales rank a permutation.
+    func stickers(refresh: Double = 60) async throws -> (Collection, [(key: String, vector: [Float])], Engine) {
+        var options = EngineOptions()
+        options.sealThreshold = 250
+        options.rankingRefreshSeconds = refresh
+        let engine = try Engine(directory: temporaryDirectory(self), options: options)
+        addTeardownBlock { engine.close() }
+        let c = try engine.createCollection(.init(name: "s", dimension: dimension, metric: .cosine, index: "HNSW16"))
+        let data = clusteredVectors(count: 600, dimension: dimension, clusters: 10, seed: 5)
+            .enumerated().map { (key: "s\($0.offset)", vector: $0.element) }
+        _ = await c.write(batch: data.enumerated().map { i, item in
+            .upsert(key: item.key, vector: item.vector,
+                    attributes: .set("{\"author\":\"a\(i % 50)\",\"category\":\"c\(i % 3)\",\"rank\":\((i * 7) % 600 + 1)}"))
+        })
+        engine.waitForSealing()
+        return (c, data, engine)
+    }
+
+    func testCascadeFillsFromStagesInOrderWithoutDuplicates() async throws {
+        let (c, data, _) = try await stickers()
+        let item = data[10]  // author a10, category c1
+        let stages: [CascadeStage] = [.sharing("author"), .sharing("category"), .top("rank", ascending: true)]
+        // Author: 11 others, then similar items in the same category fill the list.
+        let hits = try c.recommend(key: item.key, stages: stages, count: 41, efSearch: 200)
+        XCTAssertEqual(hits.count, 41)
+        XCTAssertEqual(Set(hits.map(\.hit.key)).count, 41, "no duplicates")
+        XCTAssertFalse(hits.contains { $0.hit.key == item.key }, "not the item itself")
+        XCTAssertEqual(hits.map(\.stage), Array(repeating: 0, count: 11) + Array(repeating: 1, count: 30),
+                       "the author's stage runs dry after 11 and the next one fills the rest")
+
+        let index = { (key: String) in Int(key.dropFirst())! }
+        let sameAuthor = data.filter { index($0.key) % 50 == 10 && $0.key != item.key }
+        XCTAssertEqual(hits.prefix(11).map(\.hit.key), bruteForce(item.vector, sameAuthor, k: 11, metric: .cosine),
+                       "the author's items, nearest first")
+        let taken = Set(hits.prefix(11).map(\.hit.key) + [item.key])
+        let sameCategory = data.filter { index($0.key) % 3 == 1 && !taken.contains($0.key) }
+        XCTAssertTrue(hits.dropFirst(11).allSatisfy { index($0.hit.key) % 3 == 1 }, "in the item's category")
+        let truth = bruteForce(item.vector, sameCategory, k: 30, metric: .cosine)
+        XCTAssertGreaterThanOrEqual(recall(hits.dropFirst(11).map(\.hit.key), truth), 0.9, "the nearest of the category")
+
+        // The best-ranked after the author's: rank 1 first, the author's items not repeated.
+        let ranked = try c.recommend(key: item.key, stages: [.sharing("author"), .top("rank", ascending: true)], count: 16)
+        XCTAssertEqual(ranked.map(\.stage), Array(repeating: 0, count: 11) + Array(repeating: 1, count: 5))
+        let rank = { (key: String) in (index(key) * 7) % 600 + 1 }
+        let byRank = data.map(\.key).filter { !taken.contains($0) }.sorted { rank($0) < rank($1) }
+        XCTAssertEqual(ranked.suffix(5).map(\.hit.key), Array(byRank.prefix(5)))
+        XCTAssertEqual(ranked.suffix(5).map(\.hit.score), byRank.prefix(5).map { Float(rank($0)) }, "a TOP hit's score is its rank")
+        let descending = try c.recommend(key: item.key, stages: [.top("rank", ascending: false)], count: 2)
+        XCTAssertEqual(descending.map(\.hit.score), [600, 599])
+    }
+
+    func testCascadeTopStageNeverListsDeletedItemsAndRefreshes() async throws {
+        let (c, _, _) = try await stickers(refresh: 0)
+        let best = try c.recommend(key: "s1", stages: [.top("rank", ascending: true)], count: 3)
+        XCTAssertEqual(best.map(\.hit.key), ["s0", "s343", "s86"])  // ranks 1, 2, 3: (i * 7) % 600 + 1
+        try await c.remove(key: "s343")
+        try await c.upsert(key: "newcomer", vector: clusteredVectors(count: 1, dimension: dimension, clusters: 1, seed: 9)[0],
+                           attributes: .set("{\"rank\":0}"))
+        let after = try c.recommend(key: "s1", stages: [.top("rank", ascending: true)], count: 3)
+        XCTAssertEqual(after.map(\.hit.key), ["newcomer", "s0", "s86"], "the deleted one gone, the new one in")
+
+        // A cached ranking (not rebuilt for a minute) still skips an item deleted since.
+        let (cached, _, _) = try await stickers()
+        XCTAssertEqual(try cached.recommend(key: "s1", stages: [.top("rank", ascending: true)], count: 3).map(\.hit.key), ["s0", "s343", "s86"])
+        try await cached.remove(key: "s0")
+        XCTAssertEqual(try cached.recommend(key: "s1", stages: [.top("rank", ascending: true)], count: 3).map(\.hit.key), ["s343", "s86", "s429"])
+    }
+
+    func testCascadeErrorsSayWhy() async throws {
+        let (c, _, _) = try await stickers()
+        assertThrows(.keyNotFound("nope")) { try c.recommend(key: "nope", stages: [.similar], count: 5) }
+        assertThrows(.invalidArgument("'rank' is not an indexed attribute of 's' (indexed: category, author)")) {
+            try c.recommend(key: "s1", stages: [.sharing("rank")], count: 5)
+        }
+        assertThrows(.invalidArgument("a cascade needs at least one stage")) { try c.recommend(key: "s1", stages: [], count: 5) }
+    }
 }

@@ -84,3 +84,95 @@ def test_vwithin_l2_and_redis_cli(server, r):
         r.execute_command("VADD", "l2set", "VALUES", 3, *v, name, "METRIC", "L2")
     # L2: a distance of at most the threshold.
     assert server.cli("VWITHIN", "l2set", "VALUES", "3", "0", "0", "1", "0.5").split() == ["lone"]
+
+
+def sticker_shop(r, n=120, dim=8):
+    """n stickers: author a<i % 10> (12 each), category c<i % 3>, sales rank a permutation."""
+    import random
+    rng = random.Random(4)
+    for i in range(n):
+        v = [rng.gauss(0, 1) for _ in range(dim)]
+        r.execute_command("VADD", "shop", "VALUES", dim, *v, f"s{i}", "SETATTR",
+                          json.dumps({"author": f"a{i % 10}", "category": f"c{i % 3}", "rank": (i * 7) % n + 1}))
+
+
+def test_vrecommend_cascade(r, r3, server):
+    sticker_shop(r)
+    reply = r.execute_command("VRECOMMEND", "shop", "s5", "COUNT", 16, "WITHSCORES",
+                              "SAME", "author", "TOP", "rank", "ASC")
+    triples = list(zip(reply[0::3], reply[1::3], reply[2::3]))
+    assert [t[1] for t in triples] == ["same:author"] * 11 + ["top:rank"] * 5
+    assert all(int(k[1:]) % 10 == 5 for k, _, _ in triples[:11]), "the author's stickers first"
+    assert len({k for k, _, _ in triples}) == 16 and "s5" not in {k for k, _, _ in triples}
+    scores = [float(s) for _, _, s in triples]
+    assert scores[:11] == sorted(scores[:11], reverse=True), "nearest first within a stage"
+    assert scores[11:] == sorted(scores[11:]), "a TOP stage reports the rank, best first"
+    # RESP3: a map from element to [stage, score]; the default stages are author then similar.
+    m = r3.execute_command("VRECOMMEND", "shop", "s5", "COUNT", 14)
+    assert list(m.values()) == ["same:author"] * 11 + ["similar"] * 3
+    # SIMILAR IN category keeps to the item's category.
+    reply = r.execute_command("VRECOMMEND", "shop", "s4", "COUNT", 5, "SIMILAR", "IN", "category")
+    assert all(int(k[1:]) % 3 == 1 for k in reply[0::2]) and set(reply[1::2]) == {"similar:category"}
+    # redis-cli shows element and stage line by line.
+    out = server.cli("VRECOMMEND", "shop", "s5", "COUNT", "2", "SAME", "author").split()
+    assert out[1::2] == ["same:author", "same:author"]
+    with pytest.raises(redis.ResponseError, match="not an indexed attribute"):
+        r.execute_command("VRECOMMEND", "shop", "s5", "SAME", "rank")
+    with pytest.raises(redis.ResponseError, match="no element named 'ghost'"):
+        r.execute_command("VRECOMMEND", "shop", "ghost")
+    with pytest.raises(redis.ResponseError, match="unknown VRECOMMEND option"):
+        r.execute_command("VRECOMMEND", "shop", "s5", "SIDEWAYS")
+
+
+def test_vnewneighbors_batch_job_and_lookup(server, r):
+    sticker_shop(r, n=100)
+    first_new = r.execute_command("VINFO", "shop")[r.execute_command("VINFO", "shop").index("hnsw-max-node-uid") + 1]
+    import random
+    rng = random.Random(9)
+    for i in range(20):
+        r.execute_command("VADD", "shop", "VALUES", 8, *[rng.gauss(0, 1) for _ in range(8)], f"new{i}")
+    report = as_dict(r.execute_command("VNEWNEIGHBORS", "shop", "SINCE", "ID", first_new, "COUNT", 4, "OUTPUT", "today.jsonl"))
+    assert report["new-items"] == 20 and report["existing-items"] == 100
+    path = report["output"]
+    assert path.startswith(server.data) and path.endswith("/exports/today.jsonl")
+    lines = [json.loads(l) for l in open(path)]
+    assert [l["key"] for l in lines] == [f"new{i}" for i in range(20)]
+    assert all(len(l["neighbors"]) == 4 and all(n["key"].startswith("s") for n in l["neighbors"]) for l in lines)
+    # The lookup answers from what the job kept; scores as VSIM reports them ((1 + cos) / 2).
+    kept = as_dict(r.execute_command("VNEIGHBORS", "shop", "new3", "WITHSCORES"), float)
+    assert list(kept) == [n["key"] for n in lines[3]["neighbors"]]
+    for n in lines[3]["neighbors"]:
+        assert kept[n["key"]] == pytest.approx((1 + n["score"]) / 2, abs=1e-6)
+    assert r.execute_command("VNEIGHBORS", "shop", "s1") is None, "an old item was not listed"
+    # The exact answer: VSIM TRUTH over the old items finds the same neighbours.
+    truth = r.execute_command("VSIM", "shop", "ELE", "new3", "TRUTH", "COUNT", 30, "FILTER", ".rank > 0")
+    assert [k for k in truth if k != "new3"][:4] == list(kept)
+    status = as_dict(r.execute_command("VNEWNEIGHBORS", "shop", "STATUS"))
+    assert status["running"] == 0 and float(status["progress"]) == 1.0
+    assert as_dict(status["last-run"])["new-items"] == 20
+    # Kept across kill -9; the next daily run starts where this one stopped.
+    server.kill9()
+    server.start()
+    r = server.client()
+    assert list(as_dict(r.execute_command("VNEIGHBORS", "shop", "new3", "WITHSCORES"))) == list(kept)
+    r.execute_command("VADD", "shop", "VALUES", 8, *[0.5] * 8, "tomorrow")
+    assert as_dict(r.execute_command("VNEWNEIGHBORS", "shop", "SINCE", "LAST"))["new-items"] == 1
+
+
+def test_vnewneighbors_refuses_bad_requests(r):
+    sticker_shop(r, n=10)
+    for args, message in [
+        (["SINCE", "LAST"], "no earlier new-items job"),
+        (["SINCE", "ID", "-1"], "SINCE ID needs an id"),
+        (["SINCE", "YESTERDAY"], "SINCE takes"),
+        (["SINCE", "ID", "0", "OUTPUT", "../../etc/x"], "plain file name"),
+        (["SINCE", "ID", "0", "OUTPUT", ".hidden"], "plain file name"),
+        (["SINCE", "ID", "0", "COUNT", "5000"], "COUNT must be at most 1000"),
+        (["SINCE", "ID", "0", "FAST"], "unknown VNEWNEIGHBORS option"),
+        (["NOW"], "needs SINCE"),
+    ]:
+        with pytest.raises(redis.ResponseError, match=message):
+            r.execute_command("VNEWNEIGHBORS", "shop", *args)
+    with pytest.raises(redis.ResponseError, match="no such key"):
+        r.execute_command("VNEWNEIGHBORS", "nothing", "SINCE", "ID", "0")
+    assert r.execute_command("VCARD", "shop") == 10

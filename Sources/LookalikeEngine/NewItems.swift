@@ -1,0 +1,333 @@
+// NewItems: the daily batch job. For every item added since a point (an id, a time, or where
+// the last run stopped), its top-N most similar existing items, exact, written as JSON lines
+// and kept in LMDB (c<N>/neighbors) so that `neighbors(key:)` answers at once.
+//
+// How: the new items' vectors are read into memory (in passes of at most
+// `batchJobMemory` bytes); the existing items' vectors stream from LMDB in blocks; each block
+// is scored against all new items by sgemm tiles (ExactScan.scanBatch), one worker per core,
+// each worker owning a disjoint range of new items and their TopK heaps. The existing vectors
+// are read once per pass. Exact, so there is no recall to lose; the cost is
+// new × existing × dimension multiply-adds (Docs/recommendations/new-items.md has figures).
+//
+// Consistency: the job reads one LMDB snapshot (one read transaction for the whole pass), so
+// writes go on meanwhile and are simply not seen; an item deleted after the snapshot may still
+// be listed until the next run (the lookup drops neighbours that no longer exist).
+// Threads: `runNewItemsJob` blocks its caller for the whole job (minutes); one job per
+// collection at a time; `newItemsProgress` may be read from any thread meanwhile. Results are
+// written in transactions of 1,000 lines from the caller's thread; LMDB serialises them with the
+// commit thread's.
+import Dispatch
+import Foundation
+import Logging
+import LookalikeIndex
+import LookalikeStorage
+import Synchronization
+
+public struct NewItemsRequest: Sendable {
+    public enum Since: Sendable, Equatable {
+        /// Items with this id or a later one (VINFO's `hnsw-max-node-uid` is the next id).
+        case id(UInt64)
+        /// Items added at or after this Unix time (seconds), from the clock table.
+        case time(UInt64)
+        /// Items added after the last run's snapshot (an error when there was none).
+        case lastRun
+    }
+    public var since: Since
+    /// Neighbours per new item.
+    public var count: Int
+    /// Also count the other new items as neighbours (default: only items that existed before).
+    public var includeNew: Bool
+    /// Where to write the JSON lines; nil writes none (the results are still kept in LMDB).
+    public var outputPath: String?
+
+    public init(since: Since, count: Int = 10, includeNew: Bool = false, outputPath: String? = nil) {
+        self.since = since
+        self.count = count
+        self.includeNew = includeNew
+        self.outputPath = outputPath
+    }
+}
+
+public struct NewItemsReport: Sendable, Equatable, Codable {
+    /// The new items are those with ids in [firstId, throughId).
+    public var firstId: UInt64 = 0
+    public var throughId: UInt64 = 0
+    public var newItems = 0
+    public var existingItems = 0
+    public var passes = 0
+    public var seconds = 0.0
+    public var outputPath: String?
+}
+
+/// Where a running job is; readable from any thread.
+public final class NewItemsProgress: Sendable {
+    /// Existing rows scored so far, over all passes, and how many the job will score in all.
+    let scored = Atomic<Int>(0)
+    let total = Atomic<Int>(0)
+    let running = Atomic<Bool>(false)
+
+    public var rowsScored: Int { scored.load(ordering: .relaxed) }
+    public var rowsTotal: Int { total.load(ordering: .relaxed) }
+    public var isRunning: Bool { running.load(ordering: .relaxed) }
+    public var fraction: Double { rowsTotal == 0 ? 0 : min(1, Double(rowsScored) / Double(rowsTotal)) }
+}
+
+extension Collection {
+    /// Neighbours kept per item at most (and asked of a job at most).
+    public static let maxNewItemNeighbors = 1_000
+    /// Results written per LMDB transaction.
+    static let newItemsWriteBatch = 1_000
+
+    static func lastRunKey(_ number: UInt32) -> String { "newitems:\(number)" }
+
+    /// Runs the job (see NewItems.swift) and returns its report. Throws `.invalidArgument` when
+    /// a job for this collection is already running or the request is out of range.
+    public func runNewItemsJob(_ request: NewItemsRequest) throws -> NewItemsReport {
+        guard request.count >= 1, request.count <= Self.maxNewItemNeighbors else {
+            throw EngineError.invalidArgument("COUNT must be between 1 and \(Self.maxNewItemNeighbors)")
+        }
+        guard newItemsProgress.running.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            throw EngineError.invalidArgument("a new-items job for '\(name)' is already running")
+        }
+        defer { newItemsProgress.running.store(false, ordering: .releasing) }
+        newItemsProgress.scored.store(0, ordering: .relaxed)
+        newItemsProgress.total.store(0, ordering: .relaxed)
+        let started = DispatchTime.now()
+        let output = try request.outputPath.map(JSONLinesFile.init(path:))
+        var report = try wrapped { try engine.environment.read { try newItemsJob(request, output, $0) } }
+        try output?.close()
+        report.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        report.outputPath = request.outputPath
+        let saved = try JSONEncoder().encode(report)
+        try wrapped { try engine.environment.write { try engine.meta.put(Self.lastRunKey(number), Array(saved), $0) } }
+        engine.logger.info("new-items job done", metadata: [
+            "collection": "\(name)", "new": "\(report.newItems)", "existing": "\(report.existingItems)",
+            "seconds": "\(String(format: "%.1f", report.seconds))"])
+        return report
+    }
+
+    /// The last finished job's report, if any.
+    public func lastNewItemsReport() throws -> NewItemsReport? {
+        try wrapped {
+            try engine.environment.read { txn in
+                try engine.meta.get(Self.lastRunKey(number), txn).map { try JSONDecoder().decode(NewItemsReport.self, from: Data($0)) }
+            }
+        }
+    }
+
+    /// The kept neighbours of an item, best first, without those that no longer exist; nil when
+    /// no job has listed the item (or it no longer exists itself).
+    public func neighbors(key: String) throws -> [SearchHit]? {
+        try wrapped {
+            try engine.environment.read { txn in
+                guard try store.id(forKey: key, txn) != nil, let line = try store.neighbors(key: key, txn) else { return nil }
+                let parsed = try JSONDecoder().decode(NewItemsLine.self, from: Data(line))
+                return try parsed.neighbors.compactMap { n in
+                    guard let id = try store.id(forKey: n.key, txn) else { return nil }
+                    return SearchHit(key: n.key, id: id, score: n.score, attributes: nil)
+                }
+            }
+        }
+    }
+
+    // MARK: - The job, inside one read snapshot
+
+    private func newItemsJob(_ request: NewItemsRequest, _ output: JSONLinesFile?, _ txn: Transaction) throws -> NewItemsReport {
+        var report = NewItemsReport()
+        report.firstId = try firstNewId(request.since, txn)
+        report.throughId = try store.lastVectorId(txn).map { $0 + 1 } ?? 0
+        let newIds = try liveIds(from: report.firstId, txn)
+        report.newItems = newIds.count
+        report.existingItems = try liveIds(from: 0, below: report.firstId, txn)
+        guard !newIds.isEmpty else { return report }
+        let d = definition.dimension
+        let perPass = max(1, engine.options.batchJobMemory / (d * 4))
+        let scannedPerPass = report.existingItems + (request.includeNew ? newIds.count : 0)
+        let passes = (newIds.count + perPass - 1) / perPass
+        newItemsProgress.total.store(passes * scannedPerPass, ordering: .relaxed)
+        report.passes = passes
+        for pass in 0..<passes {
+            let ids = Array(newIds[(pass * perPass)..<min(newIds.count, (pass + 1) * perPass)])
+            let tops = try scoreNewItems(ids, request, below: request.includeNew ? report.throughId : report.firstId, txn)
+            try keep(ids, tops, output, txn)
+            engine.logger.info("new-items job", metadata: [
+                "collection": "\(name)", "pass": "\(pass + 1)/\(passes)",
+                "done": "\(String(format: "%.0f%%", 100 * newItemsProgress.fraction))"])
+        }
+        return report
+    }
+
+    private func firstNewId(_ since: NewItemsRequest.Since, _ txn: Transaction) throws -> UInt64 {
+        switch since {
+        case .id(let id): return id
+        case .time(let second): return try store.firstId(since: second, txn) ?? (try store.lastVectorId(txn).map { $0 + 1 } ?? 0)
+        case .lastRun:
+            guard let raw = try engine.meta.get(Self.lastRunKey(number), txn) else {
+                throw EngineError.invalidArgument("no earlier new-items job for '\(name)': say where to start (SINCE ID n or SINCE TIME unix-seconds)")
+            }
+            return try JSONDecoder().decode(NewItemsReport.self, from: Data(raw)).throughId
+        }
+    }
+
+    private func liveIds(from first: UInt64, _ txn: Transaction) throws -> [UInt64] {
+        var ids: [UInt64] = []
+        try store.forEachVector(from: first, txn) { id, _ in ids.append(id); return true }
+        return ids
+    }
+
+    private func liveIds(from first: UInt64, below end: UInt64, _ txn: Transaction) throws -> Int {
+        var n = 0
+        try store.forEachVector(from: first, txn) { id, _ in
+            guard id < end else { return false }
+            n += 1
+            return true
+        }
+        return n
+    }
+
+    /// Each new item's TopK over the live items with ids below `end`, streamed from LMDB.
+    private func scoreNewItems(_ ids: [UInt64], _ request: NewItemsRequest, below end: UInt64,
+                               _ txn: Transaction) throws -> [TopK] {
+        let d = definition.dimension
+        var queries = StoredBlock(dimension: d, metric: definition.metric, capacity: ids.count)
+        for id in ids {
+            if let bytes = try store.vectorBytes(id, txn) { queries.add(id: id, bytes: bytes) }
+        }
+        let tops = UnsafeMutablePointer<TopK>.allocate(capacity: ids.count)
+        tops.initialize(repeating: TopK(k: request.count), count: ids.count)
+        defer { tops.deinitialize(count: ids.count); tops.deallocate() }
+        var block = StoredBlock(dimension: d, metric: definition.metric, capacity: 16_384)
+        let workers = engine.options.batchJobThreads > 0 ? engine.options.batchJobThreads
+            : ProcessInfo.processInfo.activeProcessorCount
+        let scratch = (0..<workers).map { _ in
+            UnsafeMutablePointer<Float>.allocate(capacity: ExactScan.batchQueryTile * ExactScan.batchRowTile)
+        }
+        defer { scratch.forEach { $0.deallocate() } }
+        let flush = { (block: inout StoredBlock) in
+            Self.score(queries, block, tops: tops, metric: self.definition.metric.faiss, workers: workers, scratch: scratch)
+            self.newItemsProgress.scored.add(block.count, ordering: .relaxed)
+            block.removeAll()
+        }
+        try store.forEachVector(from: 0, txn) { id, bytes in
+            guard id < end else { return false }
+            block.add(id: id, bytes: bytes)
+            if block.isFull { flush(&block) }
+            return true
+        }
+        flush(&block)
+        return (0..<ids.count).map { tops[$0] }
+    }
+
+    /// One block of existing rows against every query; worker w takes query tiles w, w + W, …
+    private static func score(_ queries: StoredBlock, _ block: StoredBlock, tops: UnsafeMutablePointer<TopK>,
+                              metric: FaissMetric, workers: Int, scratch: [UnsafeMutablePointer<Float>]) {
+        guard block.count > 0, queries.count > 0 else { return }
+        let d = queries.dimension
+        let tile = ExactScan.batchQueryTile
+        let tiles = (queries.count + tile - 1) / tile
+        queries.rows.withUnsafeBufferPointer { q in
+            queries.norms.withUnsafeBufferPointer { qn in
+                queries.ids.withUnsafeBufferPointer { qi in
+                    block.rows.withUnsafeBufferPointer { r in
+                        block.norms.withUnsafeBufferPointer { rn in
+                            block.ids.withUnsafeBufferPointer { ri in
+                                let shared = SharedPointers(q: q.baseAddress!, qn: qn.baseAddress!, qi: qi.baseAddress!,
+                                                            r: r.baseAddress!, rn: rn.baseAddress!, ri: ri.baseAddress!,
+                                                            tops: tops, scratch: scratch)
+                                let (rowCount, queryCount) = (block.count, queries.count)
+                                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                                    var t = w
+                                    while t < tiles {
+                                        let first = t * tile
+                                        let n = min(tile, queryCount - first)
+                                        ExactScan.scanBatch(
+                                            queries: shared.q + first * d, queryCount: n, querySquaredNorms: shared.qn + first,
+                                            queryIds: shared.qi + first, rows: shared.r, rowCount: rowCount,
+                                            rowSquaredNorms: shared.rn, rowIds: shared.ri, dimension: d, metric: metric,
+                                            tops: shared.tops + first, scratch: shared.scratch[w])
+                                        t += workers
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes each item's neighbours as a JSON line to the output and to the neighbors table.
+    private func keep(_ ids: [UInt64], _ tops: [TopK], _ output: JSONLinesFile?, _ snapshot: Transaction) throws {
+        let scoreName = definition.metric == .l2 ? "distance" : "similarity"
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys  // "key" first: a line reads as what it is about
+        var pending: [(String, [UInt8])] = []
+        func flush() throws {
+            let batch = pending
+            pending.removeAll(keepingCapacity: true)
+            try output?.write(batch.map(\.1))
+            try wrapped { try engine.environment.write { txn in for (k, line) in batch { try store.putNeighbors(key: k, line, txn) } } }
+        }
+        for (id, top) in zip(ids, tops) {
+            guard let item = try store.item(id, snapshot) else { continue }
+            let neighbors = try top.sorted().compactMap { n -> NewItemsLine.Neighbor? in
+                guard let r = try store.item(n.id, snapshot) else { return nil }
+                return .init(key: r.key, score: score(n.distance))
+            }
+            let line = NewItemsLine(key: item.key, metric: scoreName, neighbors: neighbors)
+            pending.append((item.key, Array(try encoder.encode(line))))
+            if pending.count >= Self.newItemsWriteBatch { try flush() }
+        }
+        try flush()
+    }
+}
+
+/// One line of the job's output: {"key": …, "metric": "similarity"|"distance", "neighbors": [{"key": …, "score": …}, …]}.
+struct NewItemsLine: Codable {
+    struct Neighbor: Codable {
+        var key: String
+        var score: Float
+    }
+    var key: String
+    /// What `score` is: cosine similarity or inner product ("similarity"), or L2 distance.
+    var metric: String
+    var neighbors: [Neighbor]
+}
+
+/// The pointers the workers share; each worker writes only its own tiles' TopKs.
+private struct SharedPointers: @unchecked Sendable {
+    let q: UnsafePointer<Float>, qn: UnsafePointer<Float>, qi: UnsafePointer<UInt64>
+    let r: UnsafePointer<Float>, rn: UnsafePointer<Float>, ri: UnsafePointer<UInt64>
+    let tops: UnsafeMutablePointer<TopK>
+    let scratch: [UnsafeMutablePointer<Float>]
+}
+
+/// An output file of JSON lines, written through a buffer and synced at close.
+final class JSONLinesFile {
+    let handle: FileHandle
+    let path: String
+
+    init(path: String) throws {
+        self.path = path
+        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+            throw EngineError.invalidArgument("cannot create the output file '\(path)': check the folder exists and is writable")
+        }
+        guard let h = FileHandle(forWritingAtPath: path) else {
+            throw EngineError.invalidArgument("cannot open the output file '\(path)' for writing")
+        }
+        handle = h
+    }
+
+    func write(_ lines: [[UInt8]]) throws {
+        var data = Data()
+        for l in lines { data.append(contentsOf: l); data.append(0x0A) }
+        do { try handle.write(contentsOf: data) } catch {
+            throw EngineError.invalidArgument("writing '\(path)' failed: \(error.localizedDescription)")
+        }
+    }
+
+    func close() throws {
+        try? handle.synchronize()
+        try handle.close()
+    }
+}
