@@ -173,10 +173,14 @@ public final class Collection: @unchecked Sendable {
         guard !state.withLock({ $0.dropped }) else { throw EngineError.unknownCollection(name) }
         switch write.request {
         case .upsert(let key, let vector, let attributes):
+            // A view mirrors its item's attributes (Views.swift); checked before any change.
+            let item = try itemOfView(key, attributes, txn)
             let oldId = try store.id(forKey: key, txn)
             let old = try oldId.flatMap { try store.item($0, txn) }
             var newAttributes = old?.attributes
             if case .set(let a) = attributes { newAttributes = (a?.isEmpty ?? true) ? nil : a }
+            if let item { newAttributes = item.attributes }
+            if item == nil, newAttributes != old?.attributes { try setViewAttributes(of: key, newAttributes, txn, &effects) }
             if let oldId, let old, try sameVector(oldId, vector, txn) {
                 // Same vector: only attributes may change, and the id stays (no tombstone churn
                 // when a load is run again).
@@ -199,20 +203,27 @@ public final class Collection: @unchecked Sendable {
             membersChanged(touched, &effects)
             return old == nil ? .added : .updated
         case .remove(let key):
-            guard let id = try store.id(forKey: key, txn), let old = try store.item(id, txn) else {
-                return .notFound
+            guard try store.id(forKey: key, txn) != nil else { return .notFound }
+            // An item goes with its views; a view goes alone.
+            let members = Views.split(key).view == nil ? [key] + (try store.viewKeys(of: key, txn)) : [key]
+            for member in members {
+                guard let id = try store.id(forKey: member, txn), let record = try store.item(id, txn) else { continue }
+                let touched = try store.removeItem(id: id, record: record, txn)
+                try store.deleteKey(member, txn)
+                effects.append(.tombstone(self, id: id))
+                membersChanged(touched, &effects)
             }
-            let touched = try store.removeItem(id: id, record: old, txn)
-            try store.deleteKey(key, txn)
-            effects.append(.tombstone(self, id: id))
-            membersChanged(touched, &effects)
             return .removed
         case .setAttributes(let key, let attributes):
+            guard Views.split(key).view == nil else { throw Self.viewAttributesRefused(key) }
             guard let id = try store.id(forKey: key, txn), let old = try store.item(id, txn) else {
                 return .notFound
             }
             let a = (attributes?.isEmpty ?? true) ? nil : attributes
-            if a != old.attributes { membersChanged(try store.setAttributes(id: id, old: old, attributes: a, txn), &effects) }
+            if a != old.attributes {
+                membersChanged(try store.setAttributes(id: id, old: old, attributes: a, txn), &effects)
+                try setViewAttributes(of: key, a, txn, &effects)
+            }
             return .updated
         case .dropCollection:
             try store.emptyAll(txn)
@@ -221,6 +232,32 @@ public final class Collection: @unchecked Sendable {
             try engine.meta.delete(Engine.nextIdKey(number), txn)
             effects.append(.drop(self))
             return .removed
+        }
+    }
+
+    /// For a view (Views.swift): its item's record, whose attributes the view mirrors; nil for an
+    /// item. Throws before any change when the item is missing or attributes are set on a view.
+    private func itemOfView(_ key: String, _ update: AttributeUpdate, _ txn: Transaction) throws -> ItemRecord? {
+        let (item, view) = Views.split(key)
+        guard view != nil else { return nil }
+        if case .set = update { throw Self.viewAttributesRefused(key) }
+        guard let id = try store.id(forKey: item, txn), let record = try store.item(id, txn) else {
+            throw EngineError.invalidArgument("no element named '\(item)': add the item itself before its views")
+        }
+        return record
+    }
+
+    static func viewAttributesRefused(_ key: String) -> EngineError {
+        .invalidArgument("attributes belong to the item: set them on '\(Views.split(key).item)', not on one of its views")
+    }
+
+    /// Copies an item's new attributes to its views, so filters see every view as the item.
+    private func setViewAttributes(of key: String, _ attributes: String?, _ txn: Transaction,
+                                   _ effects: inout [MemoryEffect]) throws {
+        for member in try store.viewKeys(of: key, txn) {
+            guard let id = try store.id(forKey: member, txn), let record = try store.item(id, txn),
+                  record.attributes != attributes else { continue }
+            membersChanged(try store.setAttributes(id: id, old: record, attributes: attributes, txn), &effects)
         }
     }
 
@@ -348,7 +385,13 @@ public final class Collection: @unchecked Sendable {
 
     // MARK: - Reads (any thread)
 
+    /// Items (an item's views are not counted: Views.swift).
     public func count() throws -> Int {
+        try wrapped { try engine.environment.read { try store.count($0) - store.viewCount($0) } }
+    }
+
+    /// Stored vectors: items and their views.
+    public func vectorCount() throws -> Int {
         try wrapped { try engine.environment.read { try store.count($0) } }
     }
 
@@ -379,7 +422,7 @@ public final class Collection: @unchecked Sendable {
     public func randomKeys(_ count: Int, allowRepeats: Bool = false) throws -> [String] {
         try wrapped {
             try engine.environment.read { txn in
-                let total = try store.count(txn)
+                let total = try store.count(txn) - store.viewCount(txn)
                 guard total > 0, count > 0 else { return [] }
                 let upper = max(nextIdSnapshot, 1)
                 let want = allowRepeats ? count : min(count, total)
@@ -390,6 +433,7 @@ public final class Collection: @unchecked Sendable {
                     attempts += 1
                     let probe = UInt64.random(in: 0..<upper)
                     guard let (_, r) = try store.itemAtOrAfter(probe, txn) else { break }
+                    if Views.split(r.key).view != nil { continue }  // items, not their views
                     if allowRepeats { out.append(r.key); continue }
                     if seen.insert(r.key).inserted { out.append(r.key) }
                     if attempts > want * 20 { return try allKeys(txn, limit: want, except: seen, into: out) }
@@ -405,7 +449,7 @@ public final class Collection: @unchecked Sendable {
         var out = start
         var probe: UInt64 = 0
         while out.count < limit, let (id, r) = try store.itemAtOrAfter(probe, txn), id >= probe {
-            if !except.contains(r.key) { out.append(r.key) }
+            if !except.contains(r.key), Views.split(r.key).view == nil { out.append(r.key) }
             probe = id + 1
         }
         return out

@@ -136,7 +136,10 @@ extension Collection {
         var report = NewItemsReport()
         report.firstId = try firstNewId(request.since, txn)
         report.throughId = try store.lastVectorId(txn).map { $0 + 1 } ?? 0
-        let newIds = try liveIds(from: report.firstId, txn)
+        // Items only: an item's views search with it (their own vectors are neighbours, not queries).
+        let newIds = try liveIds(from: report.firstId, txn).filter { id in
+            try store.item(id, txn).map { Views.split($0.key).view == nil } ?? false
+        }
         report.newItems = newIds.count
         report.existingItems = try liveIds(from: 0, below: report.firstId, txn)
         guard !newIds.isEmpty else { return report }
@@ -149,7 +152,7 @@ extension Collection {
         for pass in 0..<passes {
             let ids = Array(newIds[(pass * perPass)..<min(newIds.count, (pass + 1) * perPass)])
             let tops = try scoreNewItems(ids, request, below: request.includeNew ? report.throughId : report.firstId, txn)
-            try keep(ids, tops, output, txn)
+            try keep(ids, tops, count: request.count, output, txn)
             engine.logger.info("new-items job", metadata: [
                 "collection": "\(name)", "pass": "\(pass + 1)/\(passes)",
                 "done": "\(String(format: "%.0f%%", 100 * newItemsProgress.fraction))"])
@@ -193,8 +196,10 @@ extension Collection {
         for id in ids {
             if let bytes = try store.vectorBytes(id, txn) { queries.add(id: id, bytes: bytes) }
         }
+        // With views, one item may fill several places: keep more, then one per item (`keep`).
+        let heap = try store.viewCount(txn) > 0 ? request.count * 4 : request.count
         let tops = UnsafeMutablePointer<TopK>.allocate(capacity: ids.count)
-        tops.initialize(repeating: TopK(k: request.count), count: ids.count)
+        tops.initialize(repeating: TopK(k: heap), count: ids.count)
         defer { tops.deinitialize(count: ids.count); tops.deallocate() }
         var block = StoredBlock(dimension: d, metric: definition.metric, capacity: 16_384)
         let workers = engine.options.batchJobThreads > 0 ? engine.options.batchJobThreads
@@ -257,7 +262,7 @@ extension Collection {
     }
 
     /// Writes each item's neighbours as a JSON line to the output and to the neighbors table.
-    private func keep(_ ids: [UInt64], _ tops: [TopK], _ output: JSONLinesFile?, _ snapshot: Transaction) throws {
+    private func keep(_ ids: [UInt64], _ tops: [TopK], count: Int, _ output: JSONLinesFile?, _ snapshot: Transaction) throws {
         let scoreName = definition.metric == .l2 ? "distance" : "similarity"
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys  // "key" first: a line reads as what it is about
@@ -270,9 +275,12 @@ extension Collection {
         }
         for (id, top) in zip(ids, tops) {
             guard let item = try store.item(id, snapshot) else { continue }
-            let neighbors = try top.sorted().compactMap { n -> NewItemsLine.Neighbor? in
-                guard let r = try store.item(n.id, snapshot) else { return nil }
-                return .init(key: r.key, score: score(n.distance))
+            var neighbors: [NewItemsLine.Neighbor] = []
+            var seen: Set<String> = [item.key]  // an item's own views are not its neighbours
+            for n in top.sorted() where neighbors.count < count {
+                guard let r = try store.item(n.id, snapshot) else { continue }
+                let owner = Views.split(r.key).item
+                if seen.insert(owner).inserted { neighbors.append(.init(key: owner, score: score(n.distance))) }
             }
             let line = NewItemsLine(key: item.key, metric: scoreName, neighbors: neighbors)
             pending.append((item.key, Array(try encoder.encode(line))))

@@ -41,11 +41,14 @@ public struct SearchRequest: Sendable {
 }
 
 public struct SearchHit: Sendable, Equatable {
+    /// The item (for a view's hit, the item it belongs to: Views.swift).
     public var key: String
     public var id: UInt64
     /// Cosine similarity (cosine), inner product (ip), or Euclidean distance (l2).
     public var score: Float
     public var attributes: String?
+    /// The view whose vector scored, when it was not the item's own.
+    public var view: String? = nil
 }
 
 extension Collection {
@@ -60,7 +63,7 @@ extension Collection {
     /// filters without an indexed part; FilteredSearch plans the others.
     func search(_ request: SearchRequest, where accept: (SearchHit) -> Bool, maxCandidates: Int?) throws -> [SearchHit] {
         try validate(request)
-        let total = try count()
+        let total = try vectorCount()
         guard total > 0 else { return [] }
         let budget = maxCandidates == 0 ? total : min(total, max(request.k, maxCandidates ?? request.k * 100))
         var round = request
@@ -88,15 +91,21 @@ extension Collection {
 
     private func unlimitedSearch(_ request: SearchRequest) throws -> [SearchHit] {
         let (query, excluded) = try resolveQuery(request)
-        let wanted = request.k + excluded.count
-        var top = TopK(k: wanted)
-        try query.withUnsafeBufferPointer { q in
-            for segment in segmentsSnapshot() {
-                top.push(contentsOf: try search(segment, q.baseAddress!, k: wanted, request: request))
+        var wanted = request.k + excluded.count
+        while true {
+            var top = TopK(k: wanted)
+            try query.withUnsafeBufferPointer { q in
+                for segment in segmentsSnapshot() {
+                    top.push(contentsOf: try search(segment, q.baseAddress!, k: wanted, request: request))
+                }
             }
+            let found = try hits(for: top.sorted(), excluding: excluded, limit: request.k,
+                                 withAttributes: request.withAttributes)
+            // Short only when several of an item's views were among the nearest (or items went
+            // away meanwhile): ask for more until k distinct items or the collection runs out.
+            if found.count >= request.k || top.count < wanted { return found }
+            wanted *= 4
         }
-        return try hits(for: top.sorted(), excluding: excluded, limit: request.k,
-                        withAttributes: request.withAttributes)
     }
 
     /// The query vector as the index wants it, and the keys to leave out of the results.
@@ -106,9 +115,9 @@ extension Collection {
             return (try indexVector(v), [])
         case .key(let key):
             guard let v = try vector(key: key) else { throw EngineError.keyNotFound(key) }
-            return (try indexVector(v), request.excludeQueryItem ? [key] : [])
+            return (try indexVector(v), request.excludeQueryItem ? [Views.split(key).item] : [])
         case .history(let keys, let weighting):
-            return (try historyVector(keys, weighting), Set(keys))
+            return (try historyVector(keys, weighting), Set(keys.map { Views.split($0).item }))
         }
     }
 
@@ -159,18 +168,22 @@ extension Collection {
         return scan.finish()
     }
 
-    /// Turns neighbours into hits, reading keys and attributes in one read transaction. An id
-    /// removed after the search started is skipped.
+    /// Turns neighbours (best first) into hits, reading keys and attributes in one read
+    /// transaction: each item once, at its best view's score (Views.swift); excluded items and
+    /// ids removed after the search started are skipped.
     func hits(for neighbors: [Neighbor], excluding excluded: Set<String>, limit: Int,
                       withAttributes: Bool) throws -> [SearchHit] {
         try wrapped {
             try engine.environment.read { txn in
                 var out: [SearchHit] = []
+                var seen = Set<String>()
                 for n in neighbors {
                     guard out.count < limit else { break }
-                    guard let record = try store.item(n.id, txn), !excluded.contains(record.key) else { continue }
-                    out.append(SearchHit(key: record.key, id: n.id, score: score(n.distance),
-                                         attributes: withAttributes ? record.attributes : nil))
+                    guard let record = try store.item(n.id, txn) else { continue }
+                    let (item, view) = Views.split(record.key)
+                    guard !excluded.contains(item), seen.insert(item).inserted else { continue }
+                    out.append(SearchHit(key: item, id: n.id, score: score(n.distance),
+                                         attributes: withAttributes ? record.attributes : nil, view: view))
                 }
                 return out
             }

@@ -26,7 +26,8 @@ enum VectorCommands {
     // MARK: VADD
 
     /// VADD key [REDUCE dim] (FP32 blob | VALUES n v...) element [CAS] [NOQUANT|Q8|BIN]
-    ///      [EF n] [SETATTR json] [M n] [METRIC COSINE|L2|IP] [INDEX spec]
+    ///      [EF n] [SETATTR json] [M n] [METRIC COSINE|L2|IP] [INDEX spec] [VIEW name]
+    /// VIEW (ours) adds or replaces one more vector of an existing element (Views.swift).
     static func vadd(_ inv: Invocation) throws -> Reply {
         let key = inv.string(1)
         var i = 2
@@ -42,6 +43,7 @@ enum VectorCommands {
         var index: String?
         var m: Int?
         var ef: Int?
+        var view: String?
         while i < inv.count {
             switch inv.keyword(i) {
             case "CAS", "NOQUANT", "Q8", "BIN":
@@ -66,11 +68,18 @@ enum VectorCommands {
                 guard i + 1 < inv.count else { throw CommandError.syntax() }
                 index = inv.string(i + 1)
                 i += 2
+            case "VIEW":
+                view = inv.string(i + 1)
+                guard i + 1 < inv.count, !view!.isEmpty, Views.split(view!).view == nil else {
+                    throw CommandError("VIEW needs a name (not empty, without the byte 0x1F)")
+                }
+                i += 2
             default:
                 throw CommandError("unknown VADD option '\(inv.string(i).prefix(64))'")
             }
         }
-        let request = WriteRequest.upsert(key: element, vector: vector, attributes: attributes)
+        let member = view.map { Views.member(item: element, view: $0) } ?? element
+        let request = WriteRequest.upsert(key: member, vector: vector, attributes: attributes)
         let future: EventLoopFuture<WriteOutcome>
         if let existing = inv.server.collection(key) {
             if let metric, metric != existing.definition.metric {

@@ -8,6 +8,8 @@
 //   c<N>/clock       unix second (8 bytes)  -> the first id allocated in that second (so "items
 //                                              added since a time" is an id range)
 //   c<N>/neighbors   key (UTF-8)            -> the batch job's JSON line for that item (NewItems)
+//   c<N>/views       key (UTF-8)            -> (empty) the keys holding an item's extra vectors
+//                                              (item, U+001F, view name: Views.swift)
 // N is the collection's number (names may hold any bytes; table names may not).
 //
 // Invariants (hold at every commit): a key is in `keys` iff its id is in `items` and `vectors`;
@@ -35,6 +37,7 @@ public final class CollectionStore: Sendable {
     let tombstones: Table
     let clock: Table
     let neighbors: Table
+    let views: Table
     let attributeTables: [String: Table]
 
     public static func tablePrefix(_ number: UInt32) -> String { "c\(number)/" }
@@ -49,6 +52,7 @@ public final class CollectionStore: Sendable {
         tombstones = try env.table(p + "tombstones")
         clock = try env.table(p + "clock")
         neighbors = try env.table(p + "neighbors")
+        views = try env.table(p + "views")
         var attrs: [String: Table] = [:]
         for a in indexedAttributes { attrs[a] = try env.table(p + "attr/" + a, duplicates: true) }
         attributeTables = attrs
@@ -77,7 +81,27 @@ public final class CollectionStore: Sendable {
         }
     }
 
+    /// Stored vectors: items and their views.
     public func count(_ txn: Transaction) throws -> Int { try txn.count(items) }
+
+    /// Stored views (extra vectors of items).
+    public func viewCount(_ txn: Transaction) throws -> Int { try txn.count(views) }
+
+    /// The keys of an item's views, in key order.
+    public func viewKeys(of key: String, _ txn: Transaction) throws -> [String] {
+        let prefix = Array(key.utf8) + [Self.viewSeparator]
+        let c = try txn.cursor(views)
+        var out: [String] = []
+        var entry = c.seek(prefix)
+        while let (k, _) = entry, k.starts(with: prefix) {
+            out.append(String(decoding: k, as: UTF8.self))
+            entry = c.next()
+        }
+        return out
+    }
+
+    /// The byte that separates an item's key from a view's name (U+001F).
+    public static let viewSeparator: UInt8 = 0x1F
 
     /// Visits live vectors with id >= `from`, in id order, until `body` returns false.
     public func forEachVector(from: UInt64, _ txn: Transaction,
@@ -152,6 +176,7 @@ public final class CollectionStore: Sendable {
         let idKey = IdKey.encode(id)
         try txn.put(keys, Array(record.key.utf8), idKey)
         try txn.put(items, idKey, Self.encodeItem(record))
+        if record.key.utf8.contains(Self.viewSeparator) { try txn.put(views, Array(record.key.utf8), []) }
         try vector.withMemoryRebound(to: UInt8.self) { bytes in
             // x86-64 and arm64 are little-endian: the floats' bytes are stored as they are.
             _ = try idKey.withUnsafeBytes { try txn.put(vectors, $0, UnsafeRawBufferPointer(bytes)) }
@@ -167,6 +192,7 @@ public final class CollectionStore: Sendable {
         let values = try index(id: idKey, attributes: record.attributes, add: false, txn)
         try txn.delete(items, idKey)
         try txn.delete(vectors, idKey)
+        if record.key.utf8.contains(Self.viewSeparator) { try txn.delete(views, Array(record.key.utf8)) }
         try txn.put(tombstones, idKey, [])
         return values
     }
@@ -195,7 +221,7 @@ public final class CollectionStore: Sendable {
 
     /// Empties every table of the collection (used by DEL / drop).
     public func emptyAll(_ txn: Transaction) throws {
-        for t in [keys, items, vectors, tombstones, clock, neighbors] + Array(attributeTables.values) {
+        for t in [keys, items, vectors, tombstones, clock, neighbors, views] + Array(attributeTables.values) {
             try txn.empty(t)
         }
     }

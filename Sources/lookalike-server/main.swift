@@ -51,6 +51,11 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Largest HNSW efSearch.") var maxEfSearch = 4096
     @Option(help: "Filters with at most this many members in a segment are scanned exactly there; above, a cost model chooses.") var exactFilterLimit = 1_000
     @Option(help: "MiB of resolved filters kept per collection for the next query with the same filter.") var filterCacheMb = 64
+    @Option(help: "OpenMP threads for sealing (building indexes); 0: all cores.") var buildThreads = 0
+    @Option(help: "Memory-map sealed IVF segments (true) or read them into memory (false).") var mmapIvf = true
+    @Option(help: "Threads for the new-items batch job (VNEWNEIGHBORS); 0: all cores.") var batchJobThreads = 0
+    @Option(help: "MiB of new items' vectors the batch job holds at once (more take several passes).") var batchJobMemoryMb = 1024
+    @Option(help: "Seconds a cascade's TOP ranking is kept before it is rebuilt.") var rankingRefreshSeconds = 60.0
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     func validate() throws {
@@ -65,7 +70,12 @@ struct LookalikeServer: ParsableCommand {
                           ("--max-arguments", maxArguments), ("--max-inline-bytes", maxInlineBytes)] where v < 1 {
             throw ValidationError("\(name) must be positive")
         }
-        for (name, v) in [("--exact-filter-limit", exactFilterLimit), ("--filter-cache-mb", filterCacheMb)] where v < 0 {
+        guard batchJobMemoryMb >= 1 else { throw ValidationError("--batch-job-memory-mb must be positive") }
+        guard rankingRefreshSeconds >= 0 && rankingRefreshSeconds.isFinite else {
+            throw ValidationError("--ranking-refresh-seconds must be zero or more")
+        }
+        for (name, v) in [("--exact-filter-limit", exactFilterLimit), ("--filter-cache-mb", filterCacheMb),
+                          ("--build-threads", buildThreads), ("--batch-job-threads", batchJobThreads)] where v < 0 {
             throw ValidationError("\(name) must be zero or more")
         }
     }
@@ -98,6 +108,11 @@ struct LookalikeServer: ParsableCommand {
         o.engine.maxEfSearch = maxEfSearch
         o.engine.exactFilterLimit = exactFilterLimit
         o.engine.filterCacheBytes = filterCacheMb << 20
+        o.engine.buildThreads = buildThreads
+        o.engine.mmapIVF = mmapIvf
+        o.engine.batchJobThreads = batchJobThreads
+        o.engine.batchJobMemory = batchJobMemoryMb << 20
+        o.engine.rankingRefreshSeconds = rankingRefreshSeconds
         return o
     }
 

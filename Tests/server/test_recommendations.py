@@ -176,3 +176,35 @@ def test_vnewneighbors_refuses_bad_requests(r):
     with pytest.raises(redis.ResponseError, match="no such key"):
         r.execute_command("VNEWNEIGHBORS", "nothing", "SINCE", "ID", "0")
     assert r.execute_command("VCARD", "shop") == 10
+
+
+def test_several_images_per_item(r, r3, server):
+    # A shoe photographed from three sides: the element's own vector, and two views.
+    r.execute_command("VADD", "shoes", "VALUES", 3, 1, 0, 0, "boot", "SETATTR", '{"category":"boots"}')
+    assert r.execute_command("VADD", "shoes", "VALUES", 3, 0, 1, 0, "boot", "VIEW", "side") == 1
+    assert r.execute_command("VADD", "shoes", "VALUES", 3, 0, 0, 1, "boot", "VIEW", "sole") == 1
+    r.execute_command("VADD", "shoes", "VALUES", 3, 0.9, 0.1, 0, "sandal", "SETATTR", '{"category":"sandals"}')
+    r.execute_command("VADD", "shoes", "VALUES", 3, 0.1, 0.9, 0.1, "clog", "SETATTR", '{"category":"clogs"}')
+    assert r.execute_command("VCARD", "shoes") == 3, "items, not vectors"
+    # A photo of a sole finds the boot, once, at its best view's score.
+    reply = as_dict(r.execute_command("VSIM", "shoes", "VALUES", 3, 0, 0, 1, "WITHSCORES", "COUNT", 3), float)
+    assert list(reply) == ["boot", "clog", "sandal"]
+    assert reply["boot"] == 1.0
+    assert r3.execute_command("VSIM", "shoes", "VALUES", 3, 0, 0.1, 1, "COUNT", 1, "FILTER", '.category == "boots"') == ["boot"]
+    # Attributes belong to the item; views follow them.
+    r.execute_command("VSETATTR", "shoes", "boot", '{"category":"winter"}')
+    assert r.execute_command("VSIM", "shoes", "VALUES", 3, 0, 0, 1, "COUNT", 1, "FILTER", '.category == "winter"') == ["boot"]
+    with pytest.raises(redis.ResponseError, match="add the item itself before its views"):
+        r.execute_command("VADD", "shoes", "VALUES", 3, 1, 1, 1, "ghost", "VIEW", "side")
+    with pytest.raises(redis.ResponseError, match="attributes belong to the item"):
+        r.execute_command("VADD", "shoes", "VALUES", 3, 1, 1, 1, "boot", "VIEW", "top", "SETATTR", "{}")
+    with pytest.raises(redis.ResponseError, match="VIEW needs a name"):
+        r.execute_command("VADD", "shoes", "VALUES", 3, 1, 1, 1, "boot", "VIEW", "")
+    # Kept across kill -9; removing the item removes its views.
+    server.kill9()
+    server.start()
+    r = server.client()
+    assert r.execute_command("VSIM", "shoes", "VALUES", 3, 0, 0, 1, "COUNT", 1) == ["boot"]
+    assert r.execute_command("VREM", "shoes", "boot") == 1
+    assert r.execute_command("VCARD", "shoes") == 2
+    assert "boot" not in r.execute_command("VSIM", "shoes", "VALUES", 3, 0, 0, 1, "COUNT", 5)
