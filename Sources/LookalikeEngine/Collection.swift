@@ -230,6 +230,7 @@ public final class Collection: @unchecked Sendable {
             try engine.meta.delete(Engine.definitionKey(name), txn)
             try engine.meta.delete(Engine.manifestKey(number), txn)
             try engine.meta.delete(Engine.nextIdKey(number), txn)
+            try engine.meta.delete(Self.lastRunKey(number), txn)
             effects.append(.drop(self))
             return .removed
         }

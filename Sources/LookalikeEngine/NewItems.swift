@@ -99,6 +99,7 @@ extension Collection {
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
         report.outputPath = request.outputPath
         let saved = try JSONEncoder().encode(report)
+        guard !isDropped else { throw EngineError.unknownCollection(name) }
         try wrapped { try engine.environment.write { try engine.meta.put(Self.lastRunKey(number), Array(saved), $0) } }
         engine.logger.info("new-items job done", metadata: [
             "collection": "\(name)", "new": "\(report.newItems)", "existing": "\(report.existingItems)",
@@ -271,6 +272,8 @@ extension Collection {
             let batch = pending
             pending.removeAll(keepingCapacity: true)
             try output?.write(batch.map(\.1))
+            // A collection dropped while the job ran keeps nothing of it.
+            guard !isDropped else { throw EngineError.unknownCollection(name) }
             try wrapped { try engine.environment.write { txn in for (k, line) in batch { try store.putNeighbors(key: k, line, txn) } } }
         }
         for (id, top) in zip(ids, tops) {
