@@ -231,7 +231,7 @@ public final class CollectionStore: Sendable {
     /// Notes that ids from `firstId` on were allocated in `second` (the first note of a second
     /// wins, so the entry is the lowest id allocated in it).
     public func noteClock(second: UInt64, firstId: UInt64, _ txn: Transaction) throws {
-        _ = try txn.put(clock, IdKey.encode(second), IdKey.encode(firstId), noOverwrite: true)
+        _ = try txn.put(clock, IdKey.encode(second), IdKey.encode(firstId), keepExisting: true)
     }
 
     /// The lowest id allocated at or after `second`, or nil when nothing was added since.
@@ -255,7 +255,7 @@ public final class CollectionStore: Sendable {
             for value in values {
                 touched.insert(IndexedValue(attribute: name, value: value))
                 if add {
-                    try txn.put(table, Array(value.utf8), id, noOverwrite: true)
+                    try txn.put(table, Array(value.utf8), id, noDuplicate: true)
                 } else {
                     try txn.delete(table, Array(value.utf8), value: id)
                 }

@@ -235,11 +235,14 @@ public final class Transaction {
         try key.withUnsafeBytes { try get(table, $0) }
     }
 
+    /// Stores a value. `noDuplicate` (duplicates tables): false, and nothing written, when the
+    /// key already has this value. `keepExisting`: false, and nothing written, when the key
+    /// already has any value (the first write wins).
     public func put(_ table: Table, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer,
-                    noOverwrite: Bool = false) throws -> Bool {
+                    noDuplicate: Bool = false, keepExisting: Bool = false) throws -> Bool {
         var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
         var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
-        let flags: UInt32 = noOverwrite ? UInt32(MDB_NODUPDATA) : 0
+        let flags = (noDuplicate ? UInt32(MDB_NODUPDATA) : 0) | (keepExisting ? UInt32(MDB_NOOVERWRITE) : 0)
         let rc = mdb_put(txn, table.dbi, &k, &v, flags)
         if rc == MDB_KEYEXIST { return false }
         try StorageError.check(rc, "put into \(table.name)")
@@ -247,8 +250,11 @@ public final class Transaction {
     }
 
     @discardableResult
-    public func put(_ table: Table, _ key: [UInt8], _ value: [UInt8], noOverwrite: Bool = false) throws -> Bool {
-        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(table, k, v, noOverwrite: noOverwrite) } }
+    public func put(_ table: Table, _ key: [UInt8], _ value: [UInt8], noDuplicate: Bool = false,
+                    keepExisting: Bool = false) throws -> Bool {
+        try key.withUnsafeBytes { k in
+            try value.withUnsafeBytes { v in try put(table, k, v, noDuplicate: noDuplicate, keepExisting: keepExisting) }
+        }
     }
 
     /// Deletes a key (all its values), or one value of a duplicates table. False if absent.

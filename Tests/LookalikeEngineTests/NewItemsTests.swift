@@ -103,6 +103,10 @@ final class NewItemsTests: XCTestCase {
         XCTAssertEqual(try c.lastNewItemsReport()?.firstId, r2.firstId)
         let future = try c.runNewItemsJob(NewItemsRequest(since: .time(UInt64(Date().timeIntervalSince1970) + 3_600)))
         XCTAssertEqual(future.newItems, 0)
+        // Since long ago: everything, from the very first id (the first batch's second counts).
+        let all = try c.runNewItemsJob(NewItemsRequest(since: .time(0), includeNew: true))
+        XCTAssertEqual(all.firstId, 0)
+        XCTAssertEqual(all.newItems, 365)
     }
 
     func testKeptNeighboursFollowDeletesAndSurviveReopen() async throws {

@@ -33,6 +33,16 @@ def test_redis_cli_first_session_from_readme(server):
     assert out == ["cat-01", "1", '{"author":"mika","category":"animals"}']
     assert server.cli("VCARD", "stickers").strip() == "3"
     assert "vectorset" in server.cli("TYPE", "stickers")
+    # The recommendations README.md shows next.
+    out = server.cli("VRECOMMEND", "stickers", "cat-01", "COUNT", "10", "SAME", "author", "SIMILAR", "IN", "category").split()
+    assert out == ["car-01", "same:author", "cat-02", "similar:category"]
+    assert server.cli("VHISTORY", "stickers", "2", "cat-01", "car-01", "COUNT", "5").split() == ["cat-02"]
+    assert server.cli("VWITHIN", "stickers", "ELE", "cat-01", "0.98").split() == ["cat-01", "cat-02"]
+    assert "new-items" in server.cli("VNEWNEIGHBORS", "stickers", "SINCE", "TIME", "1795392000", "COUNT", "5", "INCLUDE-NEW",
+                                     "OUTPUT", "today.jsonl")
+    assert server.cli("VNEIGHBORS", "stickers", "cat-02").split() == ["cat-01", "car-01"]
+    assert server.cli("VADD", "stickers", "VALUES", "4", "0.8", "0.2", "0.6", "0.2", "cat-01", "VIEW", "back").strip() == "1"
+    assert server.cli("VCARD", "stickers").strip() == "3"
     # RESP3 through redis-cli -3
     assert "cat-01" in server.cli("-3", "VSIM", "stickers", "ELE", "cat-01", "WITHSCORES", "COUNT", "1")
     # redis-cli pipes: many commands on one connection
