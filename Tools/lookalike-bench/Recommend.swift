@@ -91,14 +91,14 @@ struct Recommend: AsyncParsableCommand {
 
     /// Median and p99 of one call at a time (no pipelining), in milliseconds.
     private func latency(_ client: RESPClient, _ n: Int, _ command: (Int) -> [String]) -> String {
-        var samples: [Double] = []
+        var seconds: [Double] = []
         for i in 0..<n {
             let t = now()
             guard let reply = try? client.call(command(i)) else { return "failed" }
             if case .error(let e) = reply { return "error: \(e)" }
-            samples.append((now() - t) * 1000)
+            seconds.append(now() - t)
         }
-        samples.sort()
-        return String(format: "median %.2f ms, p99 %.2f ms", samples[samples.count / 2], samples[min(samples.count - 1, samples.count * 99 / 100)])
+        let p = Percentiles(seconds)
+        return String(format: "median %.2f ms, p99 %.2f ms", p.p50, p.p99)
     }
 }
