@@ -166,11 +166,13 @@ void use_fast_storage(faiss::Index *index) {
 // ---------------------------------------------------------------------------------------------
 // Fast HNSW search. FAISS 1.7.3's search loop computes one distance at a time, allocates and
 // zeroes a visited table of ntotal bytes per call (one call per query in the engine), and keeps
-// candidates in a linear-scan heap. For an HNSW index on the fast storage, searched without a
-// selector, this loop walks the same graph the standard way (greedy descent on the upper
-// levels, then a beam of efSearch on level 0), with a per-thread visited table reset by a
-// stamp, four distances at a time sharing the query loads, and the next vectors prefetched.
-// With a selector (tombstones, filters) FAISS's own loop runs.
+// candidates in a linear-scan heap. For an HNSW index on the fast storage, this loop walks the
+// same graph the standard way (greedy descent on the upper levels, then a beam of efSearch on
+// level 0), with a per-thread visited table reset by a stamp, four distances at a time sharing
+// the query loads, and the next vectors prefetched.
+// With a selector bitmap (tombstones, filters) it keeps FAISS's semantics: the walk ignores
+// the bitmap (so a sparse filter does not strand it), and the k results are the nearest
+// members among every node whose distance it computed.
 
 // Four dot products or squared distances of x against y0..y3 (d a multiple of 8 in the loop).
 __attribute__((target("avx2,fma"))) void four_avx2(bool ip, const float *x, const float *const y[4],
@@ -234,7 +236,12 @@ struct FastHNSWSearch {
         return table;
     }
 
-    void search(const float *x, int64_t ntotal, int64_t k, int ef, float *out_d, int64_t *out_i) const {
+    // members: a bitmap over positions (bit i of byte i/8), or null for every position.
+    void search(const float *x, int64_t ntotal, int64_t k, int ef, const uint8_t *members, size_t member_bytes,
+                float *out_d, int64_t *out_i) const {
+        auto is_member = [&](int v) {
+            return members == nullptr || ((size_t)(v >> 3) < member_bytes && ((members[v >> 3] >> (v & 7)) & 1));
+        };
         for (int64_t j = 0; j < k; j++) out_d[j] = std::numeric_limits<float>::max(), out_i[j] = -1;
         if (hnsw.entry_point < 0 || ntotal == 0) return;
         int ep = hnsw.entry_point;
@@ -259,8 +266,15 @@ struct FastHNSWSearch {
         using Node = std::pair<float, int>;
         std::priority_queue<Node, std::vector<Node>, std::greater<Node>> candidates;  // closest first
         std::priority_queue<Node> results;  // farthest first, at most ef
+        std::priority_queue<Node> kept;     // with a bitmap: the k nearest members, farthest first
+        auto keep = [&](float dv, int v) {
+            if (members == nullptr || !is_member(v)) return;
+            if ((int64_t)kept.size() < k) kept.emplace(dv, v);
+            else if (dv < kept.top().first) kept.pop(), kept.emplace(dv, v);
+        };
         candidates.emplace(d_ep, ep);
         results.emplace(d_ep, ep);
+        keep(d_ep, ep);
         seen[ep] = stamp;
         while (!candidates.empty()) {
             Node c = candidates.top();
@@ -279,6 +293,7 @@ struct FastHNSWSearch {
             }
             dists(x, ids, n, ds);
             for (int i = 0; i < n; i++) {
+                keep(ds[i], ids[i]);
                 if ((int)results.size() < ef || ds[i] < results.top().first) {
                     candidates.emplace(ds[i], ids[i]);
                     results.emplace(ds[i], ids[i]);
@@ -286,27 +301,28 @@ struct FastHNSWSearch {
                 }
             }
         }
-        while ((int64_t)results.size() > k) results.pop();
-        for (int64_t j = (int64_t)results.size() - 1; j >= 0; j--) {
-            out_d[j] = ip ? -results.top().first : results.top().first;
-            out_i[j] = results.top().second;
-            results.pop();
+        std::priority_queue<Node> &best = members != nullptr ? kept : results;
+        while ((int64_t)best.size() > k) best.pop();
+        for (int64_t j = (int64_t)best.size() - 1; j >= 0; j--) {
+            out_d[j] = ip ? -best.top().first : best.top().first;
+            out_i[j] = best.top().second;
+            best.pop();
         }
     }
 };
 
 // Runs the fast search when it applies (see above); false leaves the search to FAISS.
 bool fast_hnsw_search(faiss::Index *ix, int64_t n, const float *x, int64_t k, int ef,
-                      const faiss::IDSelector *sel, float *distances, int64_t *labels) {
+                      const uint8_t *members, size_t member_bytes, float *distances, int64_t *labels) {
     auto *hnsw = dynamic_cast<faiss::IndexHNSW *>(ix);
-    if (hnsw == nullptr || sel != nullptr || hnsw->storage == nullptr) return false;
+    if (hnsw == nullptr || hnsw->storage == nullptr) return false;
     if (typeid(*hnsw->storage) != typeid(FastFlat)) return false;
     auto *flat = static_cast<FastFlat *>(hnsw->storage);
     FastHNSWSearch s{hnsw->hnsw, reinterpret_cast<const float *>(flat->codes.data()), (size_t)flat->d,
                      flat->metric_type == faiss::METRIC_INNER_PRODUCT};
 #pragma omp parallel for if (n > 1)
     for (int64_t q = 0; q < n; q++)
-        s.search(x + q * flat->d, flat->ntotal, k, ef, distances + q * k, labels + q * k);
+        s.search(x + q * flat->d, flat->ntotal, k, ef, members, member_bytes, distances + q * k, labels + q * k);
     return true;
 }
 
@@ -437,7 +453,8 @@ int lk_index_search(const lk_index *index, int64_t n, const float *x, int64_t k,
             sp = &plain;
         }
         if (ix == core && kHasAVX2 && sp == &hp &&
-            fast_hnsw_search(ix, n, x, k, hp.efSearch, selector.get(), distances, labels))
+            fast_hnsw_search(ix, n, x, k, hp.efSearch, params ? params->bitmap : nullptr,
+                             params ? params->bitmap_bytes : 0, distances, labels))
             return;
         ix->search(n, x, k, distances, labels, sp);
     });

@@ -1,6 +1,7 @@
 // The C shim's own behaviour: HNSW's fast (AVX2) flat storage computes the same distances as
 // the definition, for every tail length and both metrics, before and after a file round trip.
 import Foundation
+import LookalikeFormats
 import LookalikeIndex
 import XCTest
 
@@ -54,6 +55,44 @@ extension FaissShimTests {
             XCTAssertEqual(index.flatVectors != nil, raw, spec)
             if let rows = index.flatVectors {
                 XCTAssertEqual(Array(UnsafeBufferPointer(start: rows + 16 * 42, count: 16)), data[42], spec)
+            }
+        }
+    }
+}
+
+extension FaissShimTests {
+    /// HNSW searched with a selector (tombstones, filters): only members come back, and they are
+    /// the members' nearest (against brute force over the members), for a selector that keeps
+    /// almost everything (a few deletes) and one that keeps a small share (a filter).
+    func testHNSWWithASelectorReturnsTheNearestMembers() throws {
+        let dimension = 32
+        let raw = clusteredVectors(count: 4_000, dimension: dimension, clusters: 20, seed: 21)
+        for metric in [FaissMetric.l2, .innerProduct] {
+            // Inner product as the engine uses it: over unit vectors (cosine).
+            let data = metric == .l2 ? raw : raw.map { VectorMath.normalized($0)! }
+            let index = try FaissIndex(spec: "HNSW16", dimension: dimension, metric: metric)
+            try index.setHNSW(efConstruction: 40, efSearch: 4_096)  // as the engine does (Docs/engine.md)
+            try index.add(data.flatMap { $0 }, count: data.count)
+            for (share, ef) in [(0.98, 64), (0.5, 128), (0.05, 1_024)] {
+                var rng = SeededRandom(seed: UInt64(share * 100))
+                let members = (0..<data.count).map { _ in rng.uniform() < share }
+                var bitmap = [UInt8](repeating: 0, count: (data.count + 7) / 8)
+                for (i, m) in members.enumerated() where m { bitmap[i >> 3] |= 1 << (i & 7) }
+                var found = 0, wanted = 0
+                for q in stride(from: 5, to: 4_000, by: 200) {
+                    let query = data[q].map { $0 + 0.02 }
+                    let r = try bitmap.withUnsafeBytes {
+                        try index.search(query, queryCount: 1, k: 10, effort: SearchEffort(efSearch: ef), selector: $0)
+                    }
+                    let hits = r.positions.filter { $0 >= 0 }.map(Int.init)
+                    XCTAssertTrue(hits.allSatisfy { members[$0] }, "\(metric) \(share): only members")
+                    let truth = members.indices.filter { members[$0] }
+                        .map { ($0, reference(query, data[$0], metric)) }
+                        .sorted { metric == .l2 ? $0.1 < $1.1 : $0.1 > $1.1 }.prefix(10).map(\.0)
+                    found += Set(hits).intersection(truth).count
+                    wanted += truth.count
+                }
+                XCTAssertGreaterThanOrEqual(Double(found) / Double(wanted), 0.9, "\(metric) share \(share)")
             }
         }
     }
