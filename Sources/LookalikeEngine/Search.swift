@@ -179,11 +179,13 @@ extension Collection {
                 var seen = Set<String>()
                 for n in neighbors {
                     guard out.count < limit else { break }
-                    guard let record = try store.item(n.id, txn) else { continue }
+                    let record = withAttributes ? try store.item(n.id, txn)
+                        : try store.key(n.id, txn).map { ItemRecord(key: $0, attributes: nil) }
+                    guard let record else { continue }
                     let (item, view) = Views.split(record.key)
                     guard !excluded.contains(item), seen.insert(item).inserted else { continue }
                     out.append(SearchHit(key: item, id: n.id, score: score(n.distance),
-                                         attributes: withAttributes ? record.attributes : nil, view: view))
+                                         attributes: record.attributes, view: view))
                 }
                 return out
             }

@@ -69,6 +69,13 @@ public final class CollectionStore: Sendable {
         return try Self.decodeItem(raw)
     }
 
+    /// Only the key of an item: what a search hit needs when no attributes are asked for (it
+    /// skips making a String of the attributes).
+    public func key(_ id: UInt64, _ txn: Transaction) throws -> String? {
+        guard let raw = try txn.get(items, IdKey.encode(id)) else { return nil }
+        return try Self.decodeKey(raw)
+    }
+
     /// The stored vector's bytes (float32 LE), valid until the transaction ends.
     public func vectorBytes(_ id: UInt64, _ txn: Transaction) throws -> UnsafeRawBufferPointer? {
         try txn.get(vectors, IdKey.encode(id))
@@ -277,12 +284,22 @@ public final class CollectionStore: Sendable {
     }
 
     static func decodeItem(_ raw: UnsafeRawBufferPointer) throws -> ItemRecord {
+        let end = try keyEnd(raw)
+        let rest = raw[end...]
+        return ItemRecord(key: String(decoding: raw[4..<end], as: UTF8.self),
+                          attributes: rest.isEmpty ? nil : String(decoding: rest, as: UTF8.self))
+    }
+
+    static func decodeKey(_ raw: UnsafeRawBufferPointer) throws -> String {
+        String(decoding: raw[4..<(try keyEnd(raw))], as: UTF8.self)
+    }
+
+    /// Where the key ends in an item record (u32 length, key bytes, attributes).
+    private static func keyEnd(_ raw: UnsafeRawBufferPointer) throws -> Int {
         guard raw.count >= 4 else { throw StorageError.corrupt("item record too short") }
         let n = Int(UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)))
         guard raw.count >= 4 + n else { throw StorageError.corrupt("item record truncated") }
-        let key = String(decoding: raw[4..<(4 + n)], as: UTF8.self)
-        let rest = raw[(4 + n)...]
-        return ItemRecord(key: key, attributes: rest.isEmpty ? nil : String(decoding: rest, as: UTF8.self))
+        return 4 + n
     }
 }
 
