@@ -208,8 +208,8 @@ enum RecommendationCommands {
         .map([
             (.simple("new-items"), .integer(r.newItems)),
             (.simple("existing-items"), .integer(r.existingItems)),
-            (.simple("first-id"), .integer(Int(r.firstId))),
-            (.simple("through-id"), .integer(Int(r.throughId))),
+            (.simple("first-id"), .integer(Int(clamping: r.firstId))),
+            (.simple("through-id"), .integer(Int(clamping: r.throughId))),
             (.simple("passes"), .integer(r.passes)),
             (.simple("seconds"), .double(r.seconds)),
             (.simple("output"), r.outputPath.map { .string($0) } ?? .null),

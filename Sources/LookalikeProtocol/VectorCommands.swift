@@ -359,7 +359,7 @@ enum VectorCommands {
                 (.simple("size"), .integer(try c.count())),
                 (.simple("max-level"), .integer(0)),
                 (.simple("vset-uid"), .integer(Int(c.numberForInfo))),
-                (.simple("hnsw-max-node-uid"), .integer(Int(c.idHighWaterMark))),
+                (.simple("hnsw-max-node-uid"), .integer(Int(clamping: c.idHighWaterMark))),
                 (.simple("metric"), .simple(d.metric.rawValue)),
                 (.simple("index"), .simple(d.index)),
                 (.simple("indexed-attributes"), .array(d.attributes.map { .string($0) })),

@@ -175,6 +175,10 @@ def test_vnewneighbors_refuses_bad_requests(r):
             r.execute_command("VNEWNEIGHBORS", "shop", *args)
     with pytest.raises(redis.ResponseError, match="no such key"):
         r.execute_command("VNEWNEIGHBORS", "nothing", "SINCE", "ID", "0")
+    # Ids and times past anything stored: nothing new, and a report that says so.
+    for since in (["ID", str(2**64 - 1)], ["TIME", str(2**64 - 1)]):
+        report = as_dict(r.execute_command("VNEWNEIGHBORS", "shop", "SINCE", *since))
+        assert report["new-items"] == 0
     assert r.execute_command("VCARD", "shop") == 10
 
 
