@@ -39,13 +39,16 @@ public enum FilterPlan: String, Sendable, CaseIterable {
 }
 
 extension Collection {
+    /// The error for a filter on an attribute that has no LMDB table.
+    func notIndexed(_ attribute: String) -> EngineError {
+        .invalidArgument("'\(attribute)' is not an indexed attribute of '\(name)' (indexed: \(definition.attributes.joined(separator: ", ")))")
+    }
+
     /// Top-k among items whose indexed attribute `attribute` has `value` (and that satisfy
     /// `filter`, when given).
     public func search(_ request: SearchRequest, attribute: String, value: String,
                        filter: FilterExpression? = nil) throws -> [SearchHit] {
-        guard definition.attributes.contains(attribute) else {
-            throw EngineError.invalidArgument("'\(attribute)' is not an indexed attribute of '\(name)' (indexed: \(definition.attributes.joined(separator: ", ")))")
-        }
+        guard definition.attributes.contains(attribute) else { throw notIndexed(attribute) }
         var set = FilterExpression.IndexedSet.value(attribute: attribute, text: value)
         if let extra = filter?.indexedSet(over: Set(definition.attributes)) { set = .intersection([set, extra]) }
         return try search(request, members: set, check: filter)

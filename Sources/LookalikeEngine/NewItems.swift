@@ -109,11 +109,16 @@ extension Collection {
 
     /// The last finished job's report, if any.
     public func lastNewItemsReport() throws -> NewItemsReport? {
-        try wrapped {
-            try engine.environment.read { txn in
-                try engine.meta.get(Self.lastRunKey(number), txn).map { try JSONDecoder().decode(NewItemsReport.self, from: Data($0)) }
-            }
-        }
+        try wrapped { try engine.environment.read(lastNewItemsReport) }
+    }
+
+    private func lastNewItemsReport(_ txn: Transaction) throws -> NewItemsReport? {
+        try engine.meta.get(Self.lastRunKey(number), txn).map { try JSONDecoder().decode(NewItemsReport.self, from: Data($0)) }
+    }
+
+    /// One past the highest live id: where items added after this snapshot will start.
+    private func nextLiveId(_ txn: Transaction) throws -> UInt64 {
+        try store.lastVectorId(txn).map { $0 + 1 } ?? 0
     }
 
     /// The kept neighbours of an item, best first, without those that no longer exist; nil when
@@ -136,13 +141,13 @@ extension Collection {
     private func newItemsJob(_ request: NewItemsRequest, _ output: JSONLinesFile?, _ txn: Transaction) throws -> NewItemsReport {
         var report = NewItemsReport()
         report.firstId = try firstNewId(request.since, txn)
-        report.throughId = try store.lastVectorId(txn).map { $0 + 1 } ?? 0
+        report.throughId = try nextLiveId(txn)
         // Items only: an item's views search with it (their own vectors are neighbours, not queries).
         let newIds = try liveIds(from: report.firstId, txn).filter { id in
             try store.item(id, txn).map { Views.split($0.key).view == nil } ?? false
         }
         report.newItems = newIds.count
-        report.existingItems = try liveIds(from: 0, below: report.firstId, txn)
+        report.existingItems = try liveCount(below: report.firstId, txn)
         guard !newIds.isEmpty else { return report }
         let d = definition.dimension
         let perPass = max(1, engine.options.batchJobMemory / (d * 4))
@@ -164,12 +169,12 @@ extension Collection {
     private func firstNewId(_ since: NewItemsRequest.Since, _ txn: Transaction) throws -> UInt64 {
         switch since {
         case .id(let id): return id
-        case .time(let second): return try store.firstId(since: second, txn) ?? (try store.lastVectorId(txn).map { $0 + 1 } ?? 0)
+        case .time(let second): return try store.firstId(since: second, txn) ?? nextLiveId(txn)
         case .lastRun:
-            guard let raw = try engine.meta.get(Self.lastRunKey(number), txn) else {
+            guard let last = try lastNewItemsReport(txn) else {
                 throw EngineError.invalidArgument("no earlier new-items job for '\(name)': say where to start (SINCE ID n or SINCE TIME unix-seconds)")
             }
-            return try JSONDecoder().decode(NewItemsReport.self, from: Data(raw)).throughId
+            return last.throughId
         }
     }
 
@@ -179,9 +184,9 @@ extension Collection {
         return ids
     }
 
-    private func liveIds(from first: UInt64, below end: UInt64, _ txn: Transaction) throws -> Int {
+    private func liveCount(below end: UInt64, _ txn: Transaction) throws -> Int {
         var n = 0
-        try store.forEachVector(from: first, txn) { id, _ in
+        try store.forEachVector(from: 0, txn) { id, _ in
             guard id < end else { return false }
             n += 1
             return true

@@ -132,6 +132,9 @@ extension Collection {
             throw EngineError.invalidArgument("COUNT must be between 1 and \(engine.options.maxK)")
         }
         guard !stages.isEmpty else { throw EngineError.invalidArgument("a cascade needs at least one stage") }
+        for case .sharing(let attribute) in stages where !definition.attributes.contains(attribute) {
+            throw notIndexed(attribute)
+        }
         guard let record = try item(key: key), let vector = try vector(key: key) else { throw EngineError.keyNotFound(key) }
         var out: [CascadeHit] = []
         var taken: Set<String> = [key]
@@ -146,9 +149,6 @@ extension Collection {
                 hits = try search(request)
             case .sharing(let attribute):
                 guard let value = record.attributes.flatMap({ AttributeIndex.values(of: $0, for: [attribute])[attribute]?.first }) else {
-                    guard definition.attributes.contains(attribute) else {
-                        throw EngineError.invalidArgument("'\(attribute)' is not an indexed attribute of '\(name)' (indexed: \(definition.attributes.joined(separator: ", ")))")
-                    }
                     continue  // the item has no such value: nothing shares it
                 }
                 hits = try search(request, attribute: attribute, value: value)
