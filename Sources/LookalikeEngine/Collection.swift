@@ -67,6 +67,8 @@ public final class Collection: @unchecked Sendable {
         var template: FaissIndex?
         var dropped = false
         var compacting = false
+        /// Frozen segments whose last seal failed (Sealing.swift).
+        var sealFailures: [ObjectIdentifier: SealFailure] = [:]
 
         var all: [any Segment] { sealed + frozen + [mutable] }
     }
@@ -291,11 +293,21 @@ public final class Collection: @unchecked Sendable {
         if target.isFull { freezeMutable() }
     }
 
-    /// Moves a full mutable segment to the frozen list and schedules its sealing.
+    /// Items an index that needs training waits for before its first seal: FAISS's k-means
+    /// wants 39 points per centroid (or codebook entry). Until then the items are served by
+    /// an exact scan, which is also the right answer for so few items. 0 when none are needed.
+    var itemsToTrain: Int {
+        state.withLock { s in s.template == nil && s.sealed.isEmpty ? trainHint : 0 }
+    }
+
+    /// Moves the mutable segment to the frozen list and schedules its sealing; an index that
+    /// cannot be trained yet (too few items) keeps it mutable and exact instead.
     func freezeMutable() {
         let fresh = newFlatSegment()
+        let needed = itemsToTrain
         let full: FlatSegment? = state.withLock { s in
-            guard s.mutable.count > 0 else { return nil }
+            // A full segment always has enough: flatCapacity waits for training's count.
+            guard s.mutable.count > 0, s.mutable.count >= needed else { return nil }
             let f = s.mutable
             s.frozen.append(f)
             s.mutable = fresh

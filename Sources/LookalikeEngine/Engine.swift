@@ -185,11 +185,20 @@ public final class Engine: @unchecked Sendable {
 
     // MARK: - Lifecycle
 
-    /// Seals every collection's mutable segment and waits until all seals are done: after
-    /// this, a restart replays nothing (SAVE).
-    public func persist() {
-        for name in collectionNames() { collection(name)?.freezeMutable() }
+    /// Seals every collection's mutable segment (and retries seals that failed), and waits
+    /// until all seals are done: after this, a restart replays nothing (SAVE), except the
+    /// items of an index still too small to train, which stay exact. Throws when a seal
+    /// failed: its items are safe in LMDB and searchable, and it is retried later.
+    public func persist() throws {
+        let all = collectionNames().compactMap { collection($0) }
+        for c in all {
+            c.retryFailedSeals()
+            c.freezeMutable()
+        }
         sealer.waitIdle()
+        for c in all where !c.isDropped {
+            if let f = c.sealFailure { throw EngineError.sealFailed(collection: c.name, reason: f.reason) }
+        }
     }
 
     /// Flushes LMDB to disk, whatever the sync mode: the end of a load run without fsync.

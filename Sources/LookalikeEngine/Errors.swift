@@ -19,6 +19,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case invalidArgument(String)
     case storage(String)
     case index(String)
+    case sealFailed(collection: String, reason: String)
     case closed
 
     public var description: String {
@@ -39,6 +40,8 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
         case .invalidArgument(let why): return why
         case .storage(let m): return m
         case .index(let m): return m
+        case .sealFailed(let c, let r):
+            return "indexing '\(c)' failed: \(r); its items are stored and searchable (exact), and indexing is retried later"
         case .closed: return "the engine is shutting down"
         }
     }

@@ -8,7 +8,10 @@
 //   3. name it in the manifest (one LMDB transaction): from here a restart loads it;
 //   4. under the collection's lock, copy the frozen segment's tombstones and swap it in.
 // A crash before 3 leaves unnamed files that the next start removes; the items are replayed
-// from LMDB. A failed seal leaves the frozen segment in place: still exact, still searchable.
+// from LMDB. A failed seal (a full disk, FAISS refusing the data) leaves the frozen segment in
+// place, still exact and searchable, removes its temporary files, and is retried later with a
+// doubling delay (5 s up to 10 min), or at once by SAVE, which then reports the failure: a
+// failing seal never spins, and never eats the space a user frees.
 // Threads: one serial queue for the whole engine (building is CPU-heavy; 2 cores).
 import Dispatch
 import Foundation
@@ -25,6 +28,17 @@ final class Sealer: @unchecked Sendable {
         group.enter()
         queue.async { [self] in
             defer { group.leave() }
+            lock.lock()
+            let skip = cancelled
+            lock.unlock()
+            if !skip { collection.seal(segment) }
+        }
+    }
+
+    /// Schedules a seal that failed again after a delay. Not counted by `waitIdle` until it
+    /// starts, so SAVE and shutdown never wait for a backoff.
+    func retry(_ collection: Collection, _ segment: FlatSegment, after seconds: Double) {
+        queue.asyncAfter(deadline: .now() + seconds) { [self] in
             lock.lock()
             let skip = cancelled
             lock.unlock()
@@ -51,7 +65,9 @@ final class Sealer: @unchecked Sendable {
 
 extension Collection {
     func seal(_ frozen: FlatSegment) {
-        guard !isDropped, frozen.count > 0 else { return }
+        // A retry may find its segment sealed already (SAVE retried it first).
+        guard !isDropped, frozen.count > 0,
+              state.withLock({ s in s.frozen.contains { $0 === frozen } }) else { return }
         let started = DispatchTime.now()
         do {
             let (index, newTemplate) = try buildIndex(from: frozen)
@@ -77,6 +93,7 @@ extension Collection {
             state.withLock { s in
                 for p in 0..<frozen.count where !frozen.live.isLive(p) { sealed.live.clear(p) }
                 s.frozen.removeAll { $0 === frozen }
+                s.sealFailures[ObjectIdentifier(frozen)] = nil
                 s.sealed.append(sealed)
                 s.manifest = manifest
                 if let newTemplate { s.template = newTemplate }
@@ -86,8 +103,32 @@ extension Collection {
                 "collection": "\(name)", "segment": "\(segmentName)", "items": "\(ids.count)",
                 "seconds": "\(String(format: "%.2f", seconds))"])
         } catch {
-            engine.logger.error("sealing failed; its items stay searchable in an exact segment and are retried at the next start", metadata: [
-                "collection": "\(self.name)", "error": "\(error)"])
+            let failure = state.withLock { s -> SealFailure in
+                var f = s.sealFailures[ObjectIdentifier(frozen)] ?? SealFailure(reason: "", attempts: 0)
+                f.reason = "\(EngineError.wrap(error))"
+                f.attempts += 1
+                s.sealFailures[ObjectIdentifier(frozen)] = f
+                return f
+            }
+            let delay = min(600, 5 * pow(2, Double(min(failure.attempts - 1, 10))))
+            engine.logger.error("sealing failed; its items stay searchable in an exact segment", metadata: [
+                "collection": "\(self.name)", "error": "\(failure.reason)", "attempt": "\(failure.attempts)",
+                "retry-in-seconds": "\(Int(delay))"])
+            engine.sealer.retry(self, frozen, after: delay)
+        }
+    }
+
+    /// Seals again, now, every frozen segment whose last seal failed (SAVE).
+    func retryFailedSeals() {
+        let failed = state.withLock { s in s.frozen.filter { s.sealFailures[ObjectIdentifier($0)] != nil } }
+        for f in failed { engine.sealer.schedule(self, f) }
+    }
+
+    /// Why the oldest frozen segment could not be sealed, if one could not.
+    var sealFailure: SealFailure? {
+        state.withLock { s in
+            let failures = s.sealFailures
+            return s.frozen.compactMap { failures[ObjectIdentifier($0)] }.first
         }
     }
 
@@ -114,4 +155,10 @@ extension Collection {
         try index.add(frozen.vectors, count: frozen.count)
         return (index, newTemplate)
     }
+}
+
+/// A seal that failed: why, and how many times in a row.
+public struct SealFailure: Sendable, Equatable {
+    public var reason: String
+    public var attempts: Int
 }

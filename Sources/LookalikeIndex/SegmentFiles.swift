@@ -29,11 +29,15 @@ public enum SegmentFiles {
         let idsFinal = idsPath(directory, name)
         let indexTemp = indexFinal + ".tmp"
         let idsTemp = idsFinal + ".tmp"
+        // A failed write (a full disk) leaves nothing behind: the space goes back at once.
+        var published = false
+        defer { if !published { for f in [indexTemp, idsTemp, indexFinal, idsFinal] { unlink(f) } } }
         try index.write(to: indexTemp)
         try fsyncFile(indexTemp)
         try writeDurably(encodeIds(ids), to: idsTemp)
         try rename(indexTemp, indexFinal)
         try rename(idsTemp, idsFinal)
+        published = true
         try fsyncFile(directory)
         return fileSize(indexFinal) + fileSize(idsFinal)
     }

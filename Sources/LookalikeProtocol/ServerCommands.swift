@@ -220,14 +220,14 @@ enum ServerCommands {
     static func save(_ inv: Invocation) throws -> Reply {
         let engine = inv.engine
         return inv.offload {
-            engine.persist()
+            try engine.persist()
             return .ok
         }
     }
 
     static func bgsave(_ inv: Invocation) throws -> Reply {
         let engine = inv.engine
-        inv.server.pool.submit { _ in engine.persist() }
+        inv.server.pool.submit { _ in try? engine.persist() }
         return .now(.simple("Background saving started"))
     }
 
@@ -262,7 +262,7 @@ enum ServerCommands {
         let server = inv.server
         // SAVE builds indexes: that runs on the search pool, never on the event loop.
         return inv.offload {
-            if save { server.engine.persist() }
+            if save { try server.engine.persist() }
             server.logger.info("SHUTDOWN requested by a client")
             server.shutdownHook.withLock { $0 }?()
             return .ok

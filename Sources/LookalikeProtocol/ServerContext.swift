@@ -62,7 +62,7 @@ public final class ServerContext: @unchecked Sendable {
     /// Commands of other connections running meanwhile may fail with "shutting down".
     func reloadEngine() throws {
         try engineBox.withLock { engine in
-            engine.persist()
+            try? engine.persist()  // a failed seal is retried after the reload; its items are in LMDB
             engine.close()
             engine = try Engine(directory: options.dataDirectory, options: options.engine, logger: logger)
         }

@@ -99,7 +99,7 @@ final class CategorySearchTests: XCTestCase {
             requests.append(.upsert(key: item.key, vector: v, attributes: .set(json)))
         }
         _ = await c.write(batch: requests)
-        engine.persist()
+        try engine.persist()
         XCTAssertGreaterThan(far.count, 200)
         let queries = data.filter { $0.vector[0] < -0.5 }.prefix(10).map(\.vector)
         for (name, members) in [("half", half), ("far", far)] {

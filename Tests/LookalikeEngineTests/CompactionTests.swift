@@ -25,7 +25,7 @@ final class CompactionTests: XCTestCase {
             try await c.upsert(key: "k\(i)", vector: v)
             live["k\(i)"] = v
         }
-        engine.persist()
+        try engine.persist()
         return (engine, c, live)
     }
 

@@ -44,7 +44,7 @@ final class DurabilityTests: XCTestCase {
             let engine = try Engine(directory: dir)
             let c = try engine.createCollection(.init(name: "s", dimension: 8, metric: .cosine, index: "HNSW16"))
             for i in 0..<30 { try await c.upsert(key: "s\(i)", vector: writerVector(index: i, version: 0, dimension: 8)) }
-            engine.persist()
+            try engine.persist()
             XCTAssertEqual(c.segmentSummary().mutableCount, 0)
             engine.close()
         }

@@ -111,7 +111,7 @@ struct ANN: AsyncParsableCommand {
                     }
                     for r in await c.write(batch: batch) { _ = try r.get() }
                 }
-                engine.persist()
+                try engine.persist()
                 print("Lookalike \(spec): loaded durably and sealed in \(String(format: "%.1f", now() - t0)) s")
             }
             FaissIndex.setThreads(1)

@@ -49,7 +49,7 @@ struct Filtered: AsyncParsableCommand {
             }
             for r in await c.write(batch: batch) { _ = try r.get() }
         }
-        engine.persist()
+        try engine.persist()
         print("loaded and sealed in \(String(format: "%.1f", now() - t0)) s")
 
         // FAISS alone: the same factory string, the same prepared vectors, positions = rows.

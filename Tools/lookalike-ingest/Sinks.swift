@@ -43,7 +43,7 @@ final class OfflineSink: Sink {
     }
 
     func finish() async throws {
-        engine.persist()  // seals what is left
+        try engine.persist()  // seals what is left
         try engine.sync()  // the load ran without fsync (--sync none): one now
     }
 }
