@@ -5,6 +5,13 @@
 // Invariants:
 //   - replies are written in request order, each encoded with the protocol version that was
 //     in force when its command was dispatched;
+//   - memory per connection is bounded: a command counts as in flight until its reply has been
+//     written to the socket, and reading pauses at `maxPipeline` in flight or while the
+//     socket's write buffer is above its high-water mark (the client is not reading); a
+//     connection with more than its output-buffer limit of replies unread is closed, as
+//     Redis's client-output-buffer-limit does;
+//   - with a timeout, a connection that completed no command for that long and is owed no
+//     reply is closed: idle, or trickling a frame too slowly ever to finish it;
 //   - nothing blocks the event loop: reads and searches run on the search pool, writes in the
 //     engine's commit thread; this handler only parses, orders and encodes;
 //   - a protocol error answers "-ERR Protocol error: ..." after the replies already owed, then
@@ -20,7 +27,12 @@ public final class CommandHandler: ChannelInboundHandler {
     public typealias OutboundOut = ByteBuffer
 
     private let server: ServerContext
+    private let auth: ConnectionAuth
     private var connection: ConnectionState!
+    /// Bytes of replies handed to the channel and not yet written to the socket.
+    private var unwrittenBytes = 0
+    private var lastCommandAt = NIODeadline.now()
+    private var timeoutTask: Scheduled<Void>?
     private var readsDone: EventLoopFuture<Void>!
     private var writesDone: EventLoopFuture<Void>!
     private var repliesDone: EventLoopFuture<Void>!
@@ -29,24 +41,55 @@ public final class CommandHandler: ChannelInboundHandler {
     private var flushScheduled = false
     private var closing = false
 
-    public init(server: ServerContext) { self.server = server }
+    /// `auth` is shared with this connection's RESPDecoder (its limits before AUTH).
+    public init(server: ServerContext, auth: ConnectionAuth) {
+        self.server = server
+        self.auth = auth
+    }
 
     public func channelActive(context: ChannelHandlerContext) {
         let id = server.clientIds.wrappingAdd(1, ordering: .relaxed).newValue
-        connection = ConnectionState(id: id, authenticated: server.options.password == nil,
-                                     remote: context.remoteAddress?.description ?? "?")
+        connection = ConnectionState(id: id, auth: auth, remote: context.remoteAddress?.description ?? "?")
         let done = context.eventLoop.makeSucceededVoidFuture()
         readsDone = done
         writesDone = done
         repliesDone = done
+        startTimeout(context: context)
         context.fireChannelActive()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        timeoutTask?.cancel()
+        timeoutTask = nil
+        context.fireChannelInactive()
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         let command = unwrapInboundIn(data)
+        lastCommandAt = .now()
         server.totalCommands.wrappingAdd(1, ordering: .relaxed)
         dispatch(command, context: context)
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { resumeReadingIfPossible(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Checks twice per timeout period; see the invariants above.
+    private func startTimeout(context: ChannelHandlerContext) {
+        let seconds = Int64(server.options.idleTimeoutSeconds)
+        guard seconds > 0 else { return }
+        timeoutTask = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(seconds * 500)) {
+            guard !self.closing else { return }
+            if self.inFlight == 0, NIODeadline.now() - self.lastCommandAt >= .seconds(seconds) {
+                self.server.timedOutClients.wrappingAdd(1, ordering: .relaxed)
+                self.closeAfterReplies(context: context)
+            } else {
+                self.startTimeout(context: context)
+            }
+        }
     }
 
     private func dispatch(_ command: RESPCommand, context: ChannelHandlerContext) {
@@ -114,11 +157,33 @@ public final class CommandHandler: ChannelInboundHandler {
         repliesDone = repliesDone.and(value).assumeIsolated().map { _, v in
             var buffer = context.channel.allocator.buffer(capacity: 64)
             v.write(to: &buffer, version: version)
-            context.write(self.wrapOutboundOut(buffer), promise: nil)
+            let bytes = buffer.readableBytes
+            self.unwrittenBytes += bytes
+            // In flight until the socket has taken it: a client that does not read holds
+            // back its own pipeline, not the server's memory.
+            context.write(self.wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in
+                self.unwrittenBytes -= bytes
+                self.inFlight -= 1
+                self.resumeReadingIfPossible(context: context)
+            }
             self.scheduleFlush(context: context)
-            self.inFlight -= 1
-            self.resumeReadingIfPossible(context: context)
+            self.enforceOutputLimit(context: context)
         }.nonisolated()
+    }
+
+    /// Closes a connection that leaves more replies unread than its limit allows.
+    private func enforceOutputLimit(context: ChannelHandlerContext) {
+        var limit = server.options.clientOutputBufferLimit
+        if !auth.isAuthenticated { limit = min(limit > 0 ? limit : .max, ServerOptions.unauthenticatedOutputBytes) }
+        guard limit > 0, unwrittenBytes > limit, !closing else {
+            if !context.channel.isWritable { pauseReadingIfNeeded(context: context) }
+            return
+        }
+        closing = true
+        server.outputLimitDisconnections.wrappingAdd(1, ordering: .relaxed)
+        server.logger.warning("closing a client over its output-buffer limit", metadata: [
+            "client": "\(connection.remote)", "unread-bytes": "\(unwrittenBytes)", "limit": "\(limit)"])
+        context.close(promise: nil)
     }
 
     /// One flush per event-loop turn, however many replies completed in it.
@@ -132,13 +197,14 @@ public final class CommandHandler: ChannelInboundHandler {
     }
 
     private func pauseReadingIfNeeded(context: ChannelHandlerContext) {
-        guard !readingPaused, inFlight >= server.options.maxPipeline else { return }
+        guard !readingPaused, inFlight >= server.options.maxPipeline || !context.channel.isWritable else { return }
         readingPaused = true
         context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
     }
 
     private func resumeReadingIfPossible(context: ChannelHandlerContext) {
-        guard readingPaused, inFlight <= server.options.maxPipeline / 2, !closing else { return }
+        guard readingPaused, inFlight <= server.options.maxPipeline / 2, context.channel.isWritable,
+              !closing else { return }
         readingPaused = false
         context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
         context.read()
@@ -154,6 +220,7 @@ public final class CommandHandler: ChannelInboundHandler {
 
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let protocolError = error as? RESPProtocolError, !closing {
+            server.protocolErrors.wrappingAdd(1, ordering: .relaxed)
             // Answer after the replies already owed, then close this connection only.
             reply(.now(.error("ERR \(protocolError.description)")), version: connection?.protocolVersion ?? 2, context: context)
             closeAfterReplies(context: context)
@@ -164,8 +231,8 @@ public final class CommandHandler: ChannelInboundHandler {
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent || event is IdleStateHandler.IdleStateEvent {
-            // Shutdown or idle timeout: finish what was asked, then close.
+        if event is ChannelShouldQuiesceEvent {
+            // Shutdown: finish what was asked, then close.
             closeAfterReplies(context: context)
             return
         }

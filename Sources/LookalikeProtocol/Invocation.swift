@@ -36,8 +36,9 @@ struct Invocation {
     // Out-of-range indexes read as empty: a parsing slip then becomes a syntax error, never a
     // trap that would take the whole server down.
     func bytes(_ i: Int) -> [UInt8] { i < count ? Array(arguments[i].readableBytesView) : [] }
+    /// An argument as a String that keeps every byte (Names.swift): names are byte strings.
     func string(_ i: Int) -> String {
-        i < count ? String(decoding: arguments[i].readableBytesView, as: UTF8.self) : ""
+        i < count ? Names.string(arguments[i].readableBytesView) : ""
     }
     func keyword(_ i: Int) -> String { string(i).uppercased() }
 
@@ -71,7 +72,7 @@ struct Invocation {
         server.pool.submit { state in
             guard case .active = state else { return promise.fail(NIOThreadPoolError.ThreadPoolInactive()) }
             do {
-                try engine.createCollectionIfMissing(definition)
+                try engine.createCollectionIfMissing(definition, firstWrite: request)
                     .submit(request) { promise.completeWith($0.mapError { $0 as Error }) }
             } catch {
                 promise.fail(error)

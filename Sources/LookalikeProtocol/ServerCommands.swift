@@ -55,12 +55,15 @@ enum ServerCommands {
             version = v
             i = 2
         }
+        // The whole command is parsed before AUTH is tried: a syntax error after AUTH must
+        // leave the connection as it was.
         var name: String?
+        var credentials: (user: String, password: String)?
         while i < inv.count {
             switch inv.keyword(i) {
             case "AUTH":
                 guard i + 2 < inv.count else { throw CommandError.syntax() }
-                try authenticate(inv, user: inv.string(i + 1), password: inv.string(i + 2))
+                credentials = (inv.string(i + 1), inv.string(i + 2))
                 i += 3
             case "SETNAME":
                 guard i + 1 < inv.count else { throw CommandError.syntax() }
@@ -70,6 +73,7 @@ enum ServerCommands {
                 throw CommandError.syntax()
             }
         }
+        if let credentials { try authenticate(inv, user: credentials.user, password: credentials.password) }
         if inv.server.options.password != nil && !inv.connection.authenticated {
             throw CommandError(code: "NOAUTH", "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
         }
@@ -170,9 +174,11 @@ enum ServerCommands {
         .now(.simple(inv.server.collection(inv.string(1)) == nil ? "none" : "vectorset"))
     }
 
+    /// KEYS pattern: matched off the event loop (many names, long patterns).
     static func keys(_ inv: Invocation) throws -> Reply {
-        let pattern = inv.bytes(1)
-        return .now(.array(inv.engine.collectionNames().filter { Glob.matches(pattern, Array($0.utf8)) }.map { .string($0) }))
+        let pattern = Glob(inv.bytes(1))
+        let engine = inv.engine
+        return inv.offload { .array(pattern.filter(engine.collectionNames()).map { .string($0) }) }
     }
 
     /// SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]: collections are few, so one pass
@@ -186,15 +192,18 @@ enum ServerCommands {
             guard i + 1 < inv.count else { throw CommandError.syntax() }
             switch inv.keyword(i) {
             case "MATCH": pattern = inv.bytes(i + 1)
-            case "COUNT": _ = try inv.integer(i + 1)
+            case "COUNT":
+                guard try inv.integer(i + 1) >= 1 else { throw CommandError.syntax() }
             case "TYPE": typeFilter = inv.string(i + 1).lowercased()
             default: throw CommandError.syntax()
             }
             i += 2
         }
-        var names = inv.engine.collectionNames().filter { Glob.matches(pattern, Array($0.utf8)) }
-        if let typeFilter, typeFilter != "vectorset" { names = [] }
-        return .now(.array([.string("0"), .array(names.map { .string($0) })]))
+        let (glob, engine, vectorSets) = (Glob(pattern), inv.engine, typeFilter == nil || typeFilter == "vectorset")
+        return inv.offload {
+            let names = vectorSets ? glob.filter(engine.collectionNames()) : []
+            return .array([.string("0"), .array(names.map { .string($0) })])
+        }
     }
 
     static func del(_ inv: Invocation) throws -> Reply {
@@ -207,8 +216,11 @@ enum ServerCommands {
         }
     }
 
+    /// FLUSHALL / FLUSHDB [ASYNC | SYNC]: anything else is refused before anything is dropped.
     static func flushall(_ inv: Invocation) throws -> Reply {
-        if inv.count > 2 { throw CommandError.syntax() }
+        guard inv.count == 1 || (inv.count == 2 && ["ASYNC", "SYNC"].contains(inv.keyword(1))) else {
+            throw CommandError.syntax()
+        }
         let engine = inv.engine
         return inv.task {
             for n in engine.collectionNames() { try await engine.dropCollection(n) }
@@ -317,6 +329,9 @@ enum ServerCommands {
                 ("total_connections_received", String(server.totalConnections.load(ordering: .relaxed))),
                 ("total_commands_processed", String(server.totalCommands.load(ordering: .relaxed))),
                 ("rejected_connections", String(server.rejectedConnections.load(ordering: .relaxed))),
+                ("client_output_buffer_limit_disconnections", String(server.outputLimitDisconnections.load(ordering: .relaxed))),
+                ("client_timeout_disconnections", String(server.timedOutClients.load(ordering: .relaxed))),
+                ("client_protocol_errors", String(server.protocolErrors.load(ordering: .relaxed))),
                 ("lookalike_items", String(items)),
             ]),
             ("Keyspace", keyspace),
@@ -335,62 +350,5 @@ enum ServerCommands {
         var v = Double(bytes), u = 0
         while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
         return String(format: "%.2f%@", v, units[u])
-    }
-}
-
-/// Redis's glob patterns for KEYS and SCAN MATCH: * ? [abc] [^a-z] and \ escapes.
-enum Glob {
-    static func matches(_ pattern: [UInt8], _ text: [UInt8]) -> Bool {
-        matches(pattern[...], text[...])
-    }
-
-    static func matches(_ p: ArraySlice<UInt8>, _ t: ArraySlice<UInt8>) -> Bool {
-        var p = p, t = t
-        while let c = p.first {
-            switch c {
-            case UInt8(ascii: "*"):
-                while p.first == UInt8(ascii: "*") { p = p.dropFirst() }
-                if p.isEmpty { return true }
-                var rest = t
-                while true {
-                    if matches(p, rest) { return true }
-                    if rest.isEmpty { return false }
-                    rest = rest.dropFirst()
-                }
-            case UInt8(ascii: "?"):
-                guard !t.isEmpty else { return false }
-                p = p.dropFirst(); t = t.dropFirst()
-            case UInt8(ascii: "["):
-                guard let ch = t.first else { return false }
-                var q = p.dropFirst()
-                let negate = q.first == UInt8(ascii: "^")
-                if negate { q = q.dropFirst() }
-                var matched = false
-                while let x = q.first, x != UInt8(ascii: "]") {
-                    if x == UInt8(ascii: "\\"), q.count > 1 {
-                        q = q.dropFirst()
-                        if q.first == ch { matched = true }
-                        q = q.dropFirst()
-                    } else if q.count > 2, q[q.startIndex + 1] == UInt8(ascii: "-"), q[q.startIndex + 2] != UInt8(ascii: "]") {
-                        let lo = min(x, q[q.startIndex + 2]), hi = max(x, q[q.startIndex + 2])
-                        if ch >= lo && ch <= hi { matched = true }
-                        q = q.dropFirst(3)
-                    } else {
-                        if x == ch { matched = true }
-                        q = q.dropFirst()
-                    }
-                }
-                guard matched != negate else { return false }
-                p = q.isEmpty ? q : q.dropFirst()
-                t = t.dropFirst()
-            case UInt8(ascii: "\\") where p.count > 1:
-                p = p.dropFirst()
-                fallthrough
-            default:
-                guard t.first == p.first else { return false }
-                p = p.dropFirst(); t = t.dropFirst()
-            }
-        }
-        return t.isEmpty
     }
 }

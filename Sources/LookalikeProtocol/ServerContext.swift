@@ -19,10 +19,18 @@ public struct ServerOptions: Sendable {
     public var protocolLimits = ProtocolLimits()
     /// Most simultaneous client connections.
     public var maxClients = 10_000
-    /// Close a connection idle this many seconds (0: never).
+    /// Close a connection that has sent no complete command for this many seconds and is owed
+    /// no reply (0: never). A client trickling a frame byte by byte is closed too.
     public var idleTimeoutSeconds = 0
-    /// Commands one connection may have in flight before the server stops reading from it.
+    /// Commands one connection may have in flight (not yet written back to it) before the
+    /// server stops reading from it.
     public var maxPipeline = 8192
+    /// Bytes of replies a connection may leave unread before it is disconnected (0: no limit).
+    /// Before AUTH the limit is at most `unauthenticatedOutputBytes`.
+    public var clientOutputBufferLimit = 256 << 20
+    public static let unauthenticatedOutputBytes = 1 << 20
+    /// How long and how deep a FILTER expression may be.
+    public var filterLimits = FilterLimits()
     /// Threads that run searches and reads (default: one per core).
     public var searchThreads = ProcessInfo.processInfo.activeProcessorCount
     /// Index spec and metric of a collection created by its first VADD.
@@ -43,6 +51,12 @@ public final class ServerContext: @unchecked Sendable {
     let totalConnections = Atomic<Int>(0)
     let totalCommands = Atomic<Int>(0)
     let rejectedConnections = Atomic<Int>(0)
+    /// Clients closed for leaving more than their output-buffer limit unread.
+    let outputLimitDisconnections = Atomic<Int>(0)
+    /// Clients closed by the timeout (idle, or a frame trickled too slowly).
+    let timedOutClients = Atomic<Int>(0)
+    /// Connections closed for a malformed or oversized frame.
+    let protocolErrors = Atomic<Int>(0)
     /// Called by SHUTDOWN; set by the executable.
     public let shutdownHook = Mutex<(@Sendable () -> Void)?>(nil)
     /// The port actually bound (when 0 was asked for).
@@ -81,15 +95,20 @@ public final class ServerContext: @unchecked Sendable {
 final class ConnectionState {
     let id: Int
     var protocolVersion = 2
-    var authenticated: Bool
+    /// Shared with the connection's decoder, whose limits depend on it.
+    let auth: ConnectionAuth
+    var authenticated: Bool {
+        get { auth.isAuthenticated }
+        set { auth.isAuthenticated = newValue }
+    }
     var name: String?
     var libraryName: String?
     var libraryVersion: String?
     let remote: String
 
-    init(id: Int, authenticated: Bool, remote: String) {
+    init(id: Int, auth: ConnectionAuth, remote: String) {
         self.id = id
-        self.authenticated = authenticated
+        self.auth = auth
         self.remote = remote
     }
 }
