@@ -95,7 +95,7 @@ final class FormatsTests: XCTestCase {
         XCTAssertEqual(file.countRecords(), 5)  // again, after reading: the same
         let empty = NSTemporaryDirectory() + "lookalike-meta-\(UUID().uuidString).jsonl"
         defer { try? FileManager.default.removeItem(atPath: empty) }
-        FileManager.default.createFile(atPath: empty, contents: Data())
+        try Data().write(to: URL(fileURLWithPath: empty))
         XCTAssertEqual(try MetadataFile(path: empty).countRecords(), 0)
     }
 }
