@@ -254,9 +254,14 @@ def test_duplicate_keys_are_warned_with_their_rows_and_counted(tmp_path):
     asins = [f"B{i:09d}" for i in range(6)]
     write_amazon(tmp_path / "f.b", asins, vectors(6, 4096, seed=6))
     write_jsonl(tmp_path / "a.jsonl", [{"asin": a} for a in asins] + [{"asin": asins[2], "title": "again"}])
+    with open(tmp_path / "a.jsonl", "a") as f:
+        f.write("{broken\n")
     by_key = ingest("--collection", "p", "--vectors", tmp_path / "f.b", "--format", "amazon", "--meta", tmp_path / "a.jsonl",
                     "--key-field", "asin", "--join", "key", "--data", data, "--index", "Flat")
     assert "lines 3 and 7" in stderr_line(by_key, asins[2]) and "1 with a duplicate key" in by_key.stdout, by_key.stderr
+    # A bad metadata line is no row: reported with its line, counted apart, and the rows still add up.
+    assert summary(by_key) == {"added": 6, "updated": 0, "unchanged": 0, "skipped": 0, "rows": 6}, by_key.stdout
+    assert "line 8: not valid JSON" in by_key.stderr and "1 metadata line skipped" in by_key.stdout, by_key.stdout
     s = Server(data).start()
     try:
         r = s.client()
@@ -297,8 +302,11 @@ def test_a_failed_seal_fails_the_load_and_an_untrainable_index_stays_exact(tmp_p
         assert nearest(r, "c", rows[5]) == "5"
     finally:
         s.stop()
+    # Another collection's failed seal fails a load beside it too (SAVE would fail), and says whose it is.
+    beside = ingest("--collection", "other", "--vectors", tmp_path / "v.npy", "--data", data, "--metric", "l2", check=False)
+    assert beside.returncode == 1 and "'c', not 'other'" in error_line(beside), beside.stderr
     # Too few items to train IVF1024 (39 per list): the load succeeds and says it stays exact.
-    few = ingest("--collection", "ivf", "--vectors", tmp_path / "v.npy", "--limit", 200, "--data", data,
+    few = ingest("--collection", "ivf", "--vectors", tmp_path / "v.npy", "--limit", 200, "--data", tmp_path / "ivf",
                  "--index", "IVF1024,SQ8", "--metric", "l2")
     assert summary(few)["added"] == 200
     assert "exact" in few.stdout and "39936" in few.stdout, few.stdout
