@@ -308,7 +308,8 @@ public final class Collection: @unchecked Sendable {
     /// Items an index that needs training waits for before its first seal: FAISS's k-means
     /// wants 39 points per centroid (or codebook entry). Until then the items are served by
     /// an exact scan, which is also the right answer for so few items. 0 when none are needed.
-    var itemsToTrain: Int {
+    /// Public: the ingest tool says so when a load ends below it.
+    public var itemsToTrain: Int {
         state.withLock { s in s.template == nil && s.sealed.isEmpty ? trainHint : 0 }
     }
 
