@@ -94,7 +94,7 @@ public final class CommandHandler: ChannelInboundHandler {
 
     private func dispatch(_ command: RESPCommand, context: ChannelHandlerContext) {
         let inv = Invocation(server: server, connection: connection, arguments: command.arguments,
-                             eventLoop: context.eventLoop)
+                             eventLoop: context.eventLoop, channel: context.channel)
         let name = inv.name
         guard let spec = CommandTable.commands[name] else {
             return reply(.now(CommandTable.unknown(inv)), version: connection.protocolVersion, context: context)

@@ -28,6 +28,8 @@ struct Invocation {
     let connection: ConnectionState
     let arguments: [ByteBuffer]
     let eventLoop: EventLoop
+    /// The connection's channel: work queued for a connection that has gone is skipped.
+    let channel: Channel
 
     var count: Int { arguments.count }
     var name: String { string(0).lowercased() }
@@ -52,9 +54,16 @@ struct Invocation {
         return d
     }
 
-    /// Runs blocking work (engine reads, searches, disk) on the search pool.
-    func offload(_ work: @escaping @Sendable () throws -> RESPValue) -> Reply {
-        .later(server.pool.runIfActive(eventLoop: eventLoop, work))
+    /// Runs blocking work (engine reads, searches, disk) on the search pool. A read whose
+    /// connection closed before it started is skipped: nobody is there for its reply, and a
+    /// disconnected pipeline must not keep the pool busy for minutes.
+    /// `evenIfDisconnected`: administrative work (SAVE, SHUTDOWN) runs all the same.
+    func offload(evenIfDisconnected: Bool = false, _ work: @escaping @Sendable () throws -> RESPValue) -> Reply {
+        let channel = self.channel
+        return .later(server.pool.runIfActive(eventLoop: eventLoop) {
+            guard evenIfDisconnected || channel.isActive else { throw ChannelError.ioOnClosedChannel }
+            return try work()
+        })
     }
 
     /// Queues a write in the engine's group commit; completes once it is durable and visible.

@@ -231,7 +231,7 @@ enum ServerCommands {
     /// SAVE: seal every mutable segment, so a restart replays nothing.
     static func save(_ inv: Invocation) throws -> Reply {
         let engine = inv.engine
-        return inv.offload {
+        return inv.offload(evenIfDisconnected: true) {
             try engine.persist()
             return .ok
         }
@@ -247,7 +247,7 @@ enum ServerCommands {
         switch inv.keyword(1) {
         case "RELOAD":
             let server = inv.server
-            return inv.offload {
+            return inv.offload(evenIfDisconnected: true) {
                 try server.reloadEngine()
                 return .ok
             }
@@ -273,7 +273,7 @@ enum ServerCommands {
         let save = words.contains("SAVE")
         let server = inv.server
         // SAVE builds indexes: that runs on the search pool, never on the event loop.
-        return inv.offload {
+        return inv.offload(evenIfDisconnected: true) {
             if save { try server.engine.persist() }
             server.logger.info("SHUTDOWN requested by a client")
             server.shutdownHook.withLock { $0 }?()

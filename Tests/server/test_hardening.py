@@ -312,8 +312,9 @@ def test_killed_batch_job_leaves_no_partial_export(server):
     import random
     rng = random.Random(7)
     p = r.pipeline(transaction=False)
+    import struct
     for i in range(20000):
-        p.execute_command("VADD", "big", "VALUES", 64, *[rng.random() for _ in range(64)], f"e{i}")
+        p.execute_command("VADD", "big", "FP32", struct.pack("64f", *[rng.random() for _ in range(64)]), f"e{i}")
         if i % 2000 == 1999:
             p.execute()
             p = r.pipeline(transaction=False)
