@@ -58,6 +58,9 @@ public final class Collection: @unchecked Sendable {
 
     /// Next id to allocate. Commit thread only (and `open`, before the commit thread sees us).
     var nextId: UInt64 = 0
+    /// A drop of this collection is staged in the transaction being built. Commit thread only;
+    /// cleared when that transaction fails (its writes are retried one by one).
+    var droppedInBatch = false
 
     struct State {
         var sealed: [SealedSegment] = []
@@ -150,28 +153,33 @@ public final class Collection: @unchecked Sendable {
         }
     }
 
+    /// Attributes are stored byte for byte as given, as Redis does: a string that is not a JSON
+    /// object is kept (and returned by VGETATTR), but no FILTER matches it and no attribute
+    /// index lists it.
     static func validateAttributes(_ json: String?, _ options: EngineOptions) throws {
         guard let json, !json.isEmpty else { return }
         guard json.utf8.count <= options.maxAttributeBytes else {
             throw EngineError.attributesTooLarge(max: options.maxAttributeBytes)
         }
-        let parsed: Any
-        do { parsed = try JSONSerialization.jsonObject(with: Data(json.utf8)) } catch {
-            throw EngineError.invalidJSON("it does not parse (\(json.prefix(40)))")
-        }
-        guard parsed is [String: Any] else { throw EngineError.invalidJSON("it is not an object") }
     }
 
     /// Checks a vector and returns it as the index stores it (unit length for cosine).
-    func indexVector(_ vector: [Float]) throws -> [Float] { try Self.indexVector(vector, definition) }
+    /// A zero vector is accepted, as Redis does (it has no direction: its cosine with anything
+    /// is 0); `allowZero: false` refuses it where it means a mistake (a history that cancels out).
+    func indexVector(_ vector: [Float], allowZero: Bool = true) throws -> [Float] {
+        try Self.indexVector(vector, definition, allowZero: allowZero)
+    }
 
-    static func indexVector(_ vector: [Float], _ definition: CollectionDefinition) throws -> [Float] {
+    static func indexVector(_ vector: [Float], _ definition: CollectionDefinition, allowZero: Bool = true) throws -> [Float] {
         guard vector.count == definition.dimension else {
             throw EngineError.wrongDimension(expected: definition.dimension, got: vector.count)
         }
         guard vector.withUnsafeBufferPointer(VectorMath.allFinite) else { throw EngineError.notFinite }
         guard definition.metric == .cosine else { return vector }
-        guard let unit = VectorMath.normalized(vector) else { throw EngineError.zeroVector }
+        guard let unit = VectorMath.normalized(vector) else {
+            if allowZero { return vector }
+            throw EngineError.zeroVector
+        }
         return unit
     }
 
@@ -182,7 +190,9 @@ public final class Collection: @unchecked Sendable {
     func stage(_ write: PreparedWrite, _ txn: Transaction, _ effects: inout [MemoryEffect]) throws
         -> WriteOutcome
     {
-        guard !state.withLock({ $0.dropped }) else { throw EngineError.unknownCollection(name) }
+        // A drop staged earlier in this batch counts: a write after it would go into tables
+        // the drop emptied, be acknowledged, and vanish with the collection.
+        guard !droppedInBatch, !state.withLock({ $0.dropped }) else { throw EngineError.unknownCollection(name) }
         switch write.request {
         case .upsert(let key, let vector, let attributes):
             // A view mirrors its item's attributes (Views.swift); checked before any change.
@@ -225,6 +235,8 @@ public final class Collection: @unchecked Sendable {
                 effects.append(.tombstone(self, id: id))
                 membersChanged(touched, &effects)
             }
+            // As in Redis, a set whose last element goes is deleted with it.
+            if try store.count(txn) == 0 { try stageDrop(txn, &effects) }
             return .removed
         case .setAttributes(let key, let attributes):
             guard Views.split(key).view == nil else { throw Self.viewAttributesRefused(key) }
@@ -238,16 +250,20 @@ public final class Collection: @unchecked Sendable {
             }
             return .updated
         case .dropCollection:
-            try store.emptyAll(txn)
-            try engine.meta.delete(Engine.definitionKey(name), txn)
-            try engine.meta.delete(Engine.manifestKey(number), txn)
-            try engine.meta.delete(Engine.nextIdKey(number), txn)
-            try engine.meta.delete(Self.lastRunKey(number), txn)
-            try engine.meta.delete(Self.runningKey(number), txn)
-            try engine.meta.delete(Self.abortedKey(number), txn)
-            effects.append(.drop(self))
+            try stageDrop(txn, &effects)
             return .removed
         }
+    }
+
+    /// Deletes the collection's tables and meta keys in the open transaction.
+    private func stageDrop(_ txn: Transaction, _ effects: inout [MemoryEffect]) throws {
+        try store.emptyAll(txn)
+        for key in [Engine.definitionKey(name), Engine.manifestKey(number), Engine.nextIdKey(number),
+                    Self.lastRunKey(number), Self.runningKey(number), Self.abortedKey(number)] {
+            try engine.meta.delete(key, txn)
+        }
+        droppedInBatch = true
+        effects.append(.drop(self))
     }
 
     /// For a view (Views.swift): its item's record, whose attributes the view mirrors; nil for an
@@ -292,6 +308,7 @@ public final class Collection: @unchecked Sendable {
     /// Stores the id counter, and notes in the clock table when this batch's new ids (from
     /// `batchStart`) were allocated, so "added since a time" resolves to an id.
     func persistNextId(_ txn: Transaction, batchStart: UInt64) throws {
+        guard !droppedInBatch else { return }  // its meta keys are gone with it
         try engine.meta.putUInt64(Engine.nextIdKey(number), nextId, txn)
         if nextId > batchStart {
             try store.noteClock(second: UInt64(max(0, Date().timeIntervalSince1970)), firstId: batchStart, txn)

@@ -171,12 +171,16 @@ public final class Engine: @unchecked Sendable {
     @discardableResult
     public func dropCollection(_ name: String) async throws -> Bool {
         guard let c = collection(name) else { return false }
-        let outcome: WriteOutcome = try await withCheckedThrowingContinuation { cont in
-            writeQueue.submit(PreparedWrite(collection: c, request: .dropCollection, indexVector: nil) {
-                cont.resume(with: $0.mapError { $0 as Error })
-            })
+        do {
+            let outcome: WriteOutcome = try await withCheckedThrowingContinuation { cont in
+                writeQueue.submit(PreparedWrite(collection: c, request: .dropCollection, indexVector: nil) {
+                    cont.resume(with: $0.mapError { $0 as Error })
+                })
+            }
+            return outcome == .removed
+        } catch EngineError.unknownCollection {
+            return false  // dropped meanwhile (another DEL, or its last element removed)
         }
-        return outcome == .removed
     }
 
     /// Called on the commit thread after a drop committed.

@@ -43,7 +43,7 @@ extension Collection {
         for (row, w) in zip(rows, weights) where w > 0 {
             for j in 0..<sum.count { sum[j] += w * row[j] }
         }
-        do { return try indexVector(sum) } catch EngineError.zeroVector {
+        do { return try indexVector(sum, allowZero: false) } catch EngineError.zeroVector {
             throw EngineError.invalidArgument("the history's vectors cancel out (their weighted mean is zero): weight them differently")
         }
     }

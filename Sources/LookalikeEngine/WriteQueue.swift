@@ -142,7 +142,10 @@ final class WriteQueue: @unchecked Sendable {
         } catch {
             // The transaction is gone: undo id allocation, then retry one by one so only the
             // writes that cannot commit fail.
-            for c in collections { c.nextId = saved[ObjectIdentifier(c)]! }
+            for c in collections {
+                c.nextId = saved[ObjectIdentifier(c)]!
+                c.droppedInBatch = false
+            }
             if batch.count > 1 {
                 for w in batch { commit([w]) }
             } else {

@@ -67,26 +67,38 @@ struct Invocation {
     }
 
     /// Queues a write in the engine's group commit; completes once it is durable and visible.
+    /// Waits for this connection's collection creations still under way, so a pipeline's
+    /// writes reach the commit queue in the order they were sent.
     func write(_ collection: Collection, _ request: WriteRequest) -> EventLoopFuture<WriteOutcome> {
         let promise = eventLoop.makePromise(of: WriteOutcome.self)
-        collection.submit(request) { promise.completeWith($0.mapError { $0 as Error }) }
+        let submit: @Sendable () -> Void = { collection.submit(request) { promise.completeWith($0.mapError { $0 as Error }) } }
+        if let pending = connection.creationsDone {
+            pending.whenComplete { _ in submit() }
+        } else {
+            submit()
+        }
         return promise.futureResult
     }
 
     /// Creates the collection unless it exists, then queues the write. Creating commits (and
     /// fsyncs) an LMDB transaction, so it runs on the search pool, not on the event loop.
+    /// Creations run one at a time in arrival order (a serial queue, not the pool, whose two
+    /// threads once let a pipeline's second VADD create the set before its first).
     func write(creating definition: CollectionDefinition, _ request: WriteRequest) -> EventLoopFuture<WriteOutcome> {
         let promise = eventLoop.makePromise(of: WriteOutcome.self)
+        let submitted = eventLoop.makePromise(of: Void.self)
         let engine = self.engine
-        server.pool.submit { state in
-            guard case .active = state else { return promise.fail(NIOThreadPoolError.ThreadPoolInactive()) }
+        server.creations.async {
             do {
                 try engine.createCollectionIfMissing(definition, firstWrite: request)
                     .submit(request) { promise.completeWith($0.mapError { $0 as Error }) }
             } catch {
                 promise.fail(error)
             }
+            submitted.succeed(())
         }
+        connection.creationsDone = (connection.creationsDone ?? eventLoop.makeSucceededVoidFuture())
+            .and(submitted.futureResult).map { _ in }
         return promise.futureResult
     }
 

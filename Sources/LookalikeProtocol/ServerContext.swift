@@ -63,6 +63,8 @@ public final class ServerContext: @unchecked Sendable {
     let timedOutClients = Atomic<Int>(0)
     /// Connections closed for a malformed or oversized frame.
     let protocolErrors = Atomic<Int>(0)
+    /// Collections created by a first VADD, one at a time, in arrival order (Invocation).
+    let creations = DispatchQueue(label: "lookalike.create")
     /// Open connections (CLIENT LIST/KILL, MONITOR).
     let clients = ClientRegistry()
     /// Command counts and times, errors, the slow log (INFO, SLOWLOG).
@@ -135,6 +137,8 @@ final class ConnectionState {
     var libraryName: String? { didSet { registry.update(id) { [libraryName] in $0.libraryName = libraryName ?? "" } } }
     var libraryVersion: String? { didSet { registry.update(id) { [libraryVersion] in $0.libraryVersion = libraryVersion ?? "" } } }
     let remote: String
+    /// Done when this connection's collection creations have queued their first writes.
+    var creationsDone: EventLoopFuture<Void>?
 
     init(id: Int, auth: ConnectionAuth, remote: String, registry: ClientRegistry) {
         self.id = id

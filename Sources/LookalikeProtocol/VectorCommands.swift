@@ -44,10 +44,16 @@ enum VectorCommands {
         var m: Int?
         var ef: Int?
         var view: String?
+        var quantization: String?
         while i < inv.count {
             switch inv.keyword(i) {
-            case "CAS", "NOQUANT", "Q8", "BIN":
-                i += 1  // accepted for compatibility: writes never block, compression is the INDEX spec
+            case "CAS":
+                i += 1  // accepted: writes never block the event loop, they join the group commit
+            case "NOQUANT", "Q8":
+                quantization = inv.keyword(i)
+                i += 1
+            case "BIN":
+                throw CommandError("BIN is not supported: binary quantization needs FAISS's binary (Hamming) indexes, which do not serve cosine; use Q8 (HNSW with 8-bit storage) or an INDEX spec such as \"IVF1024,PQ32\"")
             case "EF":
                 ef = try positive(inv, i + 1, "EF", atMost: inv.engine.options.maxEfSearch)
                 i += 2
@@ -78,8 +84,14 @@ enum VectorCommands {
                 throw CommandError("unknown VADD option '\(inv.string(i).prefix(64))'")
             }
         }
+        if index != nil && quantization != nil {
+            throw CommandError("give INDEX or \(quantization!), not both: the INDEX spec says how vectors are stored")
+        }
         let member = view.map { Views.member(item: element, view: $0) } ?? element
         let request = WriteRequest.upsert(key: member, vector: vector, attributes: attributes)
+        let spec = index ?? quantizedSpec(quantization, m: m) ?? (m.map { "HNSW\($0)" } ?? inv.server.options.defaultIndex)
+        let creation = CollectionDefinition(name: key, dimension: vector.count,
+                                            metric: metric ?? inv.server.options.defaultMetric, index: spec, efConstruction: ef)
         let future: EventLoopFuture<WriteOutcome>
         if let existing = inv.server.collection(key) {
             if let metric, metric != existing.definition.metric {
@@ -88,14 +100,30 @@ enum VectorCommands {
             if let index, index != existing.definition.index {
                 throw CommandError("'\(key)' uses index \(existing.definition.index); INDEX only applies when a set is created")
             }
-            future = inv.write(existing, request)
+            if let quantization, (quantization == "Q8") != (quantName(existing.definition.index) == "int8") {
+                throw CommandError("asked quantization mismatch with existing vector set: '\(key)' is \(quantName(existing.definition.index))")
+            }
+            // The set may be deleted before this write commits (DEL, or VREM of its last
+            // element in the same group commit): then the write creates it anew, as in Redis.
+            let retry = { inv.write(creating: creation, request) }
+            future = inv.write(existing, request).assumeIsolated().flatMapError { error in
+                guard case EngineError.unknownCollection = error else { return inv.eventLoop.makeFailedFuture(error) }
+                return retry()
+            }.nonisolated()
         } else {
-            let spec = index ?? (m.map { "HNSW\($0)" } ?? inv.server.options.defaultIndex)
-            future = inv.write(creating: CollectionDefinition(
-                name: key, dimension: vector.count, metric: metric ?? inv.server.options.defaultMetric,
-                index: spec, efConstruction: ef), request)
+            future = inv.write(creating: creation, request)
         }
         return .later(future.map { .integer($0 == .added ? 1 : 0) })
+    }
+
+    /// Redis's quantization words as index specs: Q8 stores HNSW vectors in 8 bits
+    /// (FAISS's HNSW over SQ8), NOQUANT in float32; nil when none was given.
+    static func quantizedSpec(_ quantization: String?, m: Int?) -> String? {
+        switch quantization {
+        case "Q8": return "HNSW\(m ?? 32)_SQ8"
+        case "NOQUANT": return "HNSW\(m ?? 32)"
+        default: return nil
+        }
     }
 
     /// ELE element, FP32 blob or VALUES n v1 ... vn, at `i`; advances `i` past it.
@@ -328,7 +356,8 @@ enum VectorCommands {
 
     static func vrem(_ inv: Invocation) throws -> Reply {
         guard let c = inv.server.collection(inv.string(1)) else { return .now(.integer(0)) }
-        return .later(inv.write(c, .remove(key: inv.string(2))).map { .integer($0 == .removed ? 1 : 0) })
+        return .later(inv.write(c, .remove(key: inv.string(2))).map { .integer($0 == .removed ? 1 : 0) }
+            .recover(ifGone: .integer(0)))
     }
 
     static func vcard(_ inv: Invocation) throws -> Reply {
@@ -376,6 +405,7 @@ enum VectorCommands {
                 (.simple("sealing-segments"), .integer(s.frozen)),
                 (.simple("mutable-items"), .integer(s.mutableCount)),
                 (.simple("index-state"), .string(c.indexState)),
+                (.simple("hnsw-m"), .integer(hnswM(d.index))),
             ])
         }
     }
@@ -406,6 +436,12 @@ enum VectorCommands {
         }
     }
 
+    /// M of an HNSW spec ("HNSW32", "HNSW16_SQ8", "IVF…,HNSW…" reads as its first), else 0.
+    static func hnswM(_ spec: String) -> Int {
+        guard let r = spec.uppercased().range(of: "HNSW") else { return 0 }
+        return Int(spec[r.upperBound...].prefix { $0.isNumber }) ?? 32
+    }
+
     static func quantName(_ spec: String) -> String {
         let u = spec.uppercased()
         if u.contains("SQ8") { return "int8" }
@@ -424,7 +460,7 @@ enum VectorCommands {
         guard let c = inv.server.collection(inv.string(1)) else { return .now(.integer(0)) }
         let json = inv.string(3)
         return .later(inv.write(c, .setAttributes(key: inv.string(2), attributes: json))
-            .map { .integer($0 == .notFound ? 0 : 1) })
+            .map { .integer($0 == .notFound ? 0 : 1) }.recover(ifGone: .integer(0)))
     }
 
     static func vismember(_ inv: Invocation) throws -> Reply {
@@ -449,5 +485,16 @@ enum VectorCommands {
 
     static func vlinks(_ inv: Invocation) throws -> Reply {
         throw CommandError("VLINKS is not available: Lookalike's HNSW graphs live inside FAISS segments (see Docs/protocol.md)")
+    }
+}
+
+extension EventLoopFuture where Value == RESPValue {
+    /// The reply for a write whose set was deleted before it committed (DEL, or VREM of its
+    /// last element in the same group commit): the same as for a set that never existed.
+    func recover(ifGone reply: RESPValue) -> EventLoopFuture<RESPValue> {
+        flatMapErrorThrowing { error in
+            if case EngineError.unknownCollection = error { return reply }
+            throw error
+        }
     }
 }

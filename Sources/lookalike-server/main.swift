@@ -63,6 +63,8 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Threads for the new-items batch job (VNEWNEIGHBORS); 0: all cores.") var batchJobThreads = 0
     @Option(help: "MiB of new items' vectors the batch job holds at once (more take several passes).") var batchJobMemoryMb = 1024
     @Option(help: "Seconds a cascade's TOP ranking is kept before it is rebuilt.") var rankingRefreshSeconds = 60.0
+    @Option(help: "SLOWLOG keeps commands taking at least this many microseconds (negative: none).") var slowlogLogSlowerThan = 10_000
+    @Option(help: "SLOWLOG entries kept.") var slowlogMaxLen = 128
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     func validate() throws {
@@ -123,6 +125,8 @@ struct LookalikeServer: ParsableCommand {
         o.protocolLimits.unauthenticatedArguments = maxUnauthenticatedArguments
         o.filterLimits.maxBytes = maxFilterBytes
         o.filterLimits.maxDepth = maxFilterDepth
+        o.slowlogLogSlowerThan = slowlogLogSlowerThan
+        o.slowlogMaxLen = max(0, slowlogMaxLen)
         o.maxClients = maxClients
         o.idleTimeoutSeconds = timeout
         o.maxPipeline = maxPipeline

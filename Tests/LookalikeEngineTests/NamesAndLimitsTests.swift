@@ -2,6 +2,8 @@
 import XCTest
 @testable import LookalikeEngine
 import LookalikeFormats
+import Foundation
+import Synchronization
 
 final class NamesAndLimitsTests: XCTestCase {
     func testEveryByteStringRoundTrips() {
@@ -42,5 +44,32 @@ final class NamesAndLimitsTests: XCTestCase {
         }
         limits.maxBytes = 10
         XCTAssertThrowsError(try FilterExpression(".aaaa == 12345", limits: limits))
+    }
+}
+
+/// A write queued behind a drop of its collection, in the same group commit, must fail: before
+/// the fix it went into the emptied tables, was acknowledged, and vanished with the collection.
+final class DropInBatchTests: XCTestCase {
+    func testWriteAfterDropInOneBatchIsNeverAcknowledgedAndLost() throws {
+        let engine = try Engine(directory: temporaryDirectory(self))
+        defer { engine.close() }
+        let definition = CollectionDefinition(name: "r", dimension: 2, metric: .l2, index: "Flat")
+        var acknowledgedAfterDrop = 0
+        for round in 0..<30 {
+            let c = try engine.createCollection(definition)
+            let done = DispatchGroup()
+            let upsertOK = Mutex(false)
+            done.enter()
+            engine.writeQueue.submit(PreparedWrite(collection: c, request: .dropCollection, indexVector: nil) { _ in done.leave() })
+            done.enter()
+            c.submit(.upsert(key: "k\(round)", vector: [1, 2], attributes: .keep)) { result in
+                if case .success = result { upsertOK.withLock { $0 = true } }
+                done.leave()
+            }
+            done.wait()
+            XCTAssertNil(engine.collection("r"))
+            if upsertOK.withLock({ $0 }) { acknowledgedAfterDrop += 1 }
+        }
+        XCTAssertEqual(acknowledgedAfterDrop, 0, "writes acknowledged after their collection's drop, then lost")
     }
 }

@@ -145,3 +145,63 @@ def test_redis_benchmark_and_stat(server):
     assert rows, stat.stdout
     # keys, mem, clients, blocked, requests, connections: blocked is a number, not garbage
     assert all(row[3].isdigit() for row in rows), stat.stdout
+
+
+# Vector-set semantics as Redis documents them.
+def vinfo(r, key):
+    reply = r.execute_command("VINFO", key)
+    return reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2]))
+
+
+def test_key_vanishes_with_its_last_element(server):
+    r = server.client()
+    assert r.execute_command("VADD", "k", "VALUES", 2, 1, 0, "a") == 1
+    assert r.execute_command("VREM", "k", "a") == 1
+    assert r.execute_command("EXISTS", "k") == 0 and r.execute_command("TYPE", "k") == "none"
+    assert r.execute_command("DBSIZE") == 0 and r.execute_command("KEYS", "*") == []
+    assert r.execute_command("VADD", "k", "VALUES", 3, 1, 0, 0, "b") == 1
+    assert r.execute_command("VDIM", "k") == 3
+    # Removal of the last element and re-creation pipelined back to back (one group commit):
+    # the VADD after the drop creates the set anew, and no acknowledged write is lost.
+    for i in range(20):
+        p = r.pipeline(transaction=False)
+        p.execute_command("VREM", "k", "b" if i == 0 else f"x{i - 1}")
+        p.execute_command("VADD", "k", "VALUES", 3, 1, i, 0, f"x{i}")
+        assert p.execute() == [1, 1]
+        assert r.execute_command("VCARD", "k") == 1 and r.execute_command("VISMEMBER", "k", f"x{i}") == 1
+    r.execute_command("VADD", "k", "VALUES", 3, 1, 2, 0, "x49")
+    server.restart()
+    r = server.client()
+    assert r.execute_command("VCARD", "k") == 2 and r.execute_command("VISMEMBER", "k", "x49") == 1
+
+
+def test_attributes_as_given_and_zero_vectors(server):
+    r = server.client()
+    assert r.execute_command("VADD", "s", "VALUES", 2, 1, 0, "a", "SETATTR", "plain text") == 1
+    assert r.execute_command("VADD", "s", "VALUES", 2, 1, 1, "b", "SETATTR", '{"z": 1,  "a": 2}') == 1
+    assert r.execute_command("VGETATTR", "s", "a") == "plain text"
+    assert r.execute_command("VGETATTR", "s", "b") == '{"z": 1,  "a": 2}'
+    assert r.execute_command("VSIM", "s", "ELE", "a", "FILTER", ".z == 1") == ["b"]
+    assert r.execute_command("VADD", "s", "VALUES", 2, 0, 0, "zero") == 1
+    scores = dict(zip(*[iter(r.execute_command("VSIM", "s", "ELE", "zero", "WITHSCORES"))] * 2))
+    assert float(scores["a"]) == pytest.approx(0.5)
+    assert r.execute_command("VSIM", "s", "VALUES", 2, 0, 0, "COUNT", 3) != []
+
+
+def test_quantization_words(server):
+    r = server.client()
+    assert r.execute_command("VADD", "q", "VALUES", 2, 1, 0, "a", "Q8") == 1
+    info = vinfo(r, "q")
+    assert info["quant-type"] == "int8" and info["hnsw-m"] == 32
+    assert r.execute_command("VADD", "q", "VALUES", 2, 0, 1, "b", "Q8") == 1
+    with pytest.raises(redis.ResponseError, match="quantization mismatch"):
+        r.execute_command("VADD", "q", "VALUES", 2, 0, 1, "c", "NOQUANT")
+    assert r.execute_command("VADD", "f", "VALUES", 2, 1, 0, "a", "NOQUANT", "M", 16) == 1
+    assert vinfo(r, "f")["quant-type"] == "f32" and vinfo(r, "f")["hnsw-m"] == 16
+    with pytest.raises(redis.ResponseError, match="BIN is not supported"):
+        r.execute_command("VADD", "b", "VALUES", 2, 1, 0, "a", "BIN")
+    assert r.execute_command("EXISTS", "b") == 0
+    # redis-py's vset() API, as a Redis 8 user writes it.
+    from redis.commands.vectorset.commands import QuantizationOptions
+    assert r.vset().vadd("viaapi", [0.1, 0.9], "e1", quantization=QuantizationOptions.Q8) == 1
+    assert vinfo(r, "viaapi")["quant-type"] == "int8"

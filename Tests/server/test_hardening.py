@@ -234,7 +234,8 @@ def test_flush_with_bad_argument_changes_nothing(server, command):
 @pytest.mark.parametrize("bad", [
     ["VALUES", 2, "nan", 1, "a"],
     ["VALUES", 2, 1, "inf", "a"],
-    ["VALUES", 2, 1, 1, "a", "SETATTR", "{not json"],
+    ["VALUES", 2, 1, 1, "a", "SETATTR", "x" * 70000],
+    ["VALUES", 2, 1, 1, "a", "BIN"],
     ["VALUES", 2, 1, 1, "x" * 600],
     ["VALUES", 2, 1, 1, ""],
     ["VALUES", 2, 1, 1, "a", "INDEX", "NoSuchIndex"],
