@@ -50,6 +50,8 @@ public final class Collection: @unchecked Sendable {
     /// training wants (0 when it needs none).
     let specKind: FaissInfo.Kind
     let trainHint: Int
+    /// REDUCE's matrix, when the collection reduces dimensions (Projection.swift).
+    let projection: Projection?
 
     /// Cached rankings by a numeric attribute, for cascades' TOP stages (Recommendations).
     let rankings = Mutex<[String: Ranking]>([:])
@@ -85,6 +87,7 @@ public final class Collection: @unchecked Sendable {
         let probe = try Collection.probe(definition)
         specKind = probe.kind
         trainHint = probe.isTrained ? 0 : max(1, probe.trainHint)
+        projection = try Self.loadProjection(definition, number: number, engine: engine)
         state = Mutex(State(mutable: FlatSegment(dimension: definition.dimension,
                                                  capacity: 1, metric: definition.metric.faiss)))
     }
@@ -245,6 +248,7 @@ public final class Collection: @unchecked Sendable {
             try engine.meta.delete(Self.lastRunKey(number), txn)
             try engine.meta.delete(Self.runningKey(number), txn)
             try engine.meta.delete(Self.abortedKey(number), txn)
+            try engine.meta.delete(Projection.metaKey(number), txn)
             effects.append(.drop(self))
             return .removed
         }
@@ -360,10 +364,14 @@ public final class Collection: @unchecked Sendable {
     // MARK: - Writes (any thread)
 
     /// Queues a write; `completion` runs once it is durable and visible, or failed.
-    public func submit(_ request: WriteRequest,
+    public func submit(_ given: WriteRequest,
                        completion: @escaping @Sendable (Result<WriteOutcome, EngineError>) -> Void) {
+        let request: WriteRequest
         let prepared: [Float]?
-        do { prepared = try prepare(request) } catch {
+        do {
+            request = try projected(given)
+            prepared = try prepare(request)
+        } catch {
             completion(.failure(EngineError.wrap(error)))
             return
         }
