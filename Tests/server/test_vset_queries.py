@@ -46,7 +46,8 @@ def test_vrange_bounds_as_redis(rr):
     assert q("[banana", "[banana") == ["banana"]
     # Bounds need not be elements; a prefix bound sorts before its extensions.
     assert q("[b", "(d") == ["banana", "cherry"]
-    assert q("[ap", "(apq") == ["apple", "apricot"]
+    assert q("[ap", "[aps") == ["apple", "apricot"]
+    assert q("[ap", "[apr") == ["apple"]  # "apricot" extends "apr": it sorts after it
     assert q("(strawberry", "+") == ["tangerine", "watermelon"]
     assert q("-", "(b") == ["apple", "apricot"]
     assert q("[zzz", "+") == [] and q("[d", "[c") == []
