@@ -519,6 +519,32 @@ const float *lk_index_flat_vectors(const lk_index *index) {
     return reinterpret_cast<const float *>(flat->codes.data());
 }
 
+int lk_index_hnsw_links(const lk_index *index, int64_t position, int *levels, int *counts,
+                        int max_levels, int64_t *links, size_t capacity, size_t *total,
+                        char *err, size_t errlen) {
+    *levels = 0;
+    *total = 0;
+    return guarded(err, errlen, [&] {
+        auto *hnsw = dynamic_cast<faiss::IndexHNSW *>(search_core(index->index));
+        if (hnsw == nullptr) throw std::invalid_argument("not an HNSW index");
+        const faiss::HNSW &graph = hnsw->hnsw;
+        if (position < 0 || position >= (int64_t)graph.levels.size())
+            throw std::out_of_range("position out of range");
+        *levels = graph.levels[position];
+        for (int level = 0; level < *levels; level++) {
+            size_t begin, end;
+            graph.neighbor_range(position, level, &begin, &end);
+            int count = 0;
+            // A level's slots are filled from the start; -1 marks the unused rest.
+            for (size_t i = begin; i < end && graph.neighbors[i] >= 0; i++, count++) {
+                if (*total < capacity) links[*total] = graph.neighbors[i];
+                ++*total;
+            }
+            if (level < max_levels) counts[level] = count;
+        }
+    });
+}
+
 void lk_set_omp_threads(int n) {
     if (n > 0) omp_set_num_threads(n);
 }

@@ -50,6 +50,8 @@ public final class Collection: @unchecked Sendable {
     /// training wants (0 when it needs none).
     let specKind: FaissInfo.Kind
     let trainHint: Int
+    /// REDUCE's matrix, when the collection reduces dimensions (Projection.swift).
+    let projection: Projection?
 
     /// Cached rankings by a numeric attribute, for cascades' TOP stages (Recommendations).
     let rankings = Mutex<[String: Ranking]>([:])
@@ -88,6 +90,7 @@ public final class Collection: @unchecked Sendable {
         let probe = try Collection.probe(definition)
         specKind = probe.kind
         trainHint = probe.isTrained ? 0 : max(1, probe.trainHint)
+        projection = try Self.loadProjection(definition, number: number, engine: engine)
         state = Mutex(State(mutable: FlatSegment(dimension: definition.dimension,
                                                  capacity: 1, metric: definition.metric.faiss)))
     }
@@ -259,7 +262,8 @@ public final class Collection: @unchecked Sendable {
     private func stageDrop(_ txn: Transaction, _ effects: inout [MemoryEffect]) throws {
         try store.emptyAll(txn)
         for key in [Engine.definitionKey(name), Engine.manifestKey(number), Engine.nextIdKey(number),
-                    Self.lastRunKey(number), Self.runningKey(number), Self.abortedKey(number)] {
+                    Self.lastRunKey(number), Self.runningKey(number), Self.abortedKey(number),
+                    Projection.metaKey(number)] {
             try engine.meta.delete(key, txn)
         }
         droppedInBatch = true
@@ -377,10 +381,14 @@ public final class Collection: @unchecked Sendable {
     // MARK: - Writes (any thread)
 
     /// Queues a write; `completion` runs once it is durable and visible, or failed.
-    public func submit(_ request: WriteRequest,
+    public func submit(_ given: WriteRequest,
                        completion: @escaping @Sendable (Result<WriteOutcome, EngineError>) -> Void) {
+        let request: WriteRequest
         let prepared: [Float]?
-        do { prepared = try prepare(request) } catch {
+        do {
+            request = try projected(given)
+            prepared = try prepare(request)
+        } catch {
             completion(.failure(EngineError.wrap(error)))
             return
         }

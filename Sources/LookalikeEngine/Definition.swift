@@ -30,13 +30,16 @@ public struct CollectionDefinition: Codable, Sendable, Equatable {
     /// Items in the mutable exact segment before it is sealed into the index type; nil uses
     /// the engine's default.
     public var sealThreshold: Int?
+    /// REDUCE: the dimension of the vectors given, which a random projection stored with the
+    /// collection reduces to `dimension` (Projection.swift); nil for a collection without one.
+    public var projectionInputDimension: Int?
 
     public static let defaultAttributes = ["category", "author"]
 
     public init(name: String, dimension: Int, metric: Metric = .cosine, index: String = "HNSW32",
                 attributes: [String] = CollectionDefinition.defaultAttributes,
                 efSearch: Int? = nil, nprobe: Int? = nil, efConstruction: Int? = nil,
-                sealThreshold: Int? = nil) {
+                sealThreshold: Int? = nil, projectionInputDimension: Int? = nil) {
         self.name = name
         self.dimension = dimension
         self.metric = metric
@@ -46,10 +49,12 @@ public struct CollectionDefinition: Codable, Sendable, Equatable {
         self.nprobe = nprobe
         self.efConstruction = efConstruction
         self.sealThreshold = sealThreshold
+        self.projectionInputDimension = projectionInputDimension
     }
 
     enum CodingKeys: String, CodingKey {
         case name, dimension, metric, index, attributes, efSearch, nprobe, efConstruction, sealThreshold
+        case projectionInputDimension
     }
 
     public init(from decoder: Decoder) throws {
@@ -64,6 +69,7 @@ public struct CollectionDefinition: Codable, Sendable, Equatable {
         nprobe = try c.decodeIfPresent(Int.self, forKey: .nprobe)
         efConstruction = try c.decodeIfPresent(Int.self, forKey: .efConstruction)
         sealThreshold = try c.decodeIfPresent(Int.self, forKey: .sealThreshold)
+        projectionInputDimension = try c.decodeIfPresent(Int.self, forKey: .projectionInputDimension)
     }
 
     /// Reads a definition from a JSON file (Indexes/*.json).
@@ -104,5 +110,6 @@ public struct CollectionDefinition: Codable, Sendable, Equatable {
         if let s = sealThreshold, s < 1 { throw EngineError.invalidDefinition("sealThreshold must be positive") }
         if let e = efSearch, e < 1 { throw EngineError.invalidDefinition("efSearch must be positive") }
         if let n = nprobe, n < 1 { throw EngineError.invalidDefinition("nprobe must be positive") }
+        if let p = projectionInputDimension { try Projection.validate(inputDimension: p, outputDimension: dimension, limits: limits) }
     }
 }

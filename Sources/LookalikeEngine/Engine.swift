@@ -8,7 +8,8 @@
 //   lookalike.lock            held (flock) by the one process that has the folder open
 //   segments/c<N>/            FAISS segment files of collection number N
 // Meta keys: collection:<name> -> {"number", "definition"}; manifest:<N> -> Manifest JSON;
-// nextid:<N> -> next id; next-collection-number -> counter.
+// nextid:<N> -> next id; projection:<N> -> REDUCE's matrix (Projection.swift);
+// next-collection-number -> counter.
 //
 // Invariants: a collection is in the registry iff its definition is in meta (after open);
 // collection numbers are never reused, so a dropped collection's leftovers cannot be mistaken
@@ -143,6 +144,7 @@ public final class Engine: @unchecked Sendable {
                 try meta.put(Self.definitionKey(definition.name), Array(try JSONEncoder().encode(stored)), txn)
                 try meta.put(Self.manifestKey(n), Array(try JSONEncoder().encode(Manifest())), txn)
                 try meta.putUInt64(Self.nextIdKey(n), 0, txn)
+                if let p = Projection.of(definition) { try meta.put(Projection.metaKey(n), p.bytes, txn) }
                 return n
             }
         }
@@ -160,7 +162,8 @@ public final class Engine: @unchecked Sendable {
         if let c = collection(definition.name) { return c }
         if let firstWrite {
             try definition.validate(limits: options)
-            _ = try Collection.prepare(firstWrite, definition: definition, options: options)
+            let write = try Collection.projected(firstWrite, Projection.of(definition), definition)
+            _ = try Collection.prepare(write, definition: definition, options: options)
         }
         do { return try createCollection(definition) } catch EngineError.collectionExists {
             return collection(definition.name)!

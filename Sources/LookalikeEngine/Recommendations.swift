@@ -61,7 +61,7 @@ extension Collection {
             }
             return w
         case .attention(let q):
-            let query = try indexVector(q)
+            let query = try queryVector(q)
             let logits = rows.map { row in zip(row, query).reduce(Float(0)) { $0 + $1.0 * $1.1 } }
             let top = logits.max()!  // subtracted so exp never overflows
             let e = logits.map { exp($0 - top) }

@@ -112,7 +112,7 @@ extension Collection {
     func resolveQuery(_ request: SearchRequest) throws -> ([Float], Set<String>) {
         switch request.query {
         case .vector(let v):
-            return (try indexVector(v), [])
+            return (try queryVector(v), [])
         case .key(let key):
             guard let v = try vector(key: key) else { throw EngineError.keyNotFound(key) }
             return (try indexVector(v), request.excludeQueryItem ? [Views.split(key).item] : [])

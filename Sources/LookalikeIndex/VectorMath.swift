@@ -29,6 +29,13 @@ public enum VectorMath {
         return ok ? copy : nil
     }
 
+    /// y = M x for a row-major `rows` x `columns` matrix M (a random projection: REDUCE).
+    public static func multiply(_ matrix: UnsafePointer<Float>, rows: Int, columns: Int,
+                                _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(rows), Int32(columns), 1,
+                    matrix, Int32(columns), x, 1, 0, y, 1)
+    }
+
     /// Limits the threads OpenBLAS starts inside one call (the server has its own pool).
     public static func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 }

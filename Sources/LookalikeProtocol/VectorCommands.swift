@@ -18,7 +18,8 @@ enum VectorCommands {
         CommandSpec(name: "vsetattr", arity: 4, ordering: .write, flags: ["write"], firstKey: 1, lastKey: 1, run: vsetattr),
         CommandSpec(name: "vismember", arity: 3, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: vismember),
         CommandSpec(name: "vrandmember", arity: -2, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vrandmember),
-        CommandSpec(name: "vlinks", arity: -3, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vlinks),
+        CommandSpec(name: "vlinks", arity: -3, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: VectorSetQueries.vlinks),
+        CommandSpec(name: "vrange", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: VectorSetQueries.vrange),
         CommandSpec(name: "vpredict", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vpredict),
         CommandSpec(name: "vcompact", arity: -2, ordering: .read, flags: ["admin"], firstKey: 1, lastKey: 1, run: vcompact),
     ]
@@ -31,9 +32,7 @@ enum VectorCommands {
     static func vadd(_ inv: Invocation) throws -> Reply {
         let key = inv.string(1)
         var i = 2
-        if inv.keyword(i) == "REDUCE" {
-            throw CommandError("REDUCE is not supported: reduce dimensions before adding (see Docs/protocol.md)")
-        }
+        let reduce = try VectorSetQueries.parseReduce(inv, at: &i)
         let vector = try parseVector(inv, at: &i)
         guard i < inv.count else { throw CommandError.syntax() }
         let element = inv.string(i)
@@ -90,10 +89,13 @@ enum VectorCommands {
         let member = view.map { Views.member(item: element, view: $0) } ?? element
         let request = WriteRequest.upsert(key: member, vector: vector, attributes: attributes)
         let spec = index ?? quantizedSpec(quantization, m: m) ?? (m.map { "HNSW\($0)" } ?? inv.server.options.defaultIndex)
-        let creation = CollectionDefinition(name: key, dimension: vector.count,
-                                            metric: metric ?? inv.server.options.defaultMetric, index: spec, efConstruction: ef)
+        let creation = CollectionDefinition(name: key, dimension: reduce ?? vector.count,
+                                            metric: metric ?? inv.server.options.defaultMetric, index: spec, efConstruction: ef,
+                                            projectionInputDimension: reduce.map { _ in vector.count })
         let future: EventLoopFuture<WriteOutcome>
-        if let existing = inv.server.collection(key) {
+        let existing = inv.server.collection(key)
+        try VectorSetQueries.checkReduce(reduce, vector, key: key, existing: existing)
+        if let existing {
             if let metric, metric != existing.definition.metric {
                 throw CommandError("'\(key)' uses metric \(existing.definition.metric.rawValue.uppercased()); METRIC only applies when a set is created")
             }
@@ -394,6 +396,7 @@ enum VectorCommands {
             return .map([
                 (.simple("quant-type"), .simple(quantName(d.index))),
                 (.simple("vector-dim"), .integer(d.dimension)),
+                (.simple("projection-input-dim"), .integer(c.projectionInputDimension)),
                 (.simple("size"), .integer(try c.count())),
                 (.simple("max-level"), .integer(0)),
                 (.simple("vset-uid"), .integer(Int(c.numberForInfo))),
@@ -481,10 +484,6 @@ enum VectorCommands {
             let n = Int(min(count.magnitude, UInt(max(limit, 1))))
             return .array(try c.randomKeys(n, allowRepeats: count < 0).map { .string($0) })
         }
-    }
-
-    static func vlinks(_ inv: Invocation) throws -> Reply {
-        throw CommandError("VLINKS is not available: Lookalike's HNSW graphs live inside FAISS segments (see Docs/protocol.md)")
     }
 }
 

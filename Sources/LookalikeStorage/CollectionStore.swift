@@ -107,6 +107,19 @@ public final class CollectionStore: Sendable {
         return out
     }
 
+    /// Visits keys in byte order (LMDB's order of the keys table), from the first at or after
+    /// `start` (nil: the first of all), until `body` returns false. The bytes are valid only
+    /// during the call.
+    public func forEachKey(from start: [UInt8]?, _ txn: Transaction,
+                           _ body: (UnsafeRawBufferPointer) throws -> Bool) throws {
+        let c = try txn.cursor(keys)
+        var entry = start == nil ? c.first() : c.seek(start!)
+        while let (k, _) = entry {
+            guard try body(k) else { return }
+            entry = c.next()
+        }
+    }
+
     /// The byte that separates an item's key from a view's name (U+001F).
     public static let viewSeparator: UInt8 = 0x1F
 

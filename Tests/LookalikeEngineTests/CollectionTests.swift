@@ -36,13 +36,19 @@ final class CollectionTests: XCTestCase {
         let hits = try c.search(.init(query: .vector(vector(2)), k: 5))
         XCTAssertEqual(hits.map(\.key), ["a"])
         XCTAssertEqual(hits[0].score, 1, accuracy: 1e-5)
+        try await c.upsert(key: "b", vector: vector(3))
         let r3 = try await c.remove(key: "a")
         XCTAssertTrue(r3)
         let r4 = try await c.remove(key: "a")
         XCTAssertFalse(r4)
-        XCTAssertEqual(try c.count(), 0)
+        XCTAssertEqual(try c.count(), 1)
         XCTAssertFalse(try c.contains(key: "a"))
-        XCTAssertEqual(try c.search(.init(query: .vector(vector(2)), k: 5)), [])
+        XCTAssertEqual(try c.search(.init(query: .vector(vector(2)), k: 5)).map(\.key), ["b"])
+        // As in Redis, the collection goes with its last element.
+        let r5 = try await c.remove(key: "b")
+        XCTAssertTrue(r5)
+        XCTAssertNil(engine.collection("shoes"))
+        XCTAssertTrue(c.isDropped)
     }
 
     func testAttributesAndTheirIndex() async throws {

@@ -120,8 +120,6 @@ def test_metric_and_index_extensions(r):
     with pytest.raises(redis.ResponseError, match="FAISS rejects"):
         r.execute_command("VADD", "bad", "VALUES", 2, 1, 1, "b", "INDEX", "NoSuchIndex")
     assert r.exists("bad") == 0
-    with pytest.raises(redis.ResponseError, match="REDUCE"):
-        r.execute_command("VADD", "pts", "REDUCE", 1, "VALUES", 2, 1, 1, "c")
 
 
 def test_vector_errors_change_nothing(r):
@@ -149,12 +147,6 @@ def test_vector_errors_change_nothing(r):
             r.execute_command(*args)
     assert r.execute_command("VCARD", "shoes") == 3
     assert r.execute_command("VSIM", "shoes", "ELE", "boot1") == ["boot1", "boot2", "sandal1"]
-
-
-def test_vlinks_says_why_it_is_unavailable(r):
-    add_shoes(r)
-    with pytest.raises(redis.ResponseError, match="VLINKS is not available"):
-        r.execute_command("VLINKS", "shoes", "boot1")
 
 
 def test_redis_py_6_plus_vset_api(server):

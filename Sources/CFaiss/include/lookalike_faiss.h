@@ -104,6 +104,15 @@ static inline int lk_bitmap_clear_bit(uint8_t *bitmap, size_t pos) {
  * Valid while the index is alive and not added to. */
 const float *lk_index_flat_vectors(const lk_index *index);
 
+/* HNSW only (VLINKS): the graph links of the node at `position`. *levels receives how many
+ * levels the node is on (1 = level 0 only) and *total how many links it has on all of them;
+ * counts[l] (for l < max_levels) receives how many it has on level l, and `links` receives their
+ * positions, level 0 first, each level in FAISS's order, as far as `capacity` allows. A first
+ * call with max_levels and capacity 0 sizes the buffers of a second. Error for another index. */
+int lk_index_hnsw_links(const lk_index *index, int64_t position, int *levels, int *counts,
+                        int max_levels, int64_t *links, size_t capacity, size_t *total,
+                        char *err, size_t errlen);
+
 /* OpenMP threads FAISS may use inside one call. */
 void lk_set_omp_threads(int n);
 
