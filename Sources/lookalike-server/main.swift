@@ -206,21 +206,8 @@ struct LookalikeServer: ParsableCommand {
                 }
             }
 
-        let channel: Channel
-        do {
-            channel = try bootstrap.bind(host: options.host, port: options.port).wait()
-        } catch {
-            logger.critical("cannot listen on \(options.host):\(options.port): \(error)")
-            engine.close()
-            throw ExitCode(1)
-        }
-        let boundPort = channel.localAddress?.port ?? options.port
-        server.boundPort.store(boundPort, ordering: .relaxed)
-        let collections = engine.collectionNames().map { name in
-            "\(name) (\((try? engine.collection(name)?.count()) ?? 0) items)"
-        }
-        logger.info("lookalike-server listening on \(options.host):\(boundPort), data \(options.dataDirectory), collections: \(collections.isEmpty ? "none" : collections.joined(separator: ", "))")
-
+        // Signals are handled before the port opens: a SIGTERM that arrives as soon as a client
+        // can connect must stop the server, never be ignored.
         let stopped = DispatchSemaphore(value: 0)
         let stopOnce = Mutex(false)
         let stop: @Sendable () -> Void = {
@@ -244,6 +231,21 @@ struct LookalikeServer: ParsableCommand {
             source.resume()
             return source
         }
+        let channel: Channel
+        do {
+            channel = try bootstrap.bind(host: options.host, port: options.port).wait()
+        } catch {
+            logger.critical("cannot listen on \(options.host):\(options.port): \(error)")
+            engine.close()
+            throw ExitCode(1)
+        }
+        let boundPort = channel.localAddress?.port ?? options.port
+        server.boundPort.store(boundPort, ordering: .relaxed)
+        let collections = engine.collectionNames().map { name in
+            "\(name) (\((try? engine.collection(name)?.count()) ?? 0) items)"
+        }
+        logger.info("lookalike-server listening on \(options.host):\(boundPort), data \(options.dataDirectory), collections: \(collections.isEmpty ? "none" : collections.joined(separator: ", "))")
+
         // The signal sources must outlive the wait: `_ = signals` would not keep them alive in a
         // release build, and SIGTERM would then be ignored.
         withExtendedLifetime(signals) { stopped.wait() }
