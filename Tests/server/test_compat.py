@@ -205,3 +205,26 @@ def test_quantization_words(server):
     from redis.commands.vectorset.commands import QuantizationOptions
     assert r.vset().vadd("viaapi", [0.1, 0.9], "e1", quantization=QuantizationOptions.Q8) == 1
     assert vinfo(r, "viaapi")["quant-type"] == "int8"
+
+
+def test_redis_py_5_default_pipeline_and_admin_calls(server):
+    from pathlib import Path
+    py5 = Path(__file__).resolve().parents[2] / ".build" / "py-redis5" / "bin" / "python"
+    if not py5.exists():
+        pytest.skip("Tools/test.sh installs redis-py 5 in .build/py-redis5")
+    code = f"""
+import redis
+assert redis.__version__.startswith("5."), redis.__version__
+r = redis.Redis(port={server.port}, decode_responses=True)
+with r.pipeline() as p:
+    p.execute_command("VADD", "p5", "VALUES", 2, 1, 0, "a")
+    p.execute_command("VCARD", "p5")
+    assert p.execute() == [1, 1]
+assert r.config_get("maxclients") == {{"maxclients": "10000"}}
+assert any(c["id"] for c in r.client_list())
+assert r.slowlog_len() >= 0 and r.time()[0] > 0 and r.lastsave()
+assert r.info()["role"] == "master"
+print("ok")
+"""
+    out = subprocess.run([str(py5), "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr
