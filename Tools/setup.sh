@@ -3,9 +3,10 @@
 #   libfaiss-dev     FAISS 1.7.3 (static library + headers)
 #   libopenblas-dev  BLAS/LAPACK for FAISS and our exact scans
 #   liblmdb-dev      LMDB
-#   redis-tools      redis-cli, a real client for the server tests
+#   redis-tools      redis-cli and redis-benchmark, real clients for the server tests
+#   prometheus-redis-exporter  redis_exporter, a real monitoring tool for the server tests
 set -euo pipefail
-packages=(libfaiss-dev libopenblas-dev liblmdb-dev redis-tools)
+packages=(libfaiss-dev libopenblas-dev liblmdb-dev redis-tools prometheus-redis-exporter)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -228,3 +228,52 @@ print("ok")
 """
     out = subprocess.run([str(py5), "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_redis_benchmark_with_vector_commands_and_cli_latency(server):
+    r = server.client()
+    r.execute_command("VADD", "bench", "VALUES", 3, 1, 0, 0, "seed")
+    out = subprocess.run(["redis-benchmark", "-p", str(server.port), "-n", "300", "-c", "4", "-r", "1000", "-q",
+                          "VADD", "bench", "VALUES", "3", "1", "__rand_int__", "0", "e__rand_int__"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "requests per second" in out.stdout, out.stdout + out.stderr
+    out = subprocess.run(["redis-benchmark", "-p", str(server.port), "-n", "300", "-c", "4", "-q",
+                          "VSIM", "bench", "VALUES", "3", "1", "2", "0", "COUNT", "5"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "requests per second" in out.stdout, out.stdout + out.stderr
+    assert r.execute_command("VCARD", "bench") > 10
+    latency = subprocess.run(["timeout", "2", "stdbuf", "-oL", "redis-cli", "-p", str(server.port), "--latency", "--raw"],
+                             capture_output=True, text=True)
+    fields = latency.stdout.split()
+    assert len(fields) >= 4 and all(f.replace(".", "").isdigit() for f in fields[:4]), latency.stdout
+
+
+def test_redis_exporter_scrapes_the_server(server):
+    import shutil
+    import socket
+    import urllib.request
+    exporter = shutil.which("prometheus-redis-exporter")
+    if exporter is None:
+        pytest.skip("Tools/setup.sh installs prometheus-redis-exporter")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server.client().execute_command("VADD", "s", "VALUES", 2, 1, 0, "a")
+    p = subprocess.Popen([exporter, "-redis.addr", f"redis://127.0.0.1:{server.port}",
+                          "-web.listen-address", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        text = ""
+        for _ in range(50):
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        lines = {l.split()[0]: l.split()[-1] for l in text.splitlines() if l and not l.startswith("#")}
+        assert lines.get("redis_up") == "1", text[:2000]
+        assert float(lines["redis_connected_clients"]) >= 1
+        assert float(lines["redis_commands_processed_total"]) >= 1
+        assert 'redis_db_keys{db="db0"}' in lines and float(lines['redis_db_keys{db="db0"}']) == 1
+    finally:
+        p.kill()
+        p.wait()
