@@ -101,6 +101,9 @@ final class WriteQueue: @unchecked Sendable {
         condition.broadcast()
         while !finished { condition.wait() }
         condition.unlock()
+        // The thread's closure holds this queue: dropping the thread breaks that cycle, so a
+        // closed engine's LMDB environment is freed (DEBUG RELOAD opened a new one each time).
+        thread = nil
     }
 
     private func run() {

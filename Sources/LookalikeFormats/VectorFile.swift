@@ -36,6 +36,8 @@ public final class VectorFile: @unchecked Sendable {
     public let path: String
     public let format: VectorFormat
     public let dimension: Int
+    /// The largest dimension a file may claim (what is checked before sizes are multiplied).
+    public static let maxDimension = 1 << 20
     public let count: Int
     public let element: Element
     private let data: Data
@@ -65,19 +67,24 @@ public final class VectorFile: @unchecked Sendable {
             guard dimension == nil || dimension == header.columns else {
                 throw FormatError("\(path) holds \(header.columns)-d vectors, not \(dimension!)")
             }
+            // Checked before any product: a hostile shape must be refused, not overflow (fuzzed).
+            guard header.columns > 0, header.columns <= Self.maxDimension else {
+                throw FormatError("\(path) does not hold a plausible dimension (\(header.columns) columns)")
+            }
             element = header.element
             self.dimension = header.columns
             headerBytes = header.dataOffset
             rowPrefix = 0
             rowBytes = header.columns * (header.element == .float32 ? 4 : 2)
-            guard data.count - headerBytes >= header.rows * rowBytes else {
+            let (promised, overflow) = header.rows.multipliedReportingOverflow(by: rowBytes)
+            guard header.rows >= 0, !overflow, data.count - headerBytes >= promised else {
                 throw FormatError("\(path) is cut short: its header promises \(header.rows) rows of \(header.columns)")
             }
             count = header.rows
         case .fvecs:
             guard data.count >= 4 else { throw FormatError("\(path) is empty: an .fvecs file starts with a row's dimension") }
             let d = Int(data.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 0, as: Int32.self) })
-            guard d > 0, d <= 1 << 20 else { throw FormatError("\(path) does not start with a plausible dimension (\(d))") }
+            guard d > 0, d <= Self.maxDimension else { throw FormatError("\(path) does not start with a plausible dimension (\(d))") }
             guard dimension == nil || dimension == d else { throw FormatError("\(path) holds \(d)-d vectors, not \(dimension!)") }
             self.dimension = d
             element = .float32
@@ -90,6 +97,7 @@ public final class VectorFile: @unchecked Sendable {
             count = data.count / rowBytes
         case .raw:
             guard let d = dimension, d > 0 else { throw FormatError("raw float32 files need --dim") }
+            guard d <= Self.maxDimension else { throw FormatError("--dim \(d) is larger than \(Self.maxDimension)") }
             self.dimension = d
             element = .float32
             headerBytes = 0
@@ -101,6 +109,7 @@ public final class VectorFile: @unchecked Sendable {
             count = data.count / rowBytes
         case .amazon:
             let d = dimension ?? Self.amazonDimension
+            guard d > 0, d <= Self.maxDimension else { throw FormatError("--dim \(d) must be 1 to \(Self.maxDimension)") }
             self.dimension = d
             element = .float32
             headerBytes = 0

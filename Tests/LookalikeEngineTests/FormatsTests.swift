@@ -23,6 +23,22 @@ final class FormatsTests: XCTestCase {
         }
     }
 
+    /// A .npy header whose shape makes rows × row bytes overflow is refused, not a trap (found
+    /// by fuzz-formats: Tests/Fuzz).
+    func testHostileNpyShapesAreRefused() throws {
+        for shape in ["(3074457345618258603, 3)", "(1, 2305843009213693952)", "(2, 0)", "(4611686018427387904, 1)"] {
+            var header = "{'descr': '<f4', 'fortran_order': False, 'shape': \(shape), }"
+            while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+            header += "\n"
+            var bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0]
+            bytes += [UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)] + Array(header.utf8) + [UInt8](repeating: 0, count: 64)
+            let path = NSTemporaryDirectory() + "lookalike-hostile-\(UUID().uuidString).npy"
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            XCTAssertThrowsError(try VectorFile(path: path), shape)
+        }
+    }
+
     /// The benchmarks hand vectors to numpy through writeNPY: what it writes reads back exactly,
     /// with a header padded to 64 bytes as numpy's format requires.
     func testWrittenNpyReadsBack() throws {

@@ -31,6 +31,18 @@ final class RESPDecoderTests: XCTestCase {
 
     let expected = [["VADD", "key", ""], ["PING"], ["VSIM", "k", "a bA", "it's"], ["ECHO", "he\r\no"]]
 
+    /// An inline line of exactly the limit is accepted however TCP splits its CR LF (found by
+    /// fuzz-resp: it was refused when the CR came in one read and the LF in the next).
+    func testInlineLimitDoesNotDependOnTheSplit() throws {
+        var limits = ProtocolLimits()
+        limits.maxInlineBytes = 16
+        let line = Array("PING 0123456789a".utf8)
+        XCTAssertEqual(line.count, 16)
+        XCTAssertEqual(try decodeAll([line + [13, 10]], limits: limits), [["PING", "0123456789a"]])
+        XCTAssertEqual(try decodeAll([line + [13], [10]], limits: limits), [["PING", "0123456789a"]])
+        XCTAssertThrowsError(try decodeAll([line + Array("x\r".utf8), [10]], limits: limits))
+    }
+
     func testWholeStream() throws {
         XCTAssertEqual(try decodeAll([stream]), expected)
     }
