@@ -97,11 +97,47 @@ public final class Collection: @unchecked Sendable {
 
     /// Builds an empty index from the spec: FAISS's verdict on it, and what it will be.
     static func probe(_ definition: CollectionDefinition) throws -> FaissInfo {
+        try checkSpecNumbers(definition.index)
+        let info: FaissInfo
         do {
-            return try FaissIndex(spec: definition.index, dimension: definition.dimension,
+            info = try FaissIndex(spec: definition.index, dimension: definition.dimension,
                                   metric: definition.metric.faiss).info()
         } catch let IndexError.faiss(reason) {
             throw EngineError.indexSpecRejected(spec: definition.index, reason: reason)
+        }
+        // FAISS builds these, then aborts the process (an assert, not an exception) when
+        // training or adding: refused here, before anything is stored (found by fuzzing).
+        if info.kind == .ivf && info.nlist < 1 {
+            throw EngineError.indexSpecRejected(spec: definition.index, reason: "an IVF index needs at least 1 list (IVF1024, …)")
+        }
+        if info.kind == .hnsw && info.hnswM < 2 {
+            throw EngineError.indexSpecRejected(spec: definition.index, reason: "an HNSW index needs M of at least 2 (HNSW32, …)")
+        }
+        return info
+    }
+
+    /// FAISS's factory divides by some of a spec's numbers and asserts on others (PQ0 ended the
+    /// process with SIGFPE, PQ2x40 with an abort): every count after a component name must be
+    /// from 1 to a bound (bits per code at most 16, IVF lists at most 2^22, HNSW M at most 256),
+    /// checked before FAISS sees the spec.
+    static func checkSpecNumbers(_ spec: String) throws {
+        let u = Array(spec.uppercased().unicodeScalars)
+        var i = 0
+        while i < u.count {
+            guard CharacterSet.uppercaseLetters.contains(u[i]) else { i += 1; continue }
+            var j = i
+            while j < u.count, CharacterSet.uppercaseLetters.contains(u[j]) { j += 1 }
+            var k = j
+            while k < u.count, CharacterSet.decimalDigits.contains(u[k]) { k += 1 }
+            if k > j {
+                let name = String(String.UnicodeScalarView(u[i..<j]))
+                let n = Int(String(String.UnicodeScalarView(u[j..<k]))) ?? .max
+                let most = name.hasSuffix("X") ? 16 : name.hasSuffix("IVF") ? 1 << 22 : name.hasSuffix("HNSW") ? 256 : 1 << 20
+                guard n >= 1, n <= most else {
+                    throw EngineError.indexSpecRejected(spec: spec, reason: "\(name)\(String(String.UnicodeScalarView(u[j..<k]))): this count must be from 1 to \(most)\(name.hasSuffix("X") ? " (bits per code)" : "")")
+                }
+            }
+            i = max(k, j)
         }
     }
 

@@ -239,6 +239,10 @@ def test_flush_with_bad_argument_changes_nothing(server, command):
     ["VALUES", 2, 1, 1, "x" * 600],
     ["VALUES", 2, 1, 1, ""],
     ["VALUES", 2, 1, 1, "a", "INDEX", "NoSuchIndex"],
+    ["VALUES", 2, 1, 1, "a", "METRIC", "L2", "INDEX", "IVF0,Flat"],   # aborted the server at SAVE (fuzzed)
+    ["VALUES", 2, 1, 1, "a", "INDEX", "HNSW1"],
+    ["VALUES", 2, 1, 1, "a", "METRIC", "L2", "INDEX", "PQ0"],   # SIGFPE in FAISS's factory
+    ["VALUES", 2, 1, 1, "a", "METRIC", "L2", "INDEX", "PQ2x40"],  # FAISS assert: abort
 ])
 def test_rejected_vadd_creates_no_collection(server, bad):
     r = server.client()
