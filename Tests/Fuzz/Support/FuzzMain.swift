@@ -1,0 +1,54 @@
+// FuzzSupport: the main of every fuzz target (Docs/fuzzing.md).
+//
+// Built with `-sanitize=fuzzer -D LOOKALIKE_FUZZ` (Tools/fuzz.sh), `fuzzMain` hands the
+// arguments to libFuzzer, which then calls the target's body with each input. In a plain
+// `swift build` the same executable replays the files (or folders of files) named on its
+// command line through the body, so the targets always compile and a crash input can be
+// rerun under a debugger without the fuzzer.
+import Foundation
+#if LOOKALIKE_FUZZ
+import CLibFuzzer
+#endif
+
+nonisolated(unsafe) private var body: ((UnsafeRawBufferPointer) -> Void)?
+
+/// Runs `target` as a libFuzzer target (fuzz build) or over the named files (plain build).
+/// Never returns.
+public func fuzzMain(_ target: @escaping (UnsafeRawBufferPointer) -> Void) -> Never {
+    body = target
+    #if LOOKALIKE_FUZZ
+    var argc = CommandLine.argc
+    var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+    exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in
+        body!(UnsafeRawBufferPointer(start: data, count: size))
+        return 0
+    })
+    #else
+    var files: [String] = []
+    for path in CommandLine.arguments.dropFirst() where !path.hasPrefix("-") {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            FileHandle.standardError.write(Data("no such file: \(path)\n".utf8))
+            exit(2)
+        }
+        if isDirectory.boolValue {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+            files += names.sorted().map { "\(path)/\($0)" }
+        } else {
+            files.append(path)
+        }
+    }
+    for file in files {
+        let data = FileManager.default.contents(atPath: file) ?? Data()
+        data.withUnsafeBytes { target($0) }
+    }
+    print("\(files.count) inputs ran (plain build: no fuzzing; Tools/fuzz.sh builds the fuzzer)")
+    exit(0)
+    #endif
+}
+
+/// A check that, unlike `precondition` in a release build, prints why it failed.
+public func require(_ condition: Bool, _ message: @autoclosure () -> String,
+                    file: StaticString = #fileID, line: UInt = #line) {
+    if !condition { fatalError(message(), file: file, line: line) }
+}

@@ -1,0 +1,105 @@
+// fuzz-resp: RESPDecoder.next(_:) on arbitrary bytes (Docs/fuzzing.md).
+//
+// Input: byte 0 picks the limits (bit 0: tight ones the fuzzer can reach, or the server's
+// defaults) and byte 1 seeds the chunk sizes; the rest is the stream a client sent.
+// Checks, beyond "never crashes":
+//   - every command returned keeps the limits (argument count, bulk size, frame size);
+//   - the stream fed in chunks decodes to the same commands and the same error as fed whole;
+//   - the commands, written back as RESP arrays, decode to themselves.
+import FuzzSupport
+import LookalikeProtocol
+import NIOCore
+
+/// Tight limits: an inline line of 120 bytes has at most 60 words, so inline commands stay
+/// within the argument and bulk limits too.
+let tight: ProtocolLimits = {
+    var l = ProtocolLimits()
+    l.maxBulkBytes = 128
+    l.maxArguments = 64
+    l.maxInlineBytes = 120
+    l.maxFrameBytes = 256
+    return l
+}()
+
+struct Outcome: Equatable {
+    var commands: [[[UInt8]]] = []
+    var error: String?
+}
+
+func bytes(_ command: RESPCommand) -> [[UInt8]] { command.arguments.map { Array($0.readableBytesView) } }
+
+/// Decodes the stream, appending it `chunks` at a time (nil: all at once); `keepCRLF` never
+/// ends a chunk between a CR and its LF.
+func decode(_ stream: ArraySlice<UInt8>, limits: ProtocolLimits, chunks: [Int]?, keepCRLF: Bool = false) -> Outcome {
+    var decoder = RESPDecoder(limits: limits)
+    var buffer = ByteBuffer()
+    var out = Outcome()
+    var start = stream.startIndex
+    var turn = 0
+    while start < stream.endIndex {
+        let size = chunks.map { $0[turn % $0.count] } ?? stream.count
+        var end = min(stream.endIndex, start + size)
+        if keepCRLF, end < stream.endIndex, stream[end - 1] == 13, stream[end] == 10 { end += 1 }
+        buffer.writeBytes(stream[start..<end])
+        start = end
+        turn += 1
+        do {
+            while let command = try decoder.next(&buffer) {
+                out.commands.append(bytes(command))
+                if out.commands.count > 10_000 { return out }
+            }
+        } catch {
+            out.error = "\(error)"
+            return out
+        }
+        buffer.discardReadBytes()
+    }
+    return out
+}
+
+func check(_ command: [[UInt8]], _ limits: ProtocolLimits) {
+    require(!command.isEmpty, "an empty command was returned")
+    require(command.count <= limits.maxArguments, "\(command.count) arguments > maxArguments \(limits.maxArguments)")
+    var total = 0
+    for arg in command {
+        require(arg.count <= limits.maxBulkBytes, "an argument of \(arg.count) bytes > maxBulkBytes \(limits.maxBulkBytes)")
+        total += arg.count
+    }
+    require(total <= limits.maxFrameBytes, "a command of \(total) bytes > maxFrameBytes \(limits.maxFrameBytes)")
+}
+
+fuzzMain { input in
+    guard input.count >= 2 else { return }
+    let limits = input[0] & 1 == 0 ? tight : ProtocolLimits()
+    // Chunk sizes 1...16 from a small linear congruential sequence seeded by byte 1.
+    var state = UInt32(input[1]) &+ 1
+    let chunks = (0..<8).map { _ -> Int in
+        state = state &* 1_103_515_245 &+ 12_345
+        return Int((state >> 16) % 16) + 1
+    }
+    let stream = Array(input[2...])[...]
+
+    let whole = decode(stream, limits: limits, chunks: nil)
+    for command in whole.commands { check(command, limits) }
+
+    var chunked = decode(stream, limits: limits, chunks: chunks)
+    if chunked != whole, chunked.error?.contains("too big inline request") == true {
+        // Known, reported, not fixed here (Tests/Fuzz/crashes/resp-inline-cr-without-lf): an
+        // inline line of exactly maxInlineBytes is refused when its CR arrives before its LF.
+        // Until that is fixed, only that one split is forgiven.
+        chunked = decode(stream, limits: limits, chunks: chunks, keepCRLF: true)
+    }
+    require(chunked.commands == whole.commands,
+                 "fed in chunks \(chunks): \(chunked.commands.count) commands, whole: \(whole.commands.count)")
+    require((chunked.error == nil) == (whole.error == nil),
+                 "fed in chunks \(chunks): error \(chunked.error ?? "none"); whole: \(whole.error ?? "none")")
+
+    // Round trip: the commands as RESP arrays decode to the same commands.
+    var encoded: [UInt8] = []
+    for command in whole.commands {
+        encoded += Array("*\(command.count)\r\n".utf8)
+        for arg in command { encoded += Array("$\(arg.count)\r\n".utf8) + arg + [13, 10] }
+    }
+    let again = decode(encoded[...], limits: limits, chunks: nil)
+    require(again.error == nil && again.commands == whole.commands, "re-encoded commands decode differently: \(again.error ?? "")")
+}
