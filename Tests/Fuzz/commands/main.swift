@@ -19,7 +19,9 @@ import LookalikeProtocol
 import NIOCore
 import NIOPosix
 
-let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lookalike-fuzz-commands-\(getpid())").path
+// Memory-backed where there is /dev/shm: every input creates and drops collections.
+let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path
+let folder = base + "/lookalike-fuzz-commands-\(getpid())"
 try? FileManager.default.removeItem(atPath: folder)
 try! FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
 atexit { try? FileManager.default.removeItem(atPath: folder) }

@@ -11,7 +11,9 @@ import Foundation
 import FuzzSupport
 import LookalikeFormats
 
-let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lookalike-fuzz-formats-\(getpid())").path
+// Memory-backed where there is /dev/shm: the file is rewritten for every input.
+let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path
+let folder = base + "/lookalike-fuzz-formats-\(getpid())"
 try! FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
 atexit { try? FileManager.default.removeItem(atPath: folder) }
 let path = folder + "/input"
@@ -20,7 +22,11 @@ fuzzMain { input in
     guard input.count >= 2 else { return }
     let reader = Int(input[0]) % 6
     let dimension = Int(input[1]) % 16 + 1
-    FileManager.default.createFile(atPath: path, contents: Data(input[2...]))
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    require(fd >= 0, "cannot write \(path): \(String(cString: strerror(errno)))")
+    let body = UnsafeRawBufferPointer(rebasing: input[2...])
+    require(body.isEmpty || write(fd, body.baseAddress, body.count) == body.count, "short write to \(path)")
+    close(fd)
     switch reader {
     case 0, 1:
         guard let file = try? MetadataFile(path: path, format: reader == 0 ? .jsonl : .amazon) else { return }
