@@ -52,3 +52,26 @@ public func require(_ condition: Bool, _ message: @autoclosure () -> String,
                     file: StaticString = #fileID, line: UInt = #line) {
     if !condition { fatalError(message(), file: file, line: line) }
 }
+
+nonisolated(unsafe) private var scratch: String?
+
+/// A fresh folder for this process, `lookalike-fuzz-<name>-<pid>` in /dev/shm (memory-backed:
+/// targets rewrite files for every input) or else the temporary folder. Removed at exit;
+/// folders left by processes that crashed are removed here.
+public func scratchFolder(_ name: String) -> String {
+    let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path
+    let prefix = "lookalike-fuzz-\(name)-"
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where entry.hasPrefix(prefix) {
+        if let pid = Int32(entry.dropFirst(prefix.count)), kill(pid, 0) != 0, errno == ESRCH {
+            try? FileManager.default.removeItem(atPath: "\(base)/\(entry)")
+        }
+    }
+    let folder = "\(base)/\(prefix)\(getpid())"
+    try? FileManager.default.removeItem(atPath: folder)
+    do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
+        fatalError("cannot create \(folder): \(error)")
+    }
+    scratch = folder
+    atexit { if let folder = scratch { try? FileManager.default.removeItem(atPath: folder) } }
+    return folder
+}

@@ -8,8 +8,8 @@
 // command; otherwise its first byte picks a name from the server's table (COMMAND LIST, by
 // index modulo its size) and the rest of the line follows. The arguments are split as Redis
 // splits an inline command ("..." with \xHH escapes gives any byte); a line whose quotes do
-// not balance is split at spaces. Each command is sent as a RESP array on a fresh connection
-// (renewed after QUIT) and its reply awaited and checked to be well-formed RESP2/RESP3.
+// not balance is split at spaces. Each command is sent as a RESP array, on one new connection
+// per input (another after QUIT), and its reply awaited and checked to be well-formed RESP.
 // After the input, FLUSHALL must answer +OK: every input starts from an empty server.
 import Foundation
 import FuzzSupport
@@ -19,12 +19,7 @@ import LookalikeProtocol
 import NIOCore
 import NIOPosix
 
-// Memory-backed where there is /dev/shm: every input creates and drops collections.
-let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path
-let folder = base + "/lookalike-fuzz-commands-\(getpid())"
-try? FileManager.default.removeItem(atPath: folder)
-try! FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-atexit { try? FileManager.default.removeItem(atPath: folder) }
+let folder = scratchFolder("commands")
 
 /// The server's defaults, but small where the fuzzer would otherwise wait or fill memory:
 /// no fsync, a 1 GiB map, segments sealed (FAISS built) every 64 items, one build thread.
@@ -61,7 +56,7 @@ let listener = try! ServerBootstrap(group: MultiThreadedEventLoopGroup(numberOfT
     }
     .bind(unixDomainSocketPath: socketPath).wait()
 
-/// A reply, as much of it as the target needs; `check` has already validated its syntax.
+/// A reply, as much of it as the target needs (the reader has checked its syntax).
 indirect enum Reply: CustomStringConvertible {
     case simple(String), error(String), bulk([UInt8]?), array([Reply]), other
 
@@ -220,6 +215,12 @@ func command(_ line: ArraySlice<UInt8>) -> [[UInt8]] {
 /// LOOKALIKE_FUZZ_TRACE=1 prints each command and its reply (for reproducing a crash).
 let trace = ProcessInfo.processInfo.environment["LOOKALIKE_FUZZ_TRACE"] != nil
 
+/// DEBUG RELOAD leaks the closed engine's LMDB environment (2 descriptors and its map each:
+/// Tests/Fuzz/crashes/commands-debug-reload-leak, reported, not fixed here). Until it is
+/// fixed, a process sends at most this many, so runs end by time, not out of memory or files.
+let reloadBudget = 100
+nonisolated(unsafe) var reloads = 0
+
 fuzzMain { input in
     let lines = Array(input).split(separator: UInt8(ascii: "\n")).prefix(16)
     var connection: Connection? = nil
@@ -227,6 +228,10 @@ fuzzMain { input in
         let line = raw.last == 13 ? raw.dropLast() : raw
         guard !line.isEmpty else { continue }
         let arguments = command(line)
+        if String(decoding: arguments[0], as: UTF8.self).lowercased() == "debug" {
+            guard reloads < reloadBudget else { continue }
+            reloads += 1
+        }
         let c = connection ?? Connection()
         connection = c
         if trace { print(">", arguments.map { String(decoding: $0, as: UTF8.self).debugDescription }.joined(separator: " ")) }

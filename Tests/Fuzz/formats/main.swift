@@ -11,12 +11,7 @@ import Foundation
 import FuzzSupport
 import LookalikeFormats
 
-// Memory-backed where there is /dev/shm: the file is rewritten for every input.
-let base = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm" : FileManager.default.temporaryDirectory.path
-let folder = base + "/lookalike-fuzz-formats-\(getpid())"
-try! FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-atexit { try? FileManager.default.removeItem(atPath: folder) }
-let path = folder + "/input"
+let path = scratchFolder("formats") + "/input"
 
 fuzzMain { input in
     guard input.count >= 2 else { return }
