@@ -43,6 +43,8 @@ let package = Package(
         ),
         .systemLibrary(name: "CLMDB", path: "Sources/CLMDB"),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        // glibc's malloc.h (heap statistics for INFO), which Swift's Glibc module leaves out.
+        .systemLibrary(name: "CLibc", path: "Sources/CLibc"),
 
         // Storage and index: LMDB tables; FAISS segments and exact scans.
         .target(name: "LookalikeStorage", dependencies: ["CLMDB"]),
@@ -62,7 +64,7 @@ let package = Package(
         .target(
             name: "LookalikeProtocol",
             dependencies: [
-                "LookalikeEngine",
+                "LookalikeEngine", "CLibc",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

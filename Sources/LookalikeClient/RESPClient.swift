@@ -26,6 +26,15 @@ public indirect enum Reply: Equatable, Sendable {
         default: return nil
         }
     }
+
+    /// An error reply's message without its leading code word ("ERR no such key 'x'" -> "no such
+    /// key 'x'"): the tools print it after their own "Error:", once. Nil for other replies.
+    public var errorMessage: String? {
+        guard case .error(let e) = self else { return nil }
+        let code = e.prefix { $0.isASCII && $0.isUppercase }
+        guard !code.isEmpty, e.dropFirst(code.count).first == " " else { return e }
+        return String(e.dropFirst(code.count + 1))
+    }
 }
 
 public struct ClientError: Error, CustomStringConvertible, Sendable {
@@ -65,7 +74,7 @@ public final class RESPClient {
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         if let password {
-            if case .error(let e) = try call(["AUTH", password]) { throw ClientError("AUTH failed: \(e)") }
+            if let e = try call(["AUTH", password]).errorMessage { throw ClientError("AUTH failed: \(e) (check --password)") }
         }
     }
 

@@ -118,34 +118,42 @@ public final class Collection: @unchecked Sendable {
     // MARK: - Validation (any thread, before a write is queued)
 
     func prepare(_ request: WriteRequest) throws -> [Float]? {
+        try Self.prepare(request, definition: definition, options: engine.options)
+    }
+
+    /// Checks a write against a definition, with no collection needed: a VADD that creates its
+    /// collection is checked before the collection exists, so a refused write creates nothing.
+    /// Returns the vector as the index stores it, for upserts.
+    public static func prepare(_ request: WriteRequest, definition: CollectionDefinition,
+                               options: EngineOptions) throws -> [Float]? {
         switch request {
         case .upsert(let key, let vector, let attributes):
-            try validateKey(key)
-            if case .set(let a) = attributes { try validateAttributes(a) }
-            return try indexVector(vector)
+            try validateKey(key, options)
+            if case .set(let a) = attributes { try validateAttributes(a, options) }
+            return try indexVector(vector, definition)
         case .remove(let key):
-            try validateKey(key)
+            try validateKey(key, options)
             return nil
         case .setAttributes(let key, let attributes):
-            try validateKey(key)
-            try validateAttributes(attributes)
+            try validateKey(key, options)
+            try validateAttributes(attributes, options)
             return nil
         case .dropCollection:
             return nil
         }
     }
 
-    func validateKey(_ key: String) throws {
+    static func validateKey(_ key: String, _ options: EngineOptions) throws {
         guard !key.isEmpty else { throw EngineError.emptyKey }
-        guard key.utf8.count <= min(engine.options.maxKeyBytes, 511) else {
-            throw EngineError.keyTooLong(max: min(engine.options.maxKeyBytes, 511))
+        guard key.utf8.count <= min(options.maxKeyBytes, 511) else {
+            throw EngineError.keyTooLong(max: min(options.maxKeyBytes, 511))
         }
     }
 
-    func validateAttributes(_ json: String?) throws {
+    static func validateAttributes(_ json: String?, _ options: EngineOptions) throws {
         guard let json, !json.isEmpty else { return }
-        guard json.utf8.count <= engine.options.maxAttributeBytes else {
-            throw EngineError.attributesTooLarge(max: engine.options.maxAttributeBytes)
+        guard json.utf8.count <= options.maxAttributeBytes else {
+            throw EngineError.attributesTooLarge(max: options.maxAttributeBytes)
         }
         let parsed: Any
         do { parsed = try JSONSerialization.jsonObject(with: Data(json.utf8)) } catch {
@@ -155,7 +163,9 @@ public final class Collection: @unchecked Sendable {
     }
 
     /// Checks a vector and returns it as the index stores it (unit length for cosine).
-    func indexVector(_ vector: [Float]) throws -> [Float] {
+    func indexVector(_ vector: [Float]) throws -> [Float] { try Self.indexVector(vector, definition) }
+
+    static func indexVector(_ vector: [Float], _ definition: CollectionDefinition) throws -> [Float] {
         guard vector.count == definition.dimension else {
             throw EngineError.wrongDimension(expected: definition.dimension, got: vector.count)
         }
@@ -233,6 +243,8 @@ public final class Collection: @unchecked Sendable {
             try engine.meta.delete(Engine.manifestKey(number), txn)
             try engine.meta.delete(Engine.nextIdKey(number), txn)
             try engine.meta.delete(Self.lastRunKey(number), txn)
+            try engine.meta.delete(Self.runningKey(number), txn)
+            try engine.meta.delete(Self.abortedKey(number), txn)
             effects.append(.drop(self))
             return .removed
         }
@@ -296,7 +308,8 @@ public final class Collection: @unchecked Sendable {
     /// Items an index that needs training waits for before its first seal: FAISS's k-means
     /// wants 39 points per centroid (or codebook entry). Until then the items are served by
     /// an exact scan, which is also the right answer for so few items. 0 when none are needed.
-    var itemsToTrain: Int {
+    /// Public: the ingest tool says so when a load ends below it.
+    public var itemsToTrain: Int {
         state.withLock { s in s.template == nil && s.sealed.isEmpty ? trainHint : 0 }
     }
 

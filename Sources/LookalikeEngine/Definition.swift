@@ -77,6 +77,13 @@ public struct CollectionDefinition: Codable, Sendable, Equatable {
         }
     }
 
+    /// Everything `createCollection` checks, FAISS's verdict on the index spec included, with no
+    /// engine and no data folder: the tools refuse a bad definition before they create either.
+    public func check(limits: EngineOptions = EngineOptions()) throws {
+        try validate(limits: limits)
+        _ = try Collection.probe(self)
+    }
+
     /// Checks everything but the index spec (which FAISS checks when the collection is made).
     func validate(limits: EngineOptions) throws {
         guard !name.isEmpty, name.utf8.count <= limits.maxKeyBytes else {

@@ -31,7 +31,9 @@ public final class Engine: @unchecked Sendable {
     let meta: MetaStore
     let writeQueue: WriteQueue
     let sealer = Sealer()
-    private let registry = Mutex<[String: Collection]>([:])
+    /// Keyed by the name's UTF-8, not the String: String equality is Unicode-canonical, and
+    /// names are byte strings ("é" and "e" + U+0301 are two collections).
+    private let registry = Mutex<[[UInt8]: Collection]>([:])
     private let adminLock = NSLock()
     private var closed = false
 
@@ -77,11 +79,13 @@ public final class Engine: @unchecked Sendable {
             }
         }
         try removeOrphans(known: Set(stored.map(\.0.number)))
+        removePartialExports()
         for (s, manifest, nextId) in stored {
             let started = DispatchTime.now()
             let c = try Collection(engine: self, definition: s.definition, number: s.number)
             try c.open(manifest: manifest, nextId: nextId)
-            registry.withLock { $0[s.definition.name] = c }
+            try c.noteInterruptedNewItemsJob()
+            registry.withLock { $0[Array(s.definition.name.utf8)] = c }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             logger.info("opened collection", metadata: [
                 "collection": "\(s.definition.name)", "segments": "\(manifest.segments.count)",
@@ -103,14 +107,23 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
+    /// Exports of batch jobs that a stop cut short (no job runs before the engine is open).
+    private func removePartialExports() {
+        let folder = directory + "/exports"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+        where entry.hasSuffix(JSONLinesFile.partialSuffix) {
+            try? FileManager.default.removeItem(atPath: "\(folder)/\(entry)")
+        }
+    }
+
     // MARK: - Collections
 
     public func collection(_ name: String) -> Collection? {
-        registry.withLock { $0[name] }
+        registry.withLock { $0[Array(name.utf8)] }
     }
 
     public func collectionNames() -> [String] {
-        registry.withLock { Array($0.keys) }.sorted()
+        registry.withLock { $0.values.map(\.name) }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
     /// Creates a collection; throws `.collectionExists` if the name is taken.
@@ -135,13 +148,20 @@ public final class Engine: @unchecked Sendable {
         }
         let c = try wrap { try Collection(engine: self, definition: definition, number: number) }
         try wrap { try c.open(manifest: Manifest(), nextId: 0) }
-        registry.withLock { $0[definition.name] = c }
+        registry.withLock { $0[Array(definition.name.utf8)] = c }
         return c
     }
 
     /// Creates the collection unless one of that name exists; returns the one that exists.
-    public func createCollectionIfMissing(_ definition: CollectionDefinition) throws -> Collection {
+    /// With `firstWrite`, that write is checked against the definition first: a write that
+    /// would be refused creates nothing (a NaN in the first VADD must not fix a dimension).
+    public func createCollectionIfMissing(_ definition: CollectionDefinition,
+                                          firstWrite: WriteRequest? = nil) throws -> Collection {
         if let c = collection(definition.name) { return c }
+        if let firstWrite {
+            try definition.validate(limits: options)
+            _ = try Collection.prepare(firstWrite, definition: definition, options: options)
+        }
         do { return try createCollection(definition) } catch EngineError.collectionExists {
             return collection(definition.name)!
         }
@@ -161,7 +181,7 @@ public final class Engine: @unchecked Sendable {
 
     /// Called on the commit thread after a drop committed.
     func forget(_ c: Collection) {
-        registry.withLock { r in if r[c.name] === c { r[c.name] = nil } }
+        registry.withLock { r in if r[Array(c.name.utf8)] === c { r[Array(c.name.utf8)] = nil } }
         try? FileManager.default.removeItem(atPath: c.segmentDirectory)
     }
 

@@ -8,8 +8,19 @@
 // Semantics, as in Redis: selectors read first-level keys of the attributes object; numbers
 // are doubles; booleans are 1 and 0; arrays of numbers and strings serve `in`; a missing or
 // unusable value makes the whole expression false for that item (never an error at run time).
+// Limits: the source is at most `FilterLimits.maxBytes` long and its tree at most
+// `maxDepth` deep (a chain `a + b + c` is as deep as it is long). Parsing, evaluation and
+// planning recurse over the tree, so a depth bound is what keeps a hostile filter from
+// overflowing a thread's stack; it is checked while parsing, before any deep tree exists.
 // Threads: a compiled expression is immutable and may be evaluated from any thread.
 import Foundation
+
+/// How large a FILTER expression may be (flags --max-filter-bytes, --max-filter-depth).
+public struct FilterLimits: Sendable {
+    public var maxBytes = 65_536
+    public var maxDepth = 1_000
+    public init() {}
+}
 
 public struct FilterExpression: Sendable {
     indirect enum Node: Sendable {
@@ -42,9 +53,12 @@ public struct FilterExpression: Sendable {
     public let selectors: Set<String>
 
     /// Compiles an expression; throws `EngineError.invalidArgument` with the reason.
-    public init(_ source: String) throws {
-        var parser = Parser(tokens: try Self.tokenize(source))
-        root = try parser.parseExpression(0)
+    public init(_ source: String, limits: FilterLimits = FilterLimits()) throws {
+        guard source.utf8.count <= limits.maxBytes else {
+            throw EngineError.invalidArgument("the FILTER expression is longer than \(limits.maxBytes) bytes")
+        }
+        var parser = Parser(tokens: try Self.tokenize(source), maxDepth: limits.maxDepth)
+        root = try parser.parseExpression(0).node
         guard parser.atEnd else { throw EngineError.invalidArgument("syntax error in FILTER expression near '\(parser.peek ?? "")'") }
         var names = Set<String>()
         Self.collectSelectors(root, into: &names)
@@ -318,7 +332,10 @@ public struct FilterExpression: Sendable {
 
     struct Parser {
         let tokens: [Token]
+        let maxDepth: Int
         var position = 0
+        /// Calls of parseExpression in progress (nesting: parentheses, lists, unary chains).
+        var nesting = 0
 
         var atEnd: Bool { position >= tokens.count }
         var peek: String? {
@@ -340,47 +357,64 @@ public struct FilterExpression: Sendable {
             EngineError.invalidArgument("syntax error in FILTER expression: \(why)")
         }
 
-        mutating func parseExpression(_ minPrecedence: Int) throws -> Node {
+        /// A parsed subtree and its height (1 for a leaf).
+        typealias Parsed = (node: Node, height: Int)
+
+        func checked(_ height: Int) throws -> Int {
+            guard height <= maxDepth, nesting <= maxDepth else {
+                throw EngineError.invalidArgument("the FILTER expression is nested deeper than \(maxDepth) levels: flatten it (e.g. .x in [1, 2, 3] instead of a chain of or)")
+            }
+            return height
+        }
+
+        mutating func parseExpression(_ minPrecedence: Int) throws -> Parsed {
+            nesting += 1
+            defer { nesting -= 1 }
+            _ = try checked(0)
             var left = try parseUnary()
             while !atEnd, case .op(let op) = tokens[position], let p = Self.precedence[op], p > minPrecedence {
                 position += 1
                 // ** is right-associative; the rest associate to the left.
                 let right = try parseExpression(op == "**" ? p - 1 : p)
-                left = .binary(op, left, right)
+                left = (.binary(op, left.node, right.node), try checked(1 + max(left.height, right.height)))
             }
             return left
         }
 
-        mutating func parseUnary() throws -> Node {
+        mutating func parseUnary() throws -> Parsed {
             guard !atEnd else { throw syntax("unexpected end") }
             if case .op(let op) = tokens[position], op == "!" || op == "-" {
                 position += 1
-                return .unary(op, try parseExpression(op == "!" ? 3 : 7))
+                let operand = try parseExpression(op == "!" ? 3 : 7)
+                return (.unary(op, operand.node), try checked(1 + operand.height))
             }
             return try parsePrimary()
         }
 
-        mutating func parsePrimary() throws -> Node {
+        mutating func parsePrimary() throws -> Parsed {
             guard !atEnd else { throw syntax("unexpected end") }
             let token = tokens[position]
             position += 1
             switch token {
-            case .number(let n): return .number(n)
-            case .string(let s): return .string(s)
-            case .selector(let s): return .selector(s)
+            case .number(let n): return (.number(n), 1)
+            case .string(let s): return (.string(s), 1)
+            case .selector(let s): return (.selector(s), 1)
             case .op("("):
                 let inner = try parseExpression(0)
                 try expect(")")
                 return inner
             case .op("["):
                 var items: [Node] = []
-                if !atEnd, tokens[position] == .op("]") { position += 1; return .list(items) }
+                var height = 0
+                if !atEnd, tokens[position] == .op("]") { position += 1; return (.list(items), 1) }
                 while true {
-                    items.append(try parseExpression(0))
+                    let item = try parseExpression(0)
+                    items.append(item.node)
+                    height = max(height, item.height)
                     guard !atEnd else { throw syntax("unterminated list") }
                     if tokens[position] == .op(",") { position += 1; continue }
                     try expect("]")
-                    return .list(items)
+                    return (.list(items), try checked(1 + height))
                 }
             case .op(let o): throw syntax("unexpected '\(o)'")
             }

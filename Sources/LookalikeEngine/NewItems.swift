@@ -79,6 +79,11 @@ extension Collection {
     static let newItemsWriteBatch = 1_000
 
     static func lastRunKey(_ number: UInt32) -> String { "newitems:\(number)" }
+    /// Set while a job runs, in a transaction of its own: found at the next start, it means the
+    /// process died during the job, which becomes the collection's aborted run.
+    static func runningKey(_ number: UInt32) -> String { "newitems-running:\(number)" }
+    /// The last job that did not finish (killed, or failed), until a later job finishes.
+    static func abortedKey(_ number: UInt32) -> String { "newitems-aborted:\(number)" }
 
     /// Runs the job (see NewItems.swift) and returns its report. Throws `.invalidArgument` when
     /// a job for this collection is already running or the request is out of range.
@@ -93,18 +98,70 @@ extension Collection {
         newItemsProgress.scored.store(0, ordering: .relaxed)
         newItemsProgress.total.store(0, ordering: .relaxed)
         let started = DispatchTime.now()
-        let output = try request.outputPath.map(JSONLinesFile.init(path:))
-        var report = try wrapped { try engine.environment.read { try newItemsJob(request, output, $0) } }
-        try output?.close()
+        let run = AbortedNewItemsRun(startedAt: Date().timeIntervalSince1970, output: request.outputPath,
+                                     reason: "the server stopped during the job")
+        try wrapped { try engine.environment.write { try engine.meta.put(Self.runningKey(number), Array(try JSONEncoder().encode(run)), $0) } }
+        let output: JSONLinesFile?
+        var report: NewItemsReport
+        do {
+            output = try request.outputPath.map(JSONLinesFile.init(path:))
+            do {
+                report = try wrapped { try engine.environment.read { try newItemsJob(request, output, $0) } }
+                try output?.close()
+            } catch {
+                output?.discard()
+                throw error
+            }
+        } catch {
+            var failed = run
+            failed.reason = "the job failed: \(EngineError.wrap(error))"
+            try? recordAborted(failed)
+            throw error
+        }
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
         report.outputPath = request.outputPath
         let saved = try JSONEncoder().encode(report)
         guard !isDropped else { throw EngineError.unknownCollection(name) }
-        try wrapped { try engine.environment.write { try engine.meta.put(Self.lastRunKey(number), Array(saved), $0) } }
+        try wrapped {
+            try engine.environment.write { txn in
+                try engine.meta.put(Self.lastRunKey(number), Array(saved), txn)
+                try engine.meta.delete(Self.runningKey(number), txn)
+                try engine.meta.delete(Self.abortedKey(number), txn)
+            }
+        }
         engine.logger.info("new-items job done", metadata: [
             "collection": "\(name)", "new": "\(report.newItems)", "existing": "\(report.existingItems)",
             "seconds": "\(String(format: "%.1f", report.seconds))"])
         return report
+    }
+
+    /// Records a job that did not finish, and that it no longer runs.
+    private func recordAborted(_ run: AbortedNewItemsRun) throws {
+        guard !isDropped else { return }
+        try wrapped {
+            try engine.environment.write { txn in
+                try engine.meta.put(Self.abortedKey(number), Array(try JSONEncoder().encode(run)), txn)
+                try engine.meta.delete(Self.runningKey(number), txn)
+            }
+        }
+    }
+
+    /// At open: a job marked running was cut short by the process's end.
+    func noteInterruptedNewItemsJob() throws {
+        guard let bytes = try engine.environment.read({ try engine.meta.get(Self.runningKey(number), $0) }),
+              let run = try? JSONDecoder().decode(AbortedNewItemsRun.self, from: Data(bytes)) else { return }
+        try recordAborted(run)
+        engine.logger.warning("a new-items job was cut short by a stop; its partial output was removed", metadata: [
+            "collection": "\(name)", "output": "\(run.output ?? "none")"])
+    }
+
+    /// The last job that did not finish, unless a job finished since.
+    public func abortedNewItemsRun() throws -> AbortedNewItemsRun? {
+        try wrapped {
+            try engine.environment.read { txn in
+                try engine.meta.get(Self.abortedKey(number), txn).map { try JSONDecoder().decode(AbortedNewItemsRun.self, from: Data($0)) }
+            }
+        }
     }
 
     /// The last finished job's report, if any.
@@ -318,20 +375,37 @@ private struct SharedPointers: @unchecked Sendable {
     let scratch: [UnsafeMutablePointer<Float>]
 }
 
-/// An output file of JSON lines, written through a buffer and synced at close.
+/// A job that did not finish: when it started, where it was writing, and why it stopped.
+public struct AbortedNewItemsRun: Sendable, Equatable, Codable {
+    public var startedAt: Double
+    public var output: String?
+    public var reason: String
+}
+
+/// An output file of JSON lines. It is written as `<path>.partial` and renamed to `path` only
+/// when complete and synced, so a reader never sees a partial export under the final name;
+/// a killed job's `.partial` file is removed at the next start (Engine).
 final class JSONLinesFile {
+    static let partialSuffix = ".partial"
     let handle: FileHandle
     let path: String
+    var partialPath: String { path + Self.partialSuffix }
 
     init(path: String) throws {
         self.path = path
-        guard FileManager.default.createFile(atPath: path, contents: nil) else {
+        guard FileManager.default.createFile(atPath: path + Self.partialSuffix, contents: nil) else {
             throw EngineError.invalidArgument("cannot create the output file '\(path)': check the folder exists and is writable")
         }
-        guard let h = FileHandle(forWritingAtPath: path) else {
+        guard let h = FileHandle(forWritingAtPath: path + Self.partialSuffix) else {
             throw EngineError.invalidArgument("cannot open the output file '\(path)' for writing")
         }
         handle = h
+    }
+
+    /// Removes the partial file of a job that failed.
+    func discard() {
+        try? handle.close()
+        unlink(partialPath)
     }
 
     func write(_ lines: [[UInt8]]) throws {
@@ -345,5 +419,8 @@ final class JSONLinesFile {
     func close() throws {
         try? handle.synchronize()
         try handle.close()
+        guard rename(partialPath, path) == 0 else {
+            throw EngineError.invalidArgument("cannot rename \(partialPath) to \(path): \(String(cString: strerror(errno)))")
+        }
     }
 }

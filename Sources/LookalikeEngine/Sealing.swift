@@ -124,6 +124,20 @@ extension Collection {
         for f in failed { engine.sealer.schedule(self, f) }
     }
 
+    /// What VINFO says of the indexing: "indexed" when nothing waits for a seal that cannot
+    /// happen yet; otherwise why the newest items are served exactly.
+    public var indexState: String {
+        if let f = sealFailure {
+            return "seal failed \(f.attempts) time(s), items served exactly, retrying: \(f.reason)"
+        }
+        let needed = itemsToTrain
+        let waiting = state.withLock { $0.mutable.count }
+        if needed > 0, waiting > 0 {
+            return "exact until \(needed) items can train \(definition.index) (has \(waiting))"
+        }
+        return "indexed"
+    }
+
     /// Why the oldest frozen segment could not be sealed, if one could not.
     var sealFailure: SealFailure? {
         state.withLock { s in

@@ -6,7 +6,9 @@
 //            evaluated
 //
 // Records come back as JSON-compatible dictionaries with their 1-based line number; a broken
-// line is an error for that line only, so callers can report it and go on.
+// line is an error for that line only, so callers can report it and go on. A record is a line
+// that is not blank, parsed or not: `countRecords` and `next` share that rule, so a count taken
+// before reading is what reading yields.
 // Threads: one reader per instance.
 import Foundation
 
@@ -44,11 +46,42 @@ public final class MetadataFile {
             let bytes = data[offset..<end]
             offset = end < data.endIndex ? end + 1 : end
             line += 1
-            let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let text = Self.trimmed(bytes)
             if text.isEmpty { continue }
             return parse(text).mapError { FormatError("\(path) line \(line): \($0.description)") }
         }
         return nil
+    }
+
+    /// How many records the whole file holds (what `next` yields from the start, broken lines
+    /// included), without parsing them and without moving the reader: one pass over the bytes.
+    public func countRecords() -> Int {
+        data.withUnsafeBytes { (all: UnsafeRawBufferPointer) -> Int in
+            var records = 0, start = 0
+            while start < all.count {
+                let rest = UnsafeRawBufferPointer(rebasing: all[start...])
+                let end = rest.firstIndex(of: UInt8(ascii: "\n")).map { start + $0 } ?? all.count
+                if !Self.isBlank(UnsafeRawBufferPointer(rebasing: all[start..<end])) { records += 1 }
+                start = end + 1
+            }
+            return records
+        }
+    }
+
+    /// A line's text without surrounding white space (Unicode's, as for any text).
+    static func trimmed<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> String {
+        String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Whether a line holds no record. ASCII lines, nearly all of them, are decided byte by
+    /// byte; a line with other bytes and no ASCII text is decided as `next` decides it.
+    static func isBlank(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var ascii = true
+        for b in bytes {
+            if b >= 0x80 { ascii = false; continue }
+            if b != 0x20 && (b < 0x09 || b > 0x0D) { return false }  // not space, \t \n \v \f \r
+        }
+        return ascii || trimmed(bytes).isEmpty
     }
 
     func parse(_ text: String) -> Result<[String: Any], FormatError> {

@@ -5,12 +5,20 @@
 // Invariants:
 //   - replies are written in request order, each encoded with the protocol version that was
 //     in force when its command was dispatched;
+//   - memory per connection is bounded: a command counts as in flight until its reply has been
+//     written to the socket, and reading pauses at `maxPipeline` in flight or while the
+//     socket's write buffer is above its high-water mark (the client is not reading); a
+//     connection with more than its output-buffer limit of replies unread is closed, as
+//     Redis's client-output-buffer-limit does;
+//   - with a timeout, a connection that completed no command for that long and is owed no
+//     reply is closed: idle, or trickling a frame too slowly ever to finish it;
 //   - nothing blocks the event loop: reads and searches run on the search pool, writes in the
 //     engine's commit thread; this handler only parses, orders and encodes;
 //   - a protocol error answers "-ERR Protocol error: ..." after the replies already owed, then
 //     closes this connection only.
 // Threads: the connection's event loop, always; future callbacks are `assumeIsolated()`,
 // which checks that they run there.
+import Foundation
 import Logging
 import LookalikeEngine
 import NIOCore
@@ -20,7 +28,12 @@ public final class CommandHandler: ChannelInboundHandler {
     public typealias OutboundOut = ByteBuffer
 
     private let server: ServerContext
+    private let auth: ConnectionAuth
     private var connection: ConnectionState!
+    /// Bytes of replies handed to the channel and not yet written to the socket.
+    private var unwrittenBytes = 0
+    private var lastCommandAt = NIODeadline.now()
+    private var timeoutTask: Scheduled<Void>?
     private var readsDone: EventLoopFuture<Void>!
     private var writesDone: EventLoopFuture<Void>!
     private var repliesDone: EventLoopFuture<Void>!
@@ -29,62 +42,223 @@ public final class CommandHandler: ChannelInboundHandler {
     private var flushScheduled = false
     private var closing = false
 
-    public init(server: ServerContext) { self.server = server }
+    /// `auth` is shared with this connection's RESPDecoder (its limits before AUTH).
+    public init(server: ServerContext, auth: ConnectionAuth) {
+        self.server = server
+        self.auth = auth
+    }
 
     public func channelActive(context: ChannelHandlerContext) {
         let id = server.clientIds.wrappingAdd(1, ordering: .relaxed).newValue
-        connection = ConnectionState(id: id, authenticated: server.options.password == nil,
-                                     remote: context.remoteAddress?.description ?? "?")
+        let remote = Self.address(context.remoteAddress), local = Self.address(context.localAddress)
+        connection = ConnectionState(id: id, auth: auth, remote: remote, registry: server.clients)
+        server.clients.add(ClientRecord(id: id, address: remote, localAddress: local, channel: context.channel,
+                                        createdAt: Date(), lastCommandAt: Date()))
         let done = context.eventLoop.makeSucceededVoidFuture()
         readsDone = done
         writesDone = done
         repliesDone = done
+        startTimeout(context: context)
         context.fireChannelActive()
+    }
+
+    static func address(_ a: SocketAddress?) -> String {
+        guard let a else { return "?" }
+        return "\(a.ipAddress ?? "?"):\(a.port ?? 0)"
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        timeoutTask?.cancel()
+        timeoutTask = nil
+        if let connection { server.clients.remove(connection.id) }
+        context.fireChannelInactive()
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing else { return }
         let command = unwrapInboundIn(data)
+        lastCommandAt = .now()
         server.totalCommands.wrappingAdd(1, ordering: .relaxed)
         dispatch(command, context: context)
     }
 
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { resumeReadingIfPossible(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Checks twice per timeout period; see the invariants above.
+    private func startTimeout(context: ChannelHandlerContext) {
+        let seconds = Int64(server.options.idleTimeoutSeconds)
+        guard seconds > 0 else { return }
+        timeoutTask = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(seconds * 500)) {
+            guard !self.closing else { return }
+            if self.inFlight == 0, NIODeadline.now() - self.lastCommandAt >= .seconds(seconds) {
+                self.server.timedOutClients.wrappingAdd(1, ordering: .relaxed)
+                self.closeAfterReplies(context: context)
+            } else {
+                self.startTimeout(context: context)
+            }
+        }
+    }
+
     private func dispatch(_ command: RESPCommand, context: ChannelHandlerContext) {
-        let inv = Invocation(server: server, connection: connection, arguments: command.arguments,
-                             eventLoop: context.eventLoop)
-        let name = inv.name
-        guard let spec = CommandTable.commands[name] else {
-            return reply(.now(CommandTable.unknown(inv)), version: connection.protocolVersion, context: context)
-        }
-        if !connection.authenticated && !CommandTable.allowedWithoutAuth.contains(name) {
-            return reply(.now(.error("NOAUTH Authentication required.")), version: connection.protocolVersion, context: context)
-        }
-        guard spec.acceptsArity(inv.count) else {
-            return reply(.now(.error("ERR wrong number of arguments for '\(name)' command")),
-                         version: connection.protocolVersion, context: context)
+        let name = Names.string(command.arguments.first?.readableBytesView ?? ByteBuffer().readableBytesView).lowercased()
+        noteCommand(command, name: name)
+        if transaction != nil || name == "multi" {
+            if let answer = transactionStep(command, name: name, context: context) {
+                return reply(.now(answer), version: connection.protocolVersion, context: context)
+            }
+            if name == "exec" { return exec(context: context) }
         }
         let version = connection.protocolVersion
+        let result = measured(command, name: name, submit(command, context: context), context: context)
+        // HELLO changes the version of its own reply.
+        let replyVersion = CommandTable.commands[name]?.ordering == .connection ? connection.protocolVersion : version
+        reply(result, version: replyVersion, context: context)
+        if name == "quit" { closeAfterReplies(context: context) }
+    }
+
+    /// Checks a command and starts it in its ordering class (see CommandTable); the reply is
+    /// its result, or the error that refused it.
+    private func submit(_ command: RESPCommand, context: ChannelHandlerContext) -> Reply {
+        let inv = Invocation(server: server, connection: connection, arguments: command.arguments,
+                             eventLoop: context.eventLoop, channel: context.channel)
+        let spec: CommandSpec
+        switch check(inv) {
+        case .failure(let refusal): return .now(refusal.value)
+        case .success(let s): spec = s
+        }
         switch spec.ordering {
         case .connection:
-            let result = run(spec, inv)
-            // HELLO changes the version of its own reply.
-            reply(result, version: connection.protocolVersion, context: context)
-            if name == "quit" { closeAfterReplies(context: context) }
+            return run(spec, inv)
         case .read:
             let result = writesDone.assumeIsolated().flatMap { self.future(self.run(spec, inv), on: context.eventLoop) }.nonisolated()
             readsDone = readsDone.and(result).map { _ in }
-            reply(.later(result), version: version, context: context)
+            return .later(result)
         case .write:
             let result = readsDone.assumeIsolated().flatMap { self.future(self.run(spec, inv), on: context.eventLoop) }.nonisolated()
             writesDone = writesDone.and(result).map { _ in }
-            reply(.later(result), version: version, context: context)
+            return .later(result)
         case .exclusive:
             let result = readsDone.and(writesDone).assumeIsolated().flatMap { _ in self.future(self.run(spec, inv), on: context.eventLoop) }.nonisolated()
             let done = result.map { _ in }
             readsDone = done
             writesDone = done
-            reply(.later(result), version: version, context: context)
+            return .later(result)
         }
+    }
+
+    /// CLIENT LIST's last command, and MONITOR's line (AUTH and HELLO shown without arguments,
+    /// as Redis hides them).
+    private func noteCommand(_ command: RESPCommand, name: String) {
+        let now = Date()
+        server.clients.update(connection.id) { $0.lastCommand = name; $0.lastCommandAt = now }
+        guard server.clients.hasMonitors else { return }
+        let secret = name == "auth" || name == "hello"
+        let words = (secret ? Array(command.arguments.prefix(1)) : command.arguments).map { arg -> String in
+            "\"" + Array(arg.readableBytesView).map(Self.monitorEscape).joined() + "\""
+        }
+        server.clients.broadcast(String(format: "%.6f", now.timeIntervalSince1970) + " [0 \(connection.remote)] " + words.joined(separator: " "))
+    }
+
+    static func monitorEscape(_ b: UInt8) -> String {
+        switch b {
+        case UInt8(ascii: "\""): return "\\\""
+        case UInt8(ascii: "\\"): return "\\\\"
+        case 32..<127: return String(UnicodeScalar(b))
+        case 10: return "\\n"
+        case 13: return "\\r"
+        default: return String(format: "\\x%02x", b)
+        }
+    }
+
+    /// Times a command from dispatch to its reply, for INFO commandstats and SLOWLOG.
+    private func measured(_ command: RESPCommand, name: String, _ r: Reply, context: ChannelHandlerContext) -> Reply {
+        let started = NIODeadline.now()
+        let (stats, client, clientName) = (server.stats, connection.remote, connection.name ?? "")
+        let known = CommandTable.commands[name] != nil
+        let record: @Sendable (RESPValue) -> Void = { value in
+            let micros = Int((NIODeadline.now() - started).nanoseconds / 1000)
+            var error: String?
+            if case .error(let e) = value { error = e }
+            let rejected = !known || (error?.hasPrefix("NOAUTH") ?? false) || (error?.hasPrefix("ERR wrong number") ?? false)
+            stats.record(known ? name : "unknown", micros: micros, error: error, rejected: rejected)
+            if known { stats.logIfSlow(name, micros: micros, arguments: command.arguments.map { Array($0.readableBytesView) }, client: client, clientName: clientName) }
+        }
+        switch r {
+        case .now(let v): record(v); return r
+        case .later(let f): return .later(f.map { v in record(v); return v })
+        }
+    }
+
+    struct Refusal: Error { let value: RESPValue }
+
+    /// The command's spec, or why it may not run: unknown, not authenticated, wrong arity.
+    private func check(_ inv: Invocation) -> Result<CommandSpec, Refusal> {
+        let name = inv.name
+        guard let spec = CommandTable.commands[name] else { return .failure(Refusal(value: CommandTable.unknown(inv))) }
+        if !connection.authenticated && !CommandTable.allowedWithoutAuth.contains(name) {
+            return .failure(Refusal(value: .error("NOAUTH Authentication required.")))
+        }
+        guard spec.acceptsArity(inv.count) else {
+            return .failure(Refusal(value: .error("ERR wrong number of arguments for '\(name)' command")))
+        }
+        return .success(spec)
+    }
+
+    // MARK: MULTI / EXEC / DISCARD
+
+    /// Commands queued since MULTI (nil outside a transaction), and whether one was refused.
+    private var transaction: [RESPCommand]?
+    private var transactionRefused = false
+
+    /// MULTI, DISCARD and the queueing of commands inside a transaction; the immediate answer,
+    /// or nil when the command is EXEC (run by `exec`) or is not the transaction's business.
+    private func transactionStep(_ command: RESPCommand, name: String, context: ChannelHandlerContext) -> RESPValue? {
+        switch name {
+        case "multi":
+            guard transaction == nil else { return .error("ERR MULTI calls can not be nested") }
+            guard connection.authenticated else { return .error("NOAUTH Authentication required.") }
+            transaction = []
+            transactionRefused = false
+            return .ok
+        case "discard":
+            transaction = nil
+            return .ok
+        case "exec":
+            return nil
+        case "watch":
+            return .error("ERR WATCH inside MULTI is not allowed")
+        default:
+            let inv = Invocation(server: server, connection: connection, arguments: command.arguments,
+                                 eventLoop: context.eventLoop, channel: context.channel)
+            if case .failure(let refusal) = check(inv) {
+                transactionRefused = true  // Redis: the whole transaction is refused at EXEC
+                return refusal.value
+            }
+            transaction?.append(command)
+            return .simple("QUEUED")
+        }
+    }
+
+    /// EXEC: runs the queued commands in order, back to back, and replies with their results
+    /// as one array. Writes of one transaction are queued together, so they normally share one
+    /// group commit; see Docs/protocol.md for what is and is not atomic.
+    private func exec(context: ChannelHandlerContext) {
+        let version = connection.protocolVersion
+        guard let queued = transaction else {
+            return reply(.now(.error("ERR EXEC without MULTI")), version: version, context: context)
+        }
+        transaction = nil
+        guard !transactionRefused else {
+            return reply(.now(.error("EXECABORT Transaction discarded because of previous errors.")), version: version, context: context)
+        }
+        let results = queued.map { future(submit($0, context: context), on: context.eventLoop) }
+        let all = EventLoopFuture.whenAllComplete(results, on: context.eventLoop).map { outcomes in
+            RESPValue.array(outcomes.map { (try? $0.get()) ?? .error("ERR the command failed") })
+        }
+        reply(.later(all), version: connection.protocolVersion, context: context)
     }
 
     /// Runs a command; a thrown error becomes its error reply.
@@ -114,11 +288,33 @@ public final class CommandHandler: ChannelInboundHandler {
         repliesDone = repliesDone.and(value).assumeIsolated().map { _, v in
             var buffer = context.channel.allocator.buffer(capacity: 64)
             v.write(to: &buffer, version: version)
-            context.write(self.wrapOutboundOut(buffer), promise: nil)
+            let bytes = buffer.readableBytes
+            self.unwrittenBytes += bytes
+            // In flight until the socket has taken it: a client that does not read holds
+            // back its own pipeline, not the server's memory.
+            context.write(self.wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in
+                self.unwrittenBytes -= bytes
+                self.inFlight -= 1
+                self.resumeReadingIfPossible(context: context)
+            }
             self.scheduleFlush(context: context)
-            self.inFlight -= 1
-            self.resumeReadingIfPossible(context: context)
+            self.enforceOutputLimit(context: context)
         }.nonisolated()
+    }
+
+    /// Closes a connection that leaves more replies unread than its limit allows.
+    private func enforceOutputLimit(context: ChannelHandlerContext) {
+        var limit = server.options.clientOutputBufferLimit
+        if !auth.isAuthenticated { limit = min(limit > 0 ? limit : .max, ServerOptions.unauthenticatedOutputBytes) }
+        guard limit > 0, unwrittenBytes > limit, !closing else {
+            if !context.channel.isWritable { pauseReadingIfNeeded(context: context) }
+            return
+        }
+        closing = true
+        server.outputLimitDisconnections.wrappingAdd(1, ordering: .relaxed)
+        server.logger.warning("closing a client over its output-buffer limit", metadata: [
+            "client": "\(connection.remote)", "unread-bytes": "\(unwrittenBytes)", "limit": "\(limit)"])
+        context.close(promise: nil)
     }
 
     /// One flush per event-loop turn, however many replies completed in it.
@@ -132,13 +328,14 @@ public final class CommandHandler: ChannelInboundHandler {
     }
 
     private func pauseReadingIfNeeded(context: ChannelHandlerContext) {
-        guard !readingPaused, inFlight >= server.options.maxPipeline else { return }
+        guard !readingPaused, inFlight >= server.options.maxPipeline || !context.channel.isWritable else { return }
         readingPaused = true
         context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
     }
 
     private func resumeReadingIfPossible(context: ChannelHandlerContext) {
-        guard readingPaused, inFlight <= server.options.maxPipeline / 2, !closing else { return }
+        guard readingPaused, inFlight <= server.options.maxPipeline / 2, context.channel.isWritable,
+              !closing else { return }
         readingPaused = false
         context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
         context.read()
@@ -154,6 +351,7 @@ public final class CommandHandler: ChannelInboundHandler {
 
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let protocolError = error as? RESPProtocolError, !closing {
+            server.protocolErrors.wrappingAdd(1, ordering: .relaxed)
             // Answer after the replies already owed, then close this connection only.
             reply(.now(.error("ERR \(protocolError.description)")), version: connection?.protocolVersion ?? 2, context: context)
             closeAfterReplies(context: context)
@@ -164,8 +362,8 @@ public final class CommandHandler: ChannelInboundHandler {
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent || event is IdleStateHandler.IdleStateEvent {
-            // Shutdown or idle timeout: finish what was asked, then close.
+        if event is ChannelShouldQuiesceEvent {
+            // Shutdown: finish what was asked, then close.
             closeAfterReplies(context: context)
             return
         }

@@ -28,6 +28,8 @@ struct Invocation {
     let connection: ConnectionState
     let arguments: [ByteBuffer]
     let eventLoop: EventLoop
+    /// The connection's channel: work queued for a connection that has gone is skipped.
+    let channel: Channel
 
     var count: Int { arguments.count }
     var name: String { string(0).lowercased() }
@@ -36,8 +38,9 @@ struct Invocation {
     // Out-of-range indexes read as empty: a parsing slip then becomes a syntax error, never a
     // trap that would take the whole server down.
     func bytes(_ i: Int) -> [UInt8] { i < count ? Array(arguments[i].readableBytesView) : [] }
+    /// An argument as a String that keeps every byte (Names.swift): names are byte strings.
     func string(_ i: Int) -> String {
-        i < count ? String(decoding: arguments[i].readableBytesView, as: UTF8.self) : ""
+        i < count ? Names.string(arguments[i].readableBytesView) : ""
     }
     func keyword(_ i: Int) -> String { string(i).uppercased() }
 
@@ -51,9 +54,16 @@ struct Invocation {
         return d
     }
 
-    /// Runs blocking work (engine reads, searches, disk) on the search pool.
-    func offload(_ work: @escaping @Sendable () throws -> RESPValue) -> Reply {
-        .later(server.pool.runIfActive(eventLoop: eventLoop, work))
+    /// Runs blocking work (engine reads, searches, disk) on the search pool. A read whose
+    /// connection closed before it started is skipped: nobody is there for its reply, and a
+    /// disconnected pipeline must not keep the pool busy for minutes.
+    /// `evenIfDisconnected`: administrative work (SAVE, SHUTDOWN) runs all the same.
+    func offload(evenIfDisconnected: Bool = false, _ work: @escaping @Sendable () throws -> RESPValue) -> Reply {
+        let channel = self.channel
+        return .later(server.pool.runIfActive(eventLoop: eventLoop) {
+            guard evenIfDisconnected || channel.isActive else { throw ChannelError.ioOnClosedChannel }
+            return try work()
+        })
     }
 
     /// Queues a write in the engine's group commit; completes once it is durable and visible.
@@ -71,7 +81,7 @@ struct Invocation {
         server.pool.submit { state in
             guard case .active = state else { return promise.fail(NIOThreadPoolError.ThreadPoolInactive()) }
             do {
-                try engine.createCollectionIfMissing(definition)
+                try engine.createCollectionIfMissing(definition, firstWrite: request)
                     .submit(request) { promise.completeWith($0.mapError { $0 as Error }) }
             } catch {
                 promise.fail(error)

@@ -17,9 +17,21 @@ public struct ProtocolLimits: Sendable {
     public var maxArguments = 1 << 20
     /// Longest inline command line, bytes.
     public var maxInlineBytes = 64 << 10
-    /// Largest whole command, bytes.
+    /// Largest whole command, bytes: also the most a connection's unparsed input may hold.
     public var maxFrameBytes = 256 << 20
+    /// Before AUTH (when a password is set), as in Redis: at most this many arguments, and
+    /// arguments and inline lines of at most `unauthenticatedBytes`. Nobody unknown may make
+    /// the server hold a large frame.
+    public var unauthenticatedArguments = 10
+    public var unauthenticatedBytes = 16 << 10
     public init() {}
+}
+
+/// Whether a connection has authenticated: set by the command handler (AUTH, HELLO AUTH), read
+/// by the decoder to choose its limits. Threads: the connection's event loop only.
+public final class ConnectionAuth: @unchecked Sendable {
+    public var isAuthenticated: Bool
+    public init(isAuthenticated: Bool) { self.isAuthenticated = isAuthenticated }
 }
 
 public struct RESPProtocolError: Error, Equatable, CustomStringConvertible {
@@ -37,12 +49,23 @@ public struct RESPDecoder: ByteToMessageDecoder {
     public typealias InboundOut = RESPCommand
 
     let limits: ProtocolLimits
+    /// Nil: always authenticated (no password set, or fuzzing).
+    let auth: ConnectionAuth?
     /// Arguments expected in the frame being read (nil between frames).
     private var expected: Int?
     private var arguments: [ByteBuffer] = []
     private var frameBytes = 0
 
-    public init(limits: ProtocolLimits) { self.limits = limits }
+    public init(limits: ProtocolLimits, auth: ConnectionAuth? = nil) {
+        self.limits = limits
+        self.auth = auth
+    }
+
+    private var unauthenticated: Bool { auth.map { !$0.isAuthenticated } ?? false }
+    private var maxArguments: Int { unauthenticated ? limits.unauthenticatedArguments : limits.maxArguments }
+    private var maxBulkBytes: Int { unauthenticated ? limits.unauthenticatedBytes : limits.maxBulkBytes }
+    private var maxInlineBytes: Int { unauthenticated ? limits.unauthenticatedBytes : limits.maxInlineBytes }
+    private var prefix: String { unauthenticated ? "unauthenticated " : "invalid " }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let command = try next(&buffer) else { return .needMoreData }
@@ -69,8 +92,8 @@ public struct RESPDecoder: ByteToMessageDecoder {
                     return line
                 }
                 guard let count = try header(&buffer, prefix: "*", what: "multibulk length") else { return nil }
-                guard count <= limits.maxArguments else {
-                    throw RESPProtocolError(message: "invalid multibulk length")
+                guard count <= maxArguments else {
+                    throw RESPProtocolError(message: prefix + "multibulk length")
                 }
                 if count <= 0 { continue }  // "*0" and "*-1" are empty commands: ignored
                 expected = count
@@ -115,9 +138,8 @@ public struct RESPDecoder: ByteToMessageDecoder {
     private mutating func bulkArgument(_ buffer: inout ByteBuffer) throws -> ByteBuffer? {
         var probe = buffer
         guard let length = try header(&probe, prefix: "$", what: "bulk length") else { return nil }
-        guard length >= 0, length <= limits.maxBulkBytes else {
-            throw RESPProtocolError(message: "invalid bulk length")
-        }
+        guard length >= 0 else { throw RESPProtocolError(message: "invalid bulk length") }
+        guard length <= maxBulkBytes else { throw RESPProtocolError(message: prefix + "bulk length") }
         guard frameBytes + length <= limits.maxFrameBytes else {
             throw RESPProtocolError(message: "command larger than \(limits.maxFrameBytes) bytes")
         }
@@ -136,14 +158,14 @@ public struct RESPDecoder: ByteToMessageDecoder {
     private func inlineCommand(_ buffer: inout ByteBuffer) throws -> RESPCommand? {
         let view = buffer.readableBytesView
         guard let newline = view.firstIndex(of: UInt8(ascii: "\n")) else {
-            if view.count > limits.maxInlineBytes {
+            if view.count > maxInlineBytes {
                 throw RESPProtocolError(message: "too big inline request")
             }
             return nil
         }
         var end = newline
         if end > view.startIndex, view[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-        guard end - view.startIndex <= limits.maxInlineBytes else {
+        guard end - view.startIndex <= maxInlineBytes else {
             throw RESPProtocolError(message: "too big inline request")
         }
         let words = try Self.splitArguments(Array(view[view.startIndex..<end]))

@@ -4,6 +4,7 @@
 // for RESP2 connections exactly as Redis does: a map becomes a flat array of key, value; a
 // double a bulk string; a boolean the integer 1 or 0; null the null bulk string.
 // Threads: value type; encoding runs on the connection's event loop.
+import LookalikeEngine
 import NIOCore
 
 public enum RESPValue: Sendable, Equatable {
@@ -17,7 +18,8 @@ public enum RESPValue: Sendable, Equatable {
     case double(Double)
     case bool(Bool)
 
-    public static func string(_ s: String) -> RESPValue { .bulk(Array(s.utf8)) }
+    /// A bulk string of the bytes `s` carries (Names.swift: the inverse of Invocation.string).
+    public static func string(_ s: String) -> RESPValue { .bulk(Names.bytes(s)) }
     public static let ok = RESPValue.simple("OK")
 
     public static func == (a: RESPValue, b: RESPValue) -> Bool {

@@ -80,8 +80,8 @@ enum RecommendationCommands {
         }
         while i < inv.count {
             switch inv.keyword(i) {
-            case "COUNT": count = try VectorCommands.positive(inv, i + 1, "COUNT"); i += 2
-            case "EF": ef = try VectorCommands.positive(inv, i + 1, "EF"); i += 2
+            case "COUNT": count = try VectorCommands.positive(inv, i + 1, "COUNT", atMost: inv.engine.options.maxK); i += 2
+            case "EF": ef = try VectorCommands.positive(inv, i + 1, "EF", atMost: inv.engine.options.maxEfSearch); i += 2
             case "WITHSCORES": withScores = true; i += 1
             case "WITHATTRIBS": withAttributes = true; i += 1
             case "SAME":
@@ -224,6 +224,11 @@ enum RecommendationCommands {
             (.simple("rows-total"), .integer(p.rowsTotal)),
             (.simple("progress"), .double(p.fraction)),
             (.simple("last-run"), try c.lastNewItemsReport().map(reportReply) ?? .null),
+            (.simple("aborted-run"), try c.abortedNewItemsRun().map { a in
+                .map([(.simple("started-at"), .double(a.startedAt)),
+                      (.simple("output"), a.output.map { .string($0) } ?? .null),
+                      (.simple("reason"), .string(a.reason))])
+            } ?? .null),
         ])
     }
 

@@ -16,11 +16,10 @@ enum ServerCommands {
         CommandSpec(name: "echo", arity: 2, ordering: .connection, flags: ["fast"], firstKey: 0, lastKey: 0, run: { .now(.bulk($0.bytes(1))) }),
         CommandSpec(name: "hello", arity: -1, ordering: .connection, flags: ["noauth", "fast"], firstKey: 0, lastKey: 0, run: hello),
         CommandSpec(name: "auth", arity: -2, ordering: .connection, flags: ["noauth", "fast"], firstKey: 0, lastKey: 0, run: auth),
-        CommandSpec(name: "client", arity: -2, ordering: .connection, flags: ["fast"], firstKey: 0, lastKey: 0, run: client),
         CommandSpec(name: "select", arity: 2, ordering: .connection, flags: ["fast"], firstKey: 0, lastKey: 0, run: select),
         CommandSpec(name: "command", arity: -1, ordering: .connection, flags: [], firstKey: 0, lastKey: 0, run: command),
         CommandSpec(name: "quit", arity: -1, ordering: .connection, flags: ["noauth", "fast"], firstKey: 0, lastKey: 0, run: { _ in .now(.ok) }),
-        CommandSpec(name: "info", arity: -1, ordering: .read, flags: [], firstKey: 0, lastKey: 0, run: info),
+        InfoCommand.spec,
         CommandSpec(name: "dbsize", arity: 1, ordering: .read, flags: ["readonly", "fast"], firstKey: 0, lastKey: 0, run: { .now(.integer($0.engine.collectionNames().count)) }),
         CommandSpec(name: "exists", arity: -2, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: -1, run: exists),
         CommandSpec(name: "type", arity: 2, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: type),
@@ -35,6 +34,14 @@ enum ServerCommands {
         CommandSpec(name: "debug", arity: -2, ordering: .exclusive, flags: [], firstKey: 0, lastKey: 0, run: debug),
         CommandSpec(name: "memory", arity: -2, ordering: .read, flags: ["readonly"], firstKey: 2, lastKey: 2, run: memory),
         CommandSpec(name: "shutdown", arity: -1, ordering: .exclusive, flags: [], firstKey: 0, lastKey: 0, run: shutdown),
+        // Transactions: CommandHandler queues and runs them; these answer only when out of place.
+        CommandSpec(name: "multi", arity: 1, ordering: .connection, flags: ["fast"], firstKey: 0, lastKey: 0, run: { _ in .now(.ok) }),
+        CommandSpec(name: "exec", arity: 1, ordering: .connection, flags: [], firstKey: 0, lastKey: 0, run: { _ in throw CommandError("EXEC without MULTI") }),
+        CommandSpec(name: "discard", arity: 1, ordering: .connection, flags: ["fast"], firstKey: 0, lastKey: 0, run: { _ in throw CommandError("DISCARD without MULTI") }),
+        CommandSpec(name: "watch", arity: -2, ordering: .connection, flags: ["fast"], firstKey: 1, lastKey: -1, run: { _ in
+            throw CommandError("WATCH is not supported: a transaction cannot be made conditional on keys (see Docs/protocol.md)")
+        }),
+        CommandSpec(name: "unwatch", arity: 1, ordering: .connection, flags: ["fast"], firstKey: 0, lastKey: 0, run: { _ in .now(.ok) }),
     ]
 
     static func ping(_ inv: Invocation) throws -> Reply {
@@ -55,12 +62,15 @@ enum ServerCommands {
             version = v
             i = 2
         }
+        // The whole command is parsed before AUTH is tried: a syntax error after AUTH must
+        // leave the connection as it was.
         var name: String?
+        var credentials: (user: String, password: String)?
         while i < inv.count {
             switch inv.keyword(i) {
             case "AUTH":
                 guard i + 2 < inv.count else { throw CommandError.syntax() }
-                try authenticate(inv, user: inv.string(i + 1), password: inv.string(i + 2))
+                credentials = (inv.string(i + 1), inv.string(i + 2))
                 i += 3
             case "SETNAME":
                 guard i + 1 < inv.count else { throw CommandError.syntax() }
@@ -70,6 +80,7 @@ enum ServerCommands {
                 throw CommandError.syntax()
             }
         }
+        if let credentials { try authenticate(inv, user: credentials.user, password: credentials.password) }
         if inv.server.options.password != nil && !inv.connection.authenticated {
             throw CommandError(code: "NOAUTH", "HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
         }
@@ -107,36 +118,6 @@ enum ServerCommands {
         inv.connection.authenticated = true
     }
 
-    static func client(_ inv: Invocation) throws -> Reply {
-        switch inv.keyword(1) {
-        case "SETNAME":
-            guard inv.count == 3 else { throw CommandError("wrong number of arguments for 'client|setname' command") }
-            let name = inv.string(2)
-            guard !name.contains(" ") && !name.contains("\n") else {
-                throw CommandError("Client names cannot contain spaces, newlines or special characters.")
-            }
-            inv.connection.name = name.isEmpty ? nil : name
-            return .now(.ok)
-        case "GETNAME":
-            return .now(inv.connection.name.map { .string($0) } ?? .null)
-        case "ID":
-            return .now(.integer(inv.connection.id))
-        case "SETINFO":
-            guard inv.count == 4 else { throw CommandError("wrong number of arguments for 'client|setinfo' command") }
-            switch inv.keyword(2) {
-            case "LIB-NAME": inv.connection.libraryName = inv.string(3)
-            case "LIB-VER": inv.connection.libraryVersion = inv.string(3)
-            default: throw CommandError("Unrecognized option '\(inv.string(2).prefix(32))'")
-            }
-            return .now(.ok)
-        case "INFO":
-            let c = inv.connection
-            return .now(.string("id=\(c.id) addr=\(c.remote) name=\(c.name ?? "") db=0 resp=\(c.protocolVersion) lib-name=\(c.libraryName ?? "") lib-ver=\(c.libraryVersion ?? "")\n"))
-        default:
-            throw CommandError("unknown subcommand '\(inv.string(1).prefix(32))'. Try CLIENT SETNAME, GETNAME, ID, SETINFO, INFO.")
-        }
-    }
-
     static func select(_ inv: Invocation) throws -> Reply {
         guard let db = Int(inv.string(1)) else { throw CommandError.notInteger() }
         guard db == 0 else { throw CommandError("DB index is out of range") }
@@ -152,7 +133,9 @@ enum ServerCommands {
         guard inv.count > 1 else { return .now(.array(all.map(entry))) }
         switch inv.keyword(1) {
         case "COUNT": return .now(.integer(all.count))
-        case "DOCS": return .now(.map([]))
+        case "DOCS":
+            let wanted = inv.count > 2 ? (2..<inv.count).map { inv.string($0).lowercased() } : all.map(\.name)
+            return .now(.map(wanted.compactMap { name in CommandDocs.entry(name).map { (.string(name), $0) } }))
         case "INFO":
             return .now(.array((2..<inv.count).map { i in
                 CommandTable.commands[inv.string(i).lowercased()].map(entry) ?? .null
@@ -170,9 +153,11 @@ enum ServerCommands {
         .now(.simple(inv.server.collection(inv.string(1)) == nil ? "none" : "vectorset"))
     }
 
+    /// KEYS pattern: matched off the event loop (many names, long patterns).
     static func keys(_ inv: Invocation) throws -> Reply {
-        let pattern = inv.bytes(1)
-        return .now(.array(inv.engine.collectionNames().filter { Glob.matches(pattern, Array($0.utf8)) }.map { .string($0) }))
+        let pattern = Glob(inv.bytes(1))
+        let engine = inv.engine
+        return inv.offload { .array(pattern.filter(engine.collectionNames()).map { .string($0) }) }
     }
 
     /// SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]: collections are few, so one pass
@@ -186,15 +171,18 @@ enum ServerCommands {
             guard i + 1 < inv.count else { throw CommandError.syntax() }
             switch inv.keyword(i) {
             case "MATCH": pattern = inv.bytes(i + 1)
-            case "COUNT": _ = try inv.integer(i + 1)
+            case "COUNT":
+                guard try inv.integer(i + 1) >= 1 else { throw CommandError.syntax() }
             case "TYPE": typeFilter = inv.string(i + 1).lowercased()
             default: throw CommandError.syntax()
             }
             i += 2
         }
-        var names = inv.engine.collectionNames().filter { Glob.matches(pattern, Array($0.utf8)) }
-        if let typeFilter, typeFilter != "vectorset" { names = [] }
-        return .now(.array([.string("0"), .array(names.map { .string($0) })]))
+        let (glob, engine, vectorSets) = (Glob(pattern), inv.engine, typeFilter == nil || typeFilter == "vectorset")
+        return inv.offload {
+            let names = vectorSets ? glob.filter(engine.collectionNames()) : []
+            return .array([.string("0"), .array(names.map { .string($0) })])
+        }
     }
 
     static func del(_ inv: Invocation) throws -> Reply {
@@ -207,8 +195,11 @@ enum ServerCommands {
         }
     }
 
+    /// FLUSHALL / FLUSHDB [ASYNC | SYNC]: anything else is refused before anything is dropped.
     static func flushall(_ inv: Invocation) throws -> Reply {
-        if inv.count > 2 { throw CommandError.syntax() }
+        guard inv.count == 1 || (inv.count == 2 && ["ASYNC", "SYNC"].contains(inv.keyword(1))) else {
+            throw CommandError.syntax()
+        }
         let engine = inv.engine
         return inv.task {
             for n in engine.collectionNames() { try await engine.dropCollection(n) }
@@ -219,15 +210,21 @@ enum ServerCommands {
     /// SAVE: seal every mutable segment, so a restart replays nothing.
     static func save(_ inv: Invocation) throws -> Reply {
         let engine = inv.engine
-        return inv.offload {
+        let server = inv.server
+        return inv.offload(evenIfDisconnected: true) {
             try engine.persist()
+            server.lastSave.store(Int(Date().timeIntervalSince1970), ordering: .relaxed)
             return .ok
         }
     }
 
     static func bgsave(_ inv: Invocation) throws -> Reply {
         let engine = inv.engine
-        inv.server.pool.submit { _ in try? engine.persist() }
+        let server = inv.server
+        inv.server.pool.submit { _ in
+            guard (try? engine.persist()) != nil else { return }
+            server.lastSave.store(Int(Date().timeIntervalSince1970), ordering: .relaxed)
+        }
         return .now(.simple("Background saving started"))
     }
 
@@ -235,7 +232,7 @@ enum ServerCommands {
         switch inv.keyword(1) {
         case "RELOAD":
             let server = inv.server
-            return inv.offload {
+            return inv.offload(evenIfDisconnected: true) {
                 try server.reloadEngine()
                 return .ok
             }
@@ -261,7 +258,7 @@ enum ServerCommands {
         let save = words.contains("SAVE")
         let server = inv.server
         // SAVE builds indexes: that runs on the search pool, never on the event loop.
-        return inv.offload {
+        return inv.offload(evenIfDisconnected: true) {
             if save { try server.engine.persist() }
             server.logger.info("SHUTDOWN requested by a client")
             server.shutdownHook.withLock { $0 }?()
@@ -269,128 +266,10 @@ enum ServerCommands {
         }
     }
 
-    // MARK: INFO
-
-    static func info(_ inv: Invocation) throws -> Reply {
-        let wanted = (1..<inv.count).map { inv.string($0).lowercased() }
-        let server = inv.server
-        return inv.offload {
-            let all = wanted.isEmpty || wanted.contains("all") || wanted.contains("everything") || wanted.contains("default")
-            var text = ""
-            for (name, lines) in try infoSections(server) where all || wanted.contains(name.lowercased()) {
-                text += "# \(name)\r\n" + lines.map { "\($0.0):\($0.1)" }.joined(separator: "\r\n") + "\r\n\r\n"
-            }
-            return .string(text)
-        }
-    }
-
-    static func infoSections(_ server: ServerContext) throws -> [(String, [(String, String)])] {
-        let engine = server.engine
-        let names = engine.collectionNames()
-        var keyspace: [(String, String)] = []
-        if !names.isEmpty { keyspace.append(("db0", "keys=\(names.count),expires=0,avg_ttl=0")) }
-        var items = 0
-        for n in names { items += (try? engine.collection(n)?.count()) ?? 0 }
-        let rss = residentBytes()
-        return [
-            ("Server", [
-                ("redis_version", redisCompatibleVersion), ("lookalike_version", version),
-                ("redis_mode", "standalone"), ("os", "Linux"), ("arch_bits", "64"),
-                ("process_id", String(getpid())), ("tcp_port", String(server.boundPort.load(ordering: .relaxed))),
-                ("uptime_in_seconds", String(Int(Date().timeIntervalSince(server.startedAt)))),
-                ("executable", CommandLine.arguments.first ?? ""),
-            ]),
-            ("Clients", [
-                ("connected_clients", String(server.connectedClients.load(ordering: .relaxed))),
-                ("maxclients", String(server.options.maxClients)),
-            ]),
-            ("Memory", [
-                ("used_memory", String(rss)), ("used_memory_human", human(rss)),
-                ("used_memory_rss", String(rss)), ("lmdb_used_bytes", String(engine.storageBytes())),
-            ]),
-            ("Persistence", [
-                ("loading", "0"), ("lookalike_sync", server.options.engine.storage.sync.rawValue),
-                ("lookalike_data_dir", server.options.dataDirectory),
-                ("lookalike_seal_threshold", String(server.options.engine.sealThreshold)),
-            ]),
-            ("Stats", [
-                ("total_connections_received", String(server.totalConnections.load(ordering: .relaxed))),
-                ("total_commands_processed", String(server.totalCommands.load(ordering: .relaxed))),
-                ("rejected_connections", String(server.rejectedConnections.load(ordering: .relaxed))),
-                ("lookalike_items", String(items)),
-            ]),
-            ("Keyspace", keyspace),
-        ]
-    }
-
-    static func residentBytes() -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-        let fields = text.split(separator: " ")
-        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
-    }
-
     static func human(_ bytes: Int) -> String {
         let units = ["B", "K", "M", "G", "T"]
         var v = Double(bytes), u = 0
         while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
         return String(format: "%.2f%@", v, units[u])
-    }
-}
-
-/// Redis's glob patterns for KEYS and SCAN MATCH: * ? [abc] [^a-z] and \ escapes.
-enum Glob {
-    static func matches(_ pattern: [UInt8], _ text: [UInt8]) -> Bool {
-        matches(pattern[...], text[...])
-    }
-
-    static func matches(_ p: ArraySlice<UInt8>, _ t: ArraySlice<UInt8>) -> Bool {
-        var p = p, t = t
-        while let c = p.first {
-            switch c {
-            case UInt8(ascii: "*"):
-                while p.first == UInt8(ascii: "*") { p = p.dropFirst() }
-                if p.isEmpty { return true }
-                var rest = t
-                while true {
-                    if matches(p, rest) { return true }
-                    if rest.isEmpty { return false }
-                    rest = rest.dropFirst()
-                }
-            case UInt8(ascii: "?"):
-                guard !t.isEmpty else { return false }
-                p = p.dropFirst(); t = t.dropFirst()
-            case UInt8(ascii: "["):
-                guard let ch = t.first else { return false }
-                var q = p.dropFirst()
-                let negate = q.first == UInt8(ascii: "^")
-                if negate { q = q.dropFirst() }
-                var matched = false
-                while let x = q.first, x != UInt8(ascii: "]") {
-                    if x == UInt8(ascii: "\\"), q.count > 1 {
-                        q = q.dropFirst()
-                        if q.first == ch { matched = true }
-                        q = q.dropFirst()
-                    } else if q.count > 2, q[q.startIndex + 1] == UInt8(ascii: "-"), q[q.startIndex + 2] != UInt8(ascii: "]") {
-                        let lo = min(x, q[q.startIndex + 2]), hi = max(x, q[q.startIndex + 2])
-                        if ch >= lo && ch <= hi { matched = true }
-                        q = q.dropFirst(3)
-                    } else {
-                        if x == ch { matched = true }
-                        q = q.dropFirst()
-                    }
-                }
-                guard matched != negate else { return false }
-                p = q.isEmpty ? q : q.dropFirst()
-                t = t.dropFirst()
-            case UInt8(ascii: "\\") where p.count > 1:
-                p = p.dropFirst()
-                fallthrough
-            default:
-                guard t.first == p.first else { return false }
-                p = p.dropFirst(); t = t.dropFirst()
-            }
-        }
-        return t.isEmpty
     }
 }

@@ -19,10 +19,22 @@ public struct ServerOptions: Sendable {
     public var protocolLimits = ProtocolLimits()
     /// Most simultaneous client connections.
     public var maxClients = 10_000
-    /// Close a connection idle this many seconds (0: never).
+    /// Close a connection that has sent no complete command for this many seconds and is owed
+    /// no reply (0: never). A client trickling a frame byte by byte is closed too.
     public var idleTimeoutSeconds = 0
-    /// Commands one connection may have in flight before the server stops reading from it.
+    /// Commands one connection may have in flight (not yet written back to it) before the
+    /// server stops reading from it.
     public var maxPipeline = 8192
+    /// Bytes of replies a connection may leave unread before it is disconnected (0: no limit).
+    /// Before AUTH the limit is at most `unauthenticatedOutputBytes`.
+    public var clientOutputBufferLimit = 256 << 20
+    public static let unauthenticatedOutputBytes = 1 << 20
+    /// How long and how deep a FILTER expression may be.
+    public var filterLimits = FilterLimits()
+    /// SLOWLOG: commands taking at least this many microseconds are logged (negative: none).
+    public var slowlogLogSlowerThan = 10_000
+    /// SLOWLOG: entries kept.
+    public var slowlogMaxLen = 128
     /// Threads that run searches and reads (default: one per core).
     public var searchThreads = ProcessInfo.processInfo.activeProcessorCount
     /// Index spec and metric of a collection created by its first VADD.
@@ -38,11 +50,28 @@ public final class ServerContext: @unchecked Sendable {
     public let pool: NIOThreadPool
     private let engineBox: Mutex<Engine>
     let startedAt = Date()
+    /// A random 40-hex-digit id of this run (INFO run_id, master_replid).
+    let runId = (0..<40).map { _ in String("0123456789abcdef".randomElement()!) }.joined()
     let clientIds = Atomic<Int>(0)
     let connectedClients = Atomic<Int>(0)
     let totalConnections = Atomic<Int>(0)
     let totalCommands = Atomic<Int>(0)
     let rejectedConnections = Atomic<Int>(0)
+    /// Clients closed for leaving more than their output-buffer limit unread.
+    let outputLimitDisconnections = Atomic<Int>(0)
+    /// Clients closed by the timeout (idle, or a frame trickled too slowly).
+    let timedOutClients = Atomic<Int>(0)
+    /// Connections closed for a malformed or oversized frame.
+    let protocolErrors = Atomic<Int>(0)
+    /// Open connections (CLIENT LIST/KILL, MONITOR).
+    let clients = ClientRegistry()
+    /// Command counts and times, errors, the slow log (INFO, SLOWLOG).
+    let stats: CommandStats
+    /// Unix time of the last successful SAVE (or of the start), for LASTSAVE.
+    let lastSave = Atomic<Int>(Int(Date().timeIntervalSince1970))
+    /// Highest heap use INFO has seen.
+    let peakMemory = Atomic<Int>(0)
+    private let sampler: DispatchSourceTimer
     /// Called by SHUTDOWN; set by the executable.
     public let shutdownHook = Mutex<(@Sendable () -> Void)?>(nil)
     /// The port actually bound (when 0 was asked for).
@@ -54,6 +83,14 @@ public final class ServerContext: @unchecked Sendable {
         engineBox = Mutex(engine)
         pool = NIOThreadPool(numberOfThreads: max(1, options.searchThreads))
         pool.start()
+        stats = CommandStats(slowerThanMicros: options.slowlogLogSlowerThan, maxLength: options.slowlogMaxLen)
+        sampler = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+        sampler.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100))
+        sampler.setEventHandler { [weak self] in
+            guard let self else { return }
+            stats.sample(total: totalCommands.load(ordering: .relaxed))
+        }
+        sampler.resume()
     }
 
     public var engine: Engine { engineBox.withLock { $0 } }
@@ -68,28 +105,41 @@ public final class ServerContext: @unchecked Sendable {
         }
     }
 
-    /// The collection for a key, or nil when it does not exist.
-    func collection(_ name: String) -> Collection? { engine.collection(name) }
+    /// The collection for a key, or nil when it does not exist (counted as a keyspace hit or miss).
+    func collection(_ name: String) -> Collection? {
+        let c = engine.collection(name)
+        if c == nil { stats.keyspaceMisses.wrappingAdd(1, ordering: .relaxed) } else { stats.keyspaceHits.wrappingAdd(1, ordering: .relaxed) }
+        return c
+    }
 
     public func shutdown() {
+        sampler.cancel()
         engine.close()
         try? pool.syncShutdownGracefully()
     }
 }
 
 /// Per-connection state. Threads: its connection's event loop only.
+/// What CLIENT LIST shows is pushed to the server's ClientRegistry as it changes.
 final class ConnectionState {
     let id: Int
-    var protocolVersion = 2
-    var authenticated: Bool
-    var name: String?
-    var libraryName: String?
-    var libraryVersion: String?
+    private let registry: ClientRegistry
+    var protocolVersion = 2 { didSet { registry.update(id) { [protocolVersion] in $0.protocolVersion = protocolVersion } } }
+    /// Shared with the connection's decoder, whose limits depend on it.
+    let auth: ConnectionAuth
+    var authenticated: Bool {
+        get { auth.isAuthenticated }
+        set { auth.isAuthenticated = newValue }
+    }
+    var name: String? { didSet { registry.update(id) { [name] in $0.name = name ?? "" } } }
+    var libraryName: String? { didSet { registry.update(id) { [libraryName] in $0.libraryName = libraryName ?? "" } } }
+    var libraryVersion: String? { didSet { registry.update(id) { [libraryVersion] in $0.libraryVersion = libraryVersion ?? "" } } }
     let remote: String
 
-    init(id: Int, authenticated: Bool, remote: String) {
+    init(id: Int, auth: ConnectionAuth, remote: String, registry: ClientRegistry) {
         self.id = id
-        self.authenticated = authenticated
+        self.auth = auth
         self.remote = remote
+        self.registry = registry
     }
 }

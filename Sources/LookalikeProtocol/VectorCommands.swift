@@ -49,10 +49,10 @@ enum VectorCommands {
             case "CAS", "NOQUANT", "Q8", "BIN":
                 i += 1  // accepted for compatibility: writes never block, compression is the INDEX spec
             case "EF":
-                ef = try positive(inv, i + 1, "EF")
+                ef = try positive(inv, i + 1, "EF", atMost: inv.engine.options.maxEfSearch)
                 i += 2
             case "M":
-                m = try positive(inv, i + 1, "M")
+                m = try positive(inv, i + 1, "M", atMost: maxM)
                 i += 2
             case "SETATTR":
                 guard i + 1 < inv.count else { throw CommandError.syntax() }
@@ -127,7 +127,8 @@ enum VectorCommands {
             guard i + 1 < inv.count, let n = Int(inv.string(i + 1)), n > 0 else {
                 throw CommandError("invalid vector specification: VALUES needs a positive count")
             }
-            guard i + 2 + n <= inv.count else {
+            // Compared as what is left, so a count near Int.max cannot overflow the sum.
+            guard n <= inv.count - i - 2 else {
                 throw CommandError("invalid vector specification: VALUES \(n) needs \(n) numbers")
             }
             var v: [Float] = []
@@ -145,10 +146,18 @@ enum VectorCommands {
         }
     }
 
-    static func positive(_ inv: Invocation, _ i: Int, _ what: String) throws -> Int {
+    /// HNSW links per node at most (the search loop's neighbour lists hold 512).
+    static let maxM = 256
+    /// IVF lists probed per query at most (FAISS's nlist is far below this in practice).
+    static let maxNprobe = 1 << 16
+    /// FILTER-EF at most: candidates a filtered query may inspect.
+    static let maxFilterEffort = 1 << 24
+
+    static func positive(_ inv: Invocation, _ i: Int, _ what: String, atMost limit: Int = Int.max) throws -> Int {
         guard i < inv.count, let n = Int(inv.string(i)), n > 0 else {
             throw CommandError("\(what) must be a positive integer")
         }
+        guard n <= limit else { throw CommandError("\(what) must be at most \(limit)") }
         return n
     }
 
@@ -185,9 +194,9 @@ enum VectorCommands {
                 case "WITHATTRIBS": request.withAttributes = true; i += 1
                 case "TRUTH": request.exact = true; i += 1
                 case "NOTHREAD": i += 1
-                case "COUNT": request.k = try positive(inv, i + 1, "COUNT"); i += 2
-                case "EF": request.efSearch = try positive(inv, i + 1, "EF"); i += 2
-                case "NPROBE": request.nprobe = try positive(inv, i + 1, "NPROBE"); i += 2
+                case "COUNT": request.k = try positive(inv, i + 1, "COUNT", atMost: inv.engine.options.maxK); i += 2
+                case "EF": request.efSearch = try positive(inv, i + 1, "EF", atMost: inv.engine.options.maxEfSearch); i += 2
+                case "NPROBE": request.nprobe = try positive(inv, i + 1, "NPROBE", atMost: maxNprobe); i += 2
                 case "EPSILON":
                     guard i + 1 < inv.count, let e = Double(inv.string(i + 1)), e >= 0 else {
                         throw CommandError("EPSILON must be a non-negative number")
@@ -196,13 +205,13 @@ enum VectorCommands {
                     i += 2
                 case "FILTER":
                     guard i + 1 < inv.count else { throw CommandError.syntax() }
-                    do { filter = try FilterExpression(inv.string(i + 1)) } catch let e as EngineError {
+                    do { filter = try FilterExpression(inv.string(i + 1), limits: inv.server.options.filterLimits) } catch let e as EngineError {
                         throw CommandError(e.description)
                     }
                     i += 2
                 case "FILTER-EF":
-                    guard i + 1 < inv.count, let n = Int(inv.string(i + 1)), n >= 0 else {
-                        throw CommandError("FILTER-EF must be a non-negative integer")
+                    guard i + 1 < inv.count, let n = Int(inv.string(i + 1)), n >= 0, n <= maxFilterEffort else {
+                        throw CommandError("FILTER-EF must be an integer from 0 to \(maxFilterEffort)")
                     }
                     filterEffort = n
                     i += 2
@@ -303,7 +312,7 @@ enum VectorCommands {
         var neighbours = 20
         while i < inv.count {
             guard inv.keyword(i) == "COUNT" else { throw CommandError("unknown VPREDICT option '\(inv.string(i).prefix(64))'") }
-            neighbours = try positive(inv, i + 1, "COUNT")
+            neighbours = try positive(inv, i + 1, "COUNT", atMost: inv.engine.options.maxK)
             i += 2
         }
         guard neighbours <= inv.engine.options.maxK else { throw CommandError("COUNT must be at most \(inv.engine.options.maxK)") }
@@ -366,6 +375,7 @@ enum VectorCommands {
                 (.simple("sealed-segments"), .integer(s.sealed)),
                 (.simple("sealing-segments"), .integer(s.frozen)),
                 (.simple("mutable-items"), .integer(s.mutableCount)),
+                (.simple("index-state"), .string(c.indexState)),
             ])
         }
     }
@@ -431,7 +441,8 @@ enum VectorCommands {
         return inv.offload {
             guard let count else { return try c.randomKeys(1).first.map { .string($0) } ?? .null }
             guard count != 0 else { return .array([]) }
-            let n = min(abs(count), max(limit, 1))
+            // magnitude, not abs: abs(Int.min) traps.
+            let n = Int(min(count.magnitude, UInt(max(limit, 1))))
             return .array(try c.randomKeys(n, allowRepeats: count < 0).map { .string($0) })
         }
     }

@@ -1,7 +1,8 @@
 // lookalike-server: the TCP front door. Parses flags, opens the engine on a data folder, and
 // serves Redis's protocol with SwiftNIO until SIGTERM, SIGINT or SHUTDOWN.
 //
-// Pipeline of a connection: [IdleStateHandler] -> ConnectionLimiter -> RESPDecoder -> CommandHandler.
+// Pipeline of a connection: ConnectionLimiter -> RESPDecoder -> CommandHandler (the decoder and
+// the handler share the connection's AUTH state: the decoder's limits are smaller before AUTH).
 // Shutdown: stop accepting, let every connection finish the commands it sent
 // (ServerQuiescingHelper), close the engine (which commits queued writes), exit 0.
 import ArgumentParser
@@ -25,16 +26,22 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "TCP port (0 picks a free one).") var port = 6379
     @Option(help: "Data folder (LMDB and segment files); created if missing.") var data = "./data"
-    @Option(help: "Require AUTH with this password.") var requirepass: String?
+    @Option(help: "Require AUTH with this password (visible in ps: prefer --requirepass-file or LOOKALIKE_REQUIREPASS).") var requirepass: String?
+    @Option(help: "Require AUTH with the password in this file (its first line).") var requirepassFile: String?
     @Option(help: "Folder of collection definitions (*.json) to create at start if missing.") var indexes: String?
 
     @Option(help: "Most client connections.") var maxClients = 10_000
-    @Option(help: "Close connections idle this many seconds (0: never).") var timeout = 0
+    @Option(help: "Close connections that complete no command for this many seconds (0: never).") var timeout = 0
     @Option(help: "Largest argument (bulk string) in bytes.") var maxBulkBytes = 64 << 20
     @Option(help: "Most arguments in one command.") var maxArguments = 1 << 20
     @Option(help: "Longest inline command line in bytes.") var maxInlineBytes = 64 << 10
     @Option(help: "Largest command in bytes.") var maxFrameBytes = 256 << 20
     @Option(help: "Commands one connection may have in flight before reading pauses.") var maxPipeline = 8192
+    @Option(help: "Bytes of unread replies after which a client is disconnected (0: no limit).") var clientOutputBufferLimit = 256 << 20
+    @Option(help: "Before AUTH: largest argument or inline line in bytes.") var maxUnauthenticatedBytes = 16 << 10
+    @Option(help: "Before AUTH: most arguments in one command.") var maxUnauthenticatedArguments = 10
+    @Option(help: "Longest FILTER expression in bytes.") var maxFilterBytes = 65_536
+    @Option(help: "Deepest FILTER expression tree (a chain a + b + c is as deep as it is long).") var maxFilterDepth = 1_000
     @Option(help: "Threads for searches and reads (default: cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Index spec of a collection created by its first VADD.") var defaultIndex = "HNSW32"
     @Option(help: "Metric of a collection created by its first VADD: cosine, l2, ip.") var defaultMetric = "cosine"
@@ -67,8 +74,15 @@ struct LookalikeServer: ParsableCommand {
         for (name, v) in [("--max-clients", maxClients), ("--max-pipeline", maxPipeline), ("--threads", threads),
                           ("--map-size-gib", mapSizeGib), ("--seal-threshold", sealThreshold), ("--max-batch", maxBatch),
                           ("--max-count", maxCount), ("--max-ef-search", maxEfSearch), ("--max-bulk-bytes", maxBulkBytes),
-                          ("--max-arguments", maxArguments), ("--max-inline-bytes", maxInlineBytes)] where v < 1 {
+                          ("--max-arguments", maxArguments), ("--max-inline-bytes", maxInlineBytes),
+                          ("--max-unauthenticated-bytes", maxUnauthenticatedBytes),
+                          ("--max-unauthenticated-arguments", maxUnauthenticatedArguments),
+                          ("--max-filter-bytes", maxFilterBytes), ("--max-filter-depth", maxFilterDepth)] where v < 1 {
             throw ValidationError("\(name) must be positive")
+        }
+        guard clientOutputBufferLimit >= 0 else { throw ValidationError("--client-output-buffer-limit must be zero or more") }
+        guard requirepass == nil || requirepassFile == nil else {
+            throw ValidationError("give --requirepass or --requirepass-file, not both")
         }
         guard batchJobMemoryMb >= 1 else { throw ValidationError("--batch-job-memory-mb must be positive") }
         guard rankingRefreshSeconds >= 0 && rankingRefreshSeconds.isFinite else {
@@ -80,12 +94,35 @@ struct LookalikeServer: ParsableCommand {
         }
     }
 
-    func options() -> ServerOptions {
+    /// The password: --requirepass, else the first line of --requirepass-file, else the
+    /// LOOKALIKE_REQUIREPASS environment variable; the last two keep it out of `ps`.
+    func password() throws -> String? {
+        if let requirepass { return requirepass }
+        if let requirepassFile {
+            guard let text = try? String(contentsOfFile: requirepassFile, encoding: .utf8),
+                  let line = text.split(separator: "\n", omittingEmptySubsequences: false).first,
+                  !line.isEmpty else {
+                throw ValidationError("--requirepass-file \(requirepassFile): cannot read a password from its first line")
+            }
+            return String(line.hasSuffix("\r") ? line.dropLast() : line)
+        }
+        if let fromEnvironment = ProcessInfo.processInfo.environment["LOOKALIKE_REQUIREPASS"], !fromEnvironment.isEmpty {
+            return fromEnvironment
+        }
+        return nil
+    }
+
+    func options() throws -> ServerOptions {
         var o = ServerOptions()
         o.host = host
         o.port = port
         o.dataDirectory = data
-        o.password = requirepass
+        o.password = try password()
+        o.clientOutputBufferLimit = clientOutputBufferLimit
+        o.protocolLimits.unauthenticatedBytes = maxUnauthenticatedBytes
+        o.protocolLimits.unauthenticatedArguments = maxUnauthenticatedArguments
+        o.filterLimits.maxBytes = maxFilterBytes
+        o.filterLimits.maxDepth = maxFilterDepth
         o.maxClients = maxClients
         o.idleTimeoutSeconds = timeout
         o.maxPipeline = maxPipeline
@@ -124,7 +161,10 @@ struct LookalikeServer: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "lookalike.server")
-        let options = options()
+        let options = try options()
+        if options.password == nil && !Self.isLoopback(options.host) {
+            logger.warning("listening on \(options.host) without a password: anyone who can reach this port can read and delete every collection; set --requirepass-file or LOOKALIKE_REQUIREPASS")
+        }
         let engine: Engine
         do {
             engine = try Engine(directory: options.dataDirectory, options: options.engine,
@@ -139,7 +179,7 @@ struct LookalikeServer: ParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(options.searchThreads, System.coreCount)))
         let quiesce = ServerQuiescingHelper(group: group)
         let limits = options.protocolLimits
-        let idle = options.idleTimeoutSeconds
+        let requiresAuth = options.password != nil
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -150,13 +190,15 @@ struct LookalikeServer: ParsableCommand {
             }
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 16)
+            // Reading pauses while more than this many reply bytes wait for a slow reader.
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 256 << 10, high: 1 << 20))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    if idle > 0 { try sync.addHandler(IdleStateHandler(allTimeout: .seconds(Int64(idle)))) }
+                    let auth = ConnectionAuth(isAuthenticated: !requiresAuth)
                     try sync.addHandler(ConnectionLimiter(server: server))
-                    try sync.addHandler(ByteToMessageHandler(RESPDecoder(limits: limits)))
-                    try sync.addHandler(CommandHandler(server: server))
+                    try sync.addHandler(ByteToMessageHandler(RESPDecoder(limits: limits, auth: auth)))
+                    try sync.addHandler(CommandHandler(server: server, auth: auth))
                 }
             }
 
@@ -208,6 +250,10 @@ struct LookalikeServer: ParsableCommand {
         // is closed by now, and shutting the group down here races a late task of the
         // quiescing helper onto a closed loop (NIO then reports a scheduling error).
         logger.info("stopped; every acknowledged write is on disk")
+    }
+
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 
     func createPresets(from folder: String, in engine: Engine, logger: Logger) throws {

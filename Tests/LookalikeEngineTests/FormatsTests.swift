@@ -1,5 +1,5 @@
 // Input formats for the tools: Python literals as Amazon's metadata writes them, .npy headers,
-// and files that must be refused with a reason.
+// files that must be refused with a reason, and metadata record counts.
 import Foundation
 import LookalikeFormats
 import XCTest
@@ -72,5 +72,30 @@ final class FormatsTests: XCTestCase {
         FileManager.default.createFile(atPath: notNpy, contents: Data("hello world".utf8))
         XCTAssertThrowsError(try VectorFile(path: notNpy))
         XCTAssertThrowsError(try VectorFile(path: dir.appendingPathComponent("v.unknown").path))
+    }
+
+    /// The ingest tool compares the metadata's record count with the vectors before a join by
+    /// row: the count must be what reading yields, broken lines included, blank lines not (nor
+    /// lines of Unicode spaces, which reading trims away), and it must not move the reader.
+    func testMetadataRecordCountMatchesWhatReadingYields() throws {
+        let path = NSTemporaryDirectory() + "lookalike-meta-\(UUID().uuidString).jsonl"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let text = "{\"id\": 1}\n\n   \t\n{\"id\": 2}\r\n{broken\n\u{00A0}\u{2003}\n\r\n{\"id\": \"é\"}\n{\"id\": 4}"
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        let file = try MetadataFile(path: path, format: .jsonl)
+        XCTAssertEqual(file.countRecords(), 5)
+        var read = 0, failed = 0
+        while let next = file.next() {
+            read += 1
+            if case .failure = next { failed += 1 }
+        }
+        XCTAssertEqual(read, 5)
+        XCTAssertEqual(failed, 1)
+        XCTAssertEqual(file.line, 9)
+        XCTAssertEqual(file.countRecords(), 5)  // again, after reading: the same
+        let empty = NSTemporaryDirectory() + "lookalike-meta-\(UUID().uuidString).jsonl"
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        try Data().write(to: URL(fileURLWithPath: empty))
+        XCTAssertEqual(try MetadataFile(path: empty).countRecords(), 0)
     }
 }

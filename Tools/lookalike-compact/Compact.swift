@@ -29,8 +29,9 @@ struct Compact: ParsableCommand {
             let client = try RESPClient(address: server, password: password)
             let reply = try client.call(["VCOMPACT", collection] + (retrain ? ["RETRAIN"] : []))
             guard case .array(let items?) = reply else {
-                if case .error(let e) = reply { throw CompactError(e) }
-                throw CompactError("unexpected reply \(reply)")
+                // The reply's own "ERR" code would follow ArgumentParser's "Error:": dropped.
+                if let e = reply.errorMessage { throw CompactError("\(server) says: \(e)") }
+                throw CompactError("unexpected reply from \(server): \(reply) (is it a Lookalike server?)")
             }
             var fields: [String: String] = [:]
             for i in stride(from: 0, to: items.count - 1, by: 2) { fields[items[i].text ?? ""] = items[i + 1].text ?? "" }

@@ -1,9 +1,17 @@
 // lookalike-ingest: loads vector files (and their metadata) into a collection, offline into a
 // data folder or online into a running server. See Docs/tools.md.
 //
-// Exit status: 0 when every record loaded or was reported and skipped; 1 on a fatal error
-// (unreadable file, server gone, a bad record under --strict); 130 when interrupted (what was
-// acknowledged before stays; running the same command again resumes).
+// Stages: (1) every input is opened and checked (vector file, metadata, the definition with
+// FAISS's verdict on its index spec, metadata that does not line up with the vectors) before
+// (2) the data folder, the server or the collection is touched; then (3) the rows are loaded
+// in batches and (4) sealed and synced (offline) or SAVEd (online). A failure in any stage
+// fails the tool, with the stage named and what to do.
+//
+// Exit status: 0 when every row loaded or was reported and skipped; 1 on a fatal error
+// (unusable input, server gone, a seal or sync that failed, a bad record under --strict); 130
+// when interrupted (what was acknowledged before stays; running the same command again
+// resumes).
+// Threads: the main task only (the sinks block on it); signals arrive on a dispatch queue.
 import ArgumentParser
 import Dispatch
 import Foundation
@@ -59,91 +67,154 @@ struct Ingest: AsyncParsableCommand {
         if let f = format, VectorFormat(rawValue: f) == nil { throw ValidationError("--format must be npy, fvecs, raw or amazon") }
         if let f = metaFormat, MetadataFormat(rawValue: f) == nil { throw ValidationError("--meta-format must be jsonl or amazon") }
         if let s = segmentItems, s < 1 { throw ValidationError("--segment-items must be positive") }
+        if let l = limit, l < 1 { throw ValidationError("--limit must be positive") }
     }
 
     func run() async throws {
-        let file = try VectorFile(path: vectors, format: format.flatMap(VectorFormat.init), dimension: dim)
-        let metadata = try meta.map { try MetadataFile(path: $0, format: metaFormat.flatMap(MetadataFormat.init)) }
-        let skipped = Counter()
-        let strict = self.strict
-        let report: (String) throws -> Void = { message in
-            FileHandle.standardError.write(Data("skipped: \(message)\n".utf8))
-            skipped.value += 1
-            if strict { throw IngestError("stopped at the first bad record (--strict)") }
-        }
-        let reader = try ItemReader(vectors: file, metadata: metadata, join: Join(rawValue: join)!, keyField: keyField,
+        let report = Report(strict: strict)
+        let inputs = try checkInputs(report: report)
+        // Joined by key, the metadata is read (and its bad lines reported) here: still before
+        // anything is written, so --strict stops with nothing done.
+        let reader = try ItemReader(vectors: inputs.file, rows: inputs.rows, metadata: inputs.metadata,
+                                    join: Join(rawValue: join)!, keyField: keyField,
                                     fields: fields?.split(separator: ",").map(String.init),
                                     maxAttributeBytes: EngineOptions().maxAttributeBytes, report: report)
-        let total = min(file.count, limit ?? file.count)
-        let (sink, engine) = try openSink(dimension: file.dimension, total: total)
+        let (sink, engine) = try openSink(inputs)
         defer { engine?.close() }
 
         let interrupted = Interruption()
-        var added = 0, updated = 0, unchanged = 0, done = 0
-        let progress = Progress(total: total)
-        while done < total, !interrupted.isSet {
-            var items: [Item] = []
-            while items.count < batch, reader.row < total, let item = try reader.next(report: report) {
-                items.append(item)
-            }
-            if items.isEmpty { break }
-            for (item, outcome) in zip(items, try await sink.write(items)) {
-                switch outcome {
-                case .added: added += 1
-                case .updated: updated += 1
-                case .unchanged: unchanged += 1
-                case .failed(let why): try report("row \(item.row) (\(item.key)): \(why)")
-                }
-            }
-            done = reader.row
-            progress.update(done: done)
-        }
-        progress.finish(done: done)
-        try await sink.finish()
+        let progress = Progress(total: inputs.rows)
+        let counts = try await load(reader, into: sink, report: report, progress: progress, interrupted: interrupted)
+        try await sink.finish(report: report)
         let seconds = Date().timeIntervalSince(progress.started)
-        print("\(interrupted.isSet ? "interrupted" : "done"): \(added) added, \(updated) updated, \(unchanged) unchanged, \(skipped.value) skipped, "
-              + "\(done) rows in \(String(format: "%.1f", seconds)) s (\(Int(Double(done) / max(seconds, 1e-9))) rows/s)")
+        print("\(interrupted.isSet ? "interrupted" : "done"): \(counts.added) added, \(counts.updated) updated, \(counts.unchanged) unchanged, "
+              + "\(report.skipped) skipped, \(counts.rows) rows\(report.asides) in \(String(format: "%.1f", seconds)) s "
+              + "(\(Int(Double(counts.rows) / max(seconds, 1e-9))) rows/s)")
+        if let note = try sink.exactNote() { print(note) }
         if interrupted.isSet { throw ExitCode(130) }
     }
 
-    /// The engine (offline) or the server connection (online), with the collection ready.
-    func openSink(dimension: Int, total: Int) throws -> (any Sink, Engine?) {
+    /// What the outcomes of the rows read add up to (with Report's skipped: all of them).
+    struct Counts {
+        var added = 0, updated = 0, unchanged = 0, rows = 0
+    }
+
+    /// Reads, writes and counts batches until the rows run out or the user interrupts.
+    func load(_ reader: ItemReader, into sink: any Sink, report: Report, progress: Progress,
+              interrupted: Interruption) async throws -> Counts {
+        var counts = Counts()
+        while counts.rows < reader.rows, !interrupted.isSet {
+            var items: [Item] = []
+            while items.count < batch, let item = try reader.next() { items.append(item) }
+            // Empty when the last rows were all skipped: their count still moves on.
+            for (item, outcome) in zip(items, items.isEmpty ? [] : try await sink.write(items)) {
+                switch outcome {
+                case .added: counts.added += 1
+                case .updated: counts.updated += 1
+                case .unchanged: counts.unchanged += 1
+                case .failed(let why): try report.skip("row \(item.row) (\(item.key)): \(why)")
+                }
+            }
+            counts.rows = reader.row
+            progress.update(done: counts.rows)
+            if items.isEmpty { break }
+        }
+        progress.finish(done: counts.rows)
+        return counts
+    }
+
+    /// The checked inputs of a load.
+    struct Inputs {
+        let file: VectorFile
+        let metadata: MetadataFile?
+        let definition: CollectionDefinition
+        /// Rows to load: the file's, or the first --limit.
+        let rows: Int
+    }
+
+    /// Opens and checks every input, and throws (saying what to do) before anything exists:
+    /// no data folder, no connection, no collection.
+    func checkInputs(report: Report) throws -> Inputs {
+        let file = try VectorFile(path: vectors, format: format.flatMap(VectorFormat.init), dimension: dim)
+        guard file.count > 0 else {
+            throw IngestError("\(vectors) holds no vectors: nothing to load (check that it was written completely)")
+        }
+        let metadata = try meta.map { try MetadataFile(path: $0, format: metaFormat.flatMap(MetadataFormat.init)) }
+        let rows = min(file.count, limit ?? file.count)
+        if Join(rawValue: join)! == .row, let metadata {
+            try checkRecordCount(metadata, file: file, rows: rows, report: report)
+        }
+        return Inputs(file: file, metadata: metadata, definition: try wantedDefinition(dimension: file.dimension), rows: rows)
+    }
+
+    /// Joined by row, record i goes with vector i: a metadata file with fewer or more records
+    /// most likely lost or gained a line somewhere, and every record after it sits on the wrong
+    /// vector. Records past the rows a --limit loads are no mismatch; records past every row are.
+    func checkRecordCount(_ metadata: MetadataFile, file: VectorFile, rows: Int, report: Report) throws {
+        let records = metadata.countRecords()
+        guard records < rows || records > file.count else { return }
+        let what = records < rows
+            ? "\(metadata.path) has \(records) records for \(rows) vectors: \(Self.rowRange(records, rows - 1)) have no record"
+            : "\(metadata.path) has \(records) records for \(file.count) vectors: the last \(records - file.count) records are not used"
+        let advice = "joined by row, record i goes with vector i, so the two may not line up: check both files, or join by key (--join key)"
+        if strict { throw IngestError("\(what); \(advice); nothing was loaded (--strict)") }
+        report.warn("\(what)\(records < rows ? " and are skipped" : ""); \(advice)")
+    }
+
+    static func rowRange(_ first: Int, _ last: Int) -> String {
+        first == last ? "row \(first)" : "rows \(first) to \(last)"
+    }
+
+    /// The definition a missing collection is created with, checked as the engine would.
+    func wantedDefinition(dimension: Int) throws -> CollectionDefinition {
         var wanted = try definition.map { try CollectionDefinition.load(path: $0) }
             ?? CollectionDefinition(name: collection, dimension: dimension, metric: Metric(rawValue: metric)!, index: index,
                                     attributes: attributes.split(separator: ",").map(String.init))
         wanted.name = collection
         guard wanted.dimension == dimension else {
-            throw IngestError("the definition says dimension \(wanted.dimension), the vector file holds \(dimension)")
+            throw IngestError("\(definition!) says dimension \(wanted.dimension), \(vectors) holds \(dimension)-d vectors: "
+                              + "give a definition of dimension \(dimension), or the vector file it was written for")
         }
+        do { try wanted.check() } catch EngineError.indexSpecRejected(let spec, let reason) {
+            throw IngestError("FAISS rejects the index spec \"\(spec)\": \(reason) (pick another --index, e.g. HNSW32, IVF1024,SQ8 or Flat)")
+        }
+        return wanted
+    }
+
+    /// The engine (offline) or the server connection (online), with the collection ready.
+    func openSink(_ inputs: Inputs) throws -> (any Sink, Engine?) {
+        let wanted = inputs.definition, dimension = inputs.file.dimension
         if let server {
             let client = try RESPClient(address: server, password: password)
             let creation = ["METRIC", wanted.metric.rawValue.uppercased(), "INDEX", wanted.index]
             if case .integer(let d) = try client.call(["VDIM", collection]), d != dimension {
-                throw IngestError("'\(collection)' on the server holds \(d)-d vectors, the file \(dimension)-d")
+                throw IngestError("'\(collection)' on \(server) holds \(d)-d vectors, the file \(dimension)-d: "
+                                  + "load into another --collection, or pass a \(d)-d vector file")
             }
-            return (OnlineSink(client: client, collection: collection, creation: creation), nil)
+            return (OnlineSink(client: client, address: server, collection: collection, creation: creation), nil)
         }
         var options = EngineOptions()
         options.storage.sync = SyncMode(rawValue: sync)!
         // One segment for the whole load when it fits in 2 GiB of float32 rows.
-        options.sealThreshold = max(1, segmentItems ?? min(max(total, 1), (2 << 30) / (4 * dimension)))
+        options.sealThreshold = max(1, segmentItems ?? min(max(inputs.rows, 1), (2 << 30) / (4 * dimension)))
         let engine = try Engine(directory: data!, options: options)
-        let c: Collection
-        if let existing = engine.collection(collection) {
-            guard existing.definition.dimension == dimension else {
-                engine.close()
-                throw IngestError("'\(collection)' holds \(existing.definition.dimension)-d vectors, the file \(dimension)-d")
-            }
-            c = existing
-        } else {
-            c = try engine.createCollection(wanted)
+        do {
+            return (OfflineSink(engine: engine, collection: try collection(wanted, in: engine)), engine)
+        } catch {
+            engine.close()
+            throw error
         }
-        return (OfflineSink(engine: engine, collection: c), engine)
     }
-}
 
-final class Counter: @unchecked Sendable {
-    var value = 0
+    /// The existing collection if it holds vectors of the file's dimension, else a new one.
+    func collection(_ wanted: CollectionDefinition, in engine: Engine) throws -> Collection {
+        guard let existing = engine.collection(collection) else { return try engine.createCollection(wanted) }
+        guard existing.definition.dimension == wanted.dimension else {
+            throw IngestError("'\(collection)' in \(data!) holds \(existing.definition.dimension)-d vectors, the file \(wanted.dimension)-d: "
+                              + "load into another --collection, or pass a \(existing.definition.dimension)-d vector file")
+        }
+        return existing
+    }
 }
 
 /// Set by SIGINT / SIGTERM: the load stops between batches, makes what it wrote durable and

@@ -3,7 +3,9 @@
 //     the folder's lock says so). Large group-commit batches, one segment sealed at the end.
 //   OnlineSink: into a running server, pipelined VADDs with a bounded number in flight.
 // Both are idempotent per item: the same key with the same vector and attributes is left
-// unchanged, so running a load again resumes it without duplicates.
+// unchanged, so running a load again resumes it without duplicates. `finish` throws when the
+// load did not end durable and indexed, naming the stage that failed and what to do.
+// Threads: the load's main loop only.
 import Foundation
 import LookalikeClient
 import LookalikeEngine
@@ -16,8 +18,15 @@ enum Outcome {
 protocol Sink {
     func write(_ items: [Item]) async throws -> [Outcome]
     /// Makes everything written durable and searchable from disk.
-    func finish() async throws
+    func finish(report: Report) async throws
+    /// A line for the summary when the collection is left searched exactly because its index
+    /// has too few items to train; nil otherwise.
+    func exactNote() throws -> String?
 }
+
+/// Said with every failed seal: which items are safe, and what can be done.
+private let sealAdvice = "If the index spec cannot work for these vectors (see the reason), load them into a new "
+    + "collection with another --index; otherwise SAVE on the server, or the same load run again, retries the indexing"
 
 final class OfflineSink: Sink {
     let engine: Engine
@@ -42,20 +51,44 @@ final class OfflineSink: Sink {
         }
     }
 
-    func finish() async throws {
-        try engine.persist()  // seals what is left
-        try engine.sync()  // the load ran without fsync (--sync none): one now
+    func finish(report: Report) async throws {
+        report.stage("sealing", "indexing what was loaded (\(collection.definition.index))")
+        var sealError: Error?
+        do { try engine.persist() } catch { sealError = error }
+        // Synced even when the seal failed: the load ran without fsync (--sync none), and its
+        // items, stored in LMDB and searchable, must survive a crash all the same.
+        report.stage("syncing", "writing \(engine.directory) to disk")
+        do { try engine.sync() } catch {
+            throw IngestError("syncing failed: \(error); what was loaded may not survive a crash: "
+                              + "fix the disk, then run the same command again (it resumes)")
+        }
+        guard let sealError else { return }
+        // persist() reports any collection's failed seal; say when it is not the one loaded.
+        if case EngineError.sealFailed(let other, _) = sealError, other != collection.name {
+            throw IngestError("sealing failed in this data folder ('\(other)', not '\(collection.name)'): \(sealError). \(sealAdvice)")
+        }
+        throw IngestError("sealing failed: \(sealError). \(sealAdvice)")
+    }
+
+    func exactNote() throws -> String? {
+        let needed = collection.itemsToTrain
+        guard needed > 0 else { return nil }
+        return "note: '\(collection.name)' holds \(try collection.count()) items, too few to train its \(collection.definition.index) index: "
+            + "it is searched exactly (every item compared) until it holds \(needed), and indexed from then on"
     }
 }
 
 final class OnlineSink: Sink {
     let client: RESPClient
+    /// The server's host:port, for messages.
+    let address: String
     let collection: String
     /// METRIC / INDEX words for the VADD that creates the set, when it does not exist yet.
     let creation: [String]
 
-    init(client: RESPClient, collection: String, creation: [String]) {
+    init(client: RESPClient, address: String, collection: String, creation: [String]) {
         self.client = client
+        self.address = address
         self.collection = collection
         self.creation = creation
     }
@@ -70,22 +103,31 @@ final class OnlineSink: Sink {
         }
         try client.flush()
         return try items.map { _ in
-            switch try client.read() {
+            let reply = try client.read()
+            switch reply {
             case .integer(1): return .added
             case .integer: return .updated  // VADD answers 0 for updated and unchanged alike
-            case .error(let e): return .failed(e)
+            case .error: return .failed(reply.errorMessage!)
             case let other: return .failed("unexpected reply \(other)")
             }
         }
     }
 
-    func finish() async throws {
+    func finish(report: Report) async throws {
         // Acknowledged VADDs are durable already; SAVE seals them into the index as well.
-        if case .error(let e) = try client.call(["SAVE"]) { throw IngestError("SAVE failed: \(e)") }
+        report.stage("saving", "SAVE on \(address) (indexes what was loaded)")
+        if let e = try client.call(["SAVE"]).errorMessage { throw IngestError("SAVE failed on \(address): \(e). \(sealAdvice)") }
     }
-}
 
-struct IngestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+    /// After SAVE, items left in the mutable segment of a set with no sealed one are waiting
+    /// for enough to train its index (SAVE seals everything else).
+    func exactNote() throws -> String? {
+        guard case .array(let pairs?) = try client.call(["VINFO", collection]) else { return nil }
+        var info: [String: String] = [:]
+        for i in stride(from: 0, to: pairs.count - 1, by: 2) { info[pairs[i].text ?? ""] = pairs[i + 1].text }
+        guard info["sealed-segments"] == "0", info["sealing-segments"] == "0",
+              let waiting = info["mutable-items"].flatMap({ Int($0) }), waiting > 0 else { return nil }
+        return "note: '\(collection)' holds \(waiting) items, too few to train its \(info["index"] ?? "") index: "
+            + "it is searched exactly (every item compared) until it holds enough, and indexed from then on"
+    }
 }

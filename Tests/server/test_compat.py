@@ -1,0 +1,147 @@
+"""What Redis clients and tools send every day (issue 13): transactions, CONFIG, CLIENT, SLOWLOG,
+MONITOR, TIME, LASTSAVE, ROLE, COMMAND DOCS and the INFO fields tools parse, through redis-py,
+redis-cli and redis-benchmark."""
+import subprocess
+import time
+
+import pytest
+import redis
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_default_transactional_pipeline(server, protocol):
+    r = server.client(protocol=protocol)
+    with r.pipeline() as p:  # transaction=True: MULTI … EXEC
+        p.execute_command("VADD", "s", "VALUES", 2, 1, 0, "a")
+        p.execute_command("VADD", "s", "VALUES", 2, 0, 1, "b")
+        p.execute_command("VCARD", "s")
+        p.execute_command("VSIM", "s", "VALUES", 2, 1, 0, "COUNT", 1)
+        assert p.execute() == [1, 1, 2, ["a"]]
+    assert r.execute_command("VCARD", "s") == 2
+
+
+def test_transaction_errors(server):
+    reply, _ = server.raw(b"MULTI\r\nVCARD s\r\nNOSUCH x\r\nEXEC\r\nVCARD s\r\n")
+    assert reply.startswith(b"+OK\r\n+QUEUED\r\n-ERR unknown command 'NOSUCH'"), reply
+    assert b"-EXECABORT Transaction discarded because of previous errors.\r\n:0\r\n" in reply
+    reply, _ = server.raw(b"EXEC\r\nDISCARD\r\nMULTI\r\nMULTI\r\nVADD s VALUES 1 1 a\r\nDISCARD\r\nVCARD s\r\n")
+    assert reply == (b"-ERR EXEC without MULTI\r\n-ERR DISCARD without MULTI\r\n+OK\r\n"
+                     b"-ERR MULTI calls can not be nested\r\n+QUEUED\r\n+OK\r\n:0\r\n"), reply
+    # A command that fails while running fails alone, as in Redis.
+    reply, _ = server.raw(b"MULTI\r\nVADD s VALUES 2 1 0 a\r\nVADD s VALUES 3 1 0 0 b\r\nVCARD s\r\nEXEC\r\n")
+    assert reply.startswith(b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n:1\r\n-ERR vector dimension mismatch"), reply
+    assert reply.endswith(b":1\r\n"), reply
+
+
+def test_config_get_and_set(server):
+    r = server.client()
+    cfg = r.config_get("*")
+    for name in ["maxclients", "save", "appendonly", "databases", "maxmemory", "port", "timeout",
+                 "slowlog-log-slower-than", "lookalike-seal-threshold"]:
+        assert name in cfg, name
+    assert cfg["databases"] == "1" and int(cfg["port"]) == server.port
+    assert r.config_get("max*") == {"maxclients": "10000", "maxmemory": "0", "maxmemory-policy": "noeviction"}
+    assert r.config_set("slowlog-max-len", 5)
+    assert r.config_get("slowlog-max-len") == {"slowlog-max-len": "5"}
+    assert r.config_set("save", "")
+    with pytest.raises(redis.ResponseError, match="only at start"):
+        r.config_set("port", 1)
+    with pytest.raises(redis.ResponseError, match="Unknown option"):
+        r.config_set("no-such-option", 1)
+    with pytest.raises(redis.ResponseError):
+        r.config_set("slowlog-max-len", "many")
+    assert r.config_get("slowlog-max-len") == {"slowlog-max-len": "5"}
+
+
+def test_slowlog(server):
+    r = server.client()
+    r.config_set("slowlog-log-slower-than", 0)
+    r.slowlog_reset()
+    r.execute_command("VADD", "s", "VALUES", 2, 1, 0, "a")
+    r.execute_command("VSIM", "s", "ELE", "a")
+    assert r.slowlog_len() >= 2
+    entries = r.slowlog_get(10)
+    assert entries[0]["id"] > entries[-1]["id"]
+    commands = [e["command"] for e in entries]
+    assert any((c.decode() if isinstance(c, bytes) else c).startswith("VSIM s ELE a") for c in commands), commands
+    assert all(e["duration"] >= 0 for e in entries)
+    r.config_set("slowlog-log-slower-than", -1)
+    r.slowlog_reset()
+    r.ping()
+    assert r.slowlog_len() == 0
+
+
+def test_client_list_and_kill(server):
+    a = server.client(client_name="alpha")
+    b = server.client(client_name="beta")
+    a.ping(), b.ping()
+    listed = {c["name"]: c for c in a.client_list()}
+    assert {"alpha", "beta"} <= set(listed)
+    assert listed["beta"]["cmd"] in ("ping", "client|setname", "client")
+    assert a.client_info()["name"] == "alpha"
+    assert a.client_kill_filter(_id=listed["beta"]["id"]) == 1
+    time.sleep(0.2)
+    assert "beta" not in {c["name"] for c in a.client_list()}
+    assert a.ping()
+    assert a.client_no_evict("on") and a.client_no_touch("on")
+
+
+def test_time_lastsave_role_latency_docs(server):
+    r = server.client()
+    seconds, micros = r.time()
+    assert abs(seconds - time.time()) < 5 and 0 <= micros < 1_000_000
+    before = r.lastsave()
+    time.sleep(1.1)
+    r.execute_command("VADD", "s", "VALUES", 2, 1, 0, "a")
+    assert r.save()
+    assert r.lastsave() > before
+    assert r.execute_command("ROLE") == ["master", 0, []]
+    assert r.execute_command("LATENCY", "LATEST") == []
+    # redis-py leaves COMMAND DOCS out on purpose; redis-cli shows it.
+    docs = server.cli("COMMAND", "DOCS", "vadd").split("\n")
+    assert docs[:2] == ["vadd", "summary"] and "vector set" in docs[2] and "vector_set" in docs
+
+
+def test_info_fields_tools_parse(server):
+    r = server.client()
+    r.execute_command("VADD", "s", "VALUES", 2, 1, 0, "a")
+    r.execute_command("VSIM", "missing", "ELE", "a")
+    with pytest.raises(redis.ResponseError):
+        r.execute_command("VADD", "s", "VALUES", 3, 1, 0, 0, "b")
+    info = r.info()
+    assert info["blocked_clients"] == 0 and info["role"] == "master"
+    assert info["used_memory"] > 0 and info["used_memory_rss"] > 0 and info["used_memory"] != info["used_memory_rss"]
+    assert info["used_memory_peak"] >= info["used_memory"]
+    assert "instantaneous_ops_per_sec" in info and info["keyspace_misses"] >= 1 and info["keyspace_hits"] >= 1
+    assert info["errorstat_ERR"]["count"] >= 1
+    stats = r.info("commandstats")
+    assert stats["cmdstat_vadd"]["calls"] == 2 and stats["cmdstat_vadd"]["failed_calls"] == 1
+
+
+def test_monitor_with_redis_cli(server):
+    monitor = subprocess.Popen(["redis-cli", "-p", str(server.port), "MONITOR"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert monitor.stdout.readline().strip() == "OK"
+        r = server.client()
+        r.execute_command("VCARD", "watched")
+        line = monitor.stdout.readline()
+        while "VCARD" not in line:
+            line = monitor.stdout.readline()
+        assert '"VCARD" "watched"' in line and "[0 127.0.0.1:" in line
+    finally:
+        monitor.kill()
+        monitor.wait()
+
+
+def test_redis_benchmark_and_stat(server):
+    out = subprocess.run(["redis-benchmark", "-p", str(server.port), "-n", "200", "-c", "4", "-q", "-t", "ping"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Could not fetch server CONFIG" not in out.stdout + out.stderr
+    assert "PING" in out.stdout
+    stat = subprocess.run(["timeout", "2.5", "stdbuf", "-oL", "redis-cli", "-p", str(server.port), "--stat", "-i", "0.5"],
+                          capture_output=True, text=True)
+    rows = [line.split() for line in stat.stdout.splitlines() if line.strip() and line.split()[0].isdigit()]
+    assert rows, stat.stdout
+    # keys, mem, clients, blocked, requests, connections: blocked is a number, not garbage
+    assert all(row[3].isdigit() for row in rows), stat.stdout
