@@ -9,7 +9,8 @@
 // index modulo its size) and the rest of the line follows. The arguments are split as Redis
 // splits an inline command ("..." with \xHH escapes gives any byte); a line whose quotes do
 // not balance is split at spaces. Each command is sent as a RESP array, on one new connection
-// per input (another after QUIT), and its reply awaited and checked to be well-formed RESP.
+// per input (another after QUIT, MONITOR or CLIENT KILL), and its reply awaited and checked
+// to be well-formed RESP.
 // After the input, FLUSHALL must answer +OK: every input starts from an empty server.
 import Foundation
 import FuzzSupport
@@ -49,9 +50,10 @@ let listener = try! ServerBootstrap(group: MultiThreadedEventLoopGroup(numberOfT
     .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
             let sync = channel.pipeline.syncOperations
+            let auth = ConnectionAuth(isAuthenticated: true)  // no password, as the server without --requirepass
             try sync.addHandler(ConnectionLimiter(server: server))
-            try sync.addHandler(ByteToMessageHandler(RESPDecoder(limits: options.protocolLimits)))
-            try sync.addHandler(CommandHandler(server: server))
+            try sync.addHandler(ByteToMessageHandler(RESPDecoder(limits: options.protocolLimits, auth: auth)))
+            try sync.addHandler(CommandHandler(server: server, auth: auth))
         }
     }
     .bind(unixDomainSocketPath: socketPath).wait()
@@ -239,10 +241,14 @@ fuzzMain { input in
         let name = String(decoding: arguments[0], as: UTF8.self).lowercased()
         let reply = c.reply()
         if trace { print("<", reply.map { "\($0)" } ?? "closed") }
-        guard reply != nil else {
+        // CLIENT KILL may close this very connection, before or after its reply.
+        let kill = name == "client" && arguments.count > 1 && String(decoding: arguments[1], as: UTF8.self).uppercased() == "KILL"
+        guard reply != nil || kill else {
             fatalError("the server closed the connection instead of answering \(name)")
         }
-        if name == "quit" { connection = nil }  // the server closes it after the reply
+        // After QUIT the server closes the connection; after MONITOR it streams every command
+        // back on it, which would interleave with the replies.
+        if name == "quit" || name == "monitor" || kill { connection = nil }
     }
     let c = Connection()
     c.send([Array("FLUSHALL".utf8)])
