@@ -75,3 +75,7 @@ public func scratchFolder(_ name: String) -> String {
     atexit { if let folder = scratch { try? FileManager.default.removeItem(atPath: folder) } }
     return folder
 }
+
+/// LOOKALIKE_FUZZ_KNOWN=1 turns off the targets' workarounds for known open bugs (each marked
+/// where it is, with its input in Tests/Fuzz/crashes), so those inputs reproduce.
+public let knownBugsOn = ProcessInfo.processInfo.environment["LOOKALIKE_FUZZ_KNOWN"] != nil

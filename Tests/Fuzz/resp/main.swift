@@ -93,7 +93,7 @@ fuzzMain { input in
     for command in whole.commands { check(command, limits, authenticated: authenticated) }
 
     var chunked = decode(stream, limits: limits, authenticated: authenticated, chunks: chunks)
-    if chunked != whole, chunked.error?.contains("too big inline request") == true {
+    if !knownBugsOn, chunked != whole, chunked.error?.contains("too big inline request") == true {
         // Known, reported, not fixed here (Tests/Fuzz/crashes/resp-inline-cr-without-lf): an
         // inline line of exactly maxInlineBytes is refused when its CR arrives before its LF.
         // Until that is fixed, only that one split is forgiven.
