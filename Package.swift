@@ -129,6 +129,18 @@ let package = Package(
             path: "Tests/TestWriter"
         ),
 
+        // Fuzz targets (Docs/fuzzing.md): libFuzzer drives them when Tools/fuzz.sh builds them
+        // with -sanitize=fuzzer; a plain build makes executables that replay the files named.
+        .systemLibrary(name: "CLibFuzzer", path: "Tests/Fuzz/CLibFuzzer"),
+        .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], path: "Tests/Fuzz/Support"),
+        .executableTarget(name: "fuzz-resp", dependencies: ["FuzzSupport", "LookalikeProtocol",
+                          .product(name: "NIOCore", package: "swift-nio")], path: "Tests/Fuzz/resp"),
+        .executableTarget(name: "fuzz-filter", dependencies: ["FuzzSupport", "LookalikeEngine"], path: "Tests/Fuzz/filter"),
+        .executableTarget(name: "fuzz-commands", dependencies: ["FuzzSupport", "LookalikeProtocol", "LookalikeEngine",
+                          .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                          .product(name: "Logging", package: "swift-log")], path: "Tests/Fuzz/commands"),
+        .executableTarget(name: "fuzz-formats", dependencies: ["FuzzSupport", "LookalikeFormats"], path: "Tests/Fuzz/formats"),
+
         .testTarget(
             name: "LookalikeEngineTests",
             dependencies: ["LookalikeEngine", "LookalikeStorage", "LookalikeIndex", "LookalikeProtocol", "LookalikeFormats",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: set up the system packages, build, run the engine tests (XCTest), then the
-# server tests (pytest, with redis-py and redis-cli as real clients against the real binary).
+# server tests (pytest, with redis-py and redis-cli as real clients against the real binary), then
+# fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Tools/setup.sh
@@ -14,3 +15,6 @@ LOOKALIKE_BIN="$(swift build --show-bin-path)" .build/py/bin/pytest -q Tests/ser
 # (a release build once ignored SIGTERM while the debug build passed).
 swift build -c release --product lookalike-server
 LOOKALIKE_BIN="$(swift build -c release --show-bin-path)" .build/py/bin/pytest -q Tests/server -k "sigterm or shutdown or sigkill"
+# Fuzzing (Docs/fuzzing.md): the libFuzzer targets, FUZZ_SECONDS (default 60) each, built in
+# .build-fuzz; fails on a crash and keeps the input.
+Tools/fuzz.sh
