@@ -172,6 +172,8 @@ public struct RESPDecoder: ByteToMessageDecoder {
             throw RESPProtocolError(message: "too big inline request")
         }
         let words = try Self.splitArguments(Array(view[view.startIndex..<end]))
+        // An inline line obeys the argument limit too (before AUTH: 10), as a multibulk does.
+        guard words.count <= maxArguments else { throw RESPProtocolError(message: prefix + "multibulk length") }
         buffer.moveReaderIndex(forwardBy: newline - view.startIndex + 1)
         return RESPCommand(arguments: words.map { ByteBuffer(bytes: $0) })
     }

@@ -43,6 +43,15 @@ final class RESPDecoderTests: XCTestCase {
         XCTAssertThrowsError(try decodeAll([line + Array("x\r".utf8), [10]], limits: limits))
     }
 
+    /// Inline commands count against the argument limit, as multibulk ones do (found reading
+    /// the decoder for fuzz-resp: before AUTH a 16 KiB line could carry thousands of words).
+    func testInlineArgumentsAreLimited() throws {
+        var limits = ProtocolLimits()
+        limits.maxArguments = 3
+        XCTAssertEqual(try decodeAll([Array("A B C\r\n".utf8)], limits: limits), [["A", "B", "C"]])
+        XCTAssertThrowsError(try decodeAll([Array("A B C D\r\n".utf8)], limits: limits))
+    }
+
     func testWholeStream() throws {
         XCTAssertEqual(try decodeAll([stream]), expected)
     }

@@ -92,13 +92,8 @@ fuzzMain { input in
     let whole = decode(stream, limits: limits, authenticated: authenticated, chunks: nil)
     for command in whole.commands { check(command, limits, authenticated: authenticated) }
 
-    var chunked = decode(stream, limits: limits, authenticated: authenticated, chunks: chunks)
-    if !knownBugsOn, chunked != whole, chunked.error?.contains("too big inline request") == true {
-        // Known, reported, not fixed here (Tests/Fuzz/crashes/resp-inline-cr-without-lf): an
-        // inline line of exactly maxInlineBytes is refused when its CR arrives before its LF.
-        // Until that is fixed, only that one split is forgiven.
-        chunked = decode(stream, limits: limits, authenticated: authenticated, chunks: chunks, keepCRLF: true)
-    }
+    // An inline line at the limit split between its CR and LF was refused (fixed, RESPDecoderTests).
+    let chunked = decode(stream, limits: limits, authenticated: authenticated, chunks: chunks)
     require(chunked.commands == whole.commands,
                  "fed in chunks \(chunks): \(chunked.commands.count) commands, whole: \(whole.commands.count)")
     require((chunked.error == nil) == (whole.error == nil),
