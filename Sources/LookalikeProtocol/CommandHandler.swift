@@ -122,8 +122,7 @@ public final class CommandHandler: ChannelInboundHandler {
     /// Checks a command and starts it in its ordering class (see CommandTable); the reply is
     /// its result, or the error that refused it.
     private func submit(_ command: RESPCommand, context: ChannelHandlerContext) -> Reply {
-        let inv = Invocation(server: server, connection: connection, arguments: command.arguments,
-                             eventLoop: context.eventLoop, channel: context.channel)
+        let inv = invocation(command, context)
         let spec: CommandSpec
         switch check(inv) {
         case .failure(let refusal): return .now(refusal.value)
@@ -184,12 +183,18 @@ public final class CommandHandler: ChannelInboundHandler {
             if case .error(let e) = value { error = e }
             let rejected = !known || (error?.hasPrefix("NOAUTH") ?? false) || (error?.hasPrefix("ERR wrong number") ?? false)
             stats.record(known ? name : "unknown", micros: micros, error: error, rejected: rejected)
-            if known { stats.logIfSlow(name, micros: micros, arguments: command.arguments.map { Array($0.readableBytesView) }, client: client, clientName: clientName) }
+            // The arguments (possibly megabytes of vectors) are copied only for a logged command.
+            if known { stats.logIfSlow(name, micros: micros, arguments: { command.arguments.map { Array($0.readableBytesView) } }, client: client, clientName: clientName) }
         }
         switch r {
         case .now(let v): record(v); return r
         case .later(let f): return .later(f.map { v in record(v); return v })
         }
+    }
+
+    private func invocation(_ command: RESPCommand, _ context: ChannelHandlerContext) -> Invocation {
+        Invocation(server: server, connection: connection, arguments: command.arguments,
+                   eventLoop: context.eventLoop, channel: context.channel)
     }
 
     struct Refusal: Error { let value: RESPValue }
@@ -231,9 +236,7 @@ public final class CommandHandler: ChannelInboundHandler {
         case "watch":
             return .error("ERR WATCH inside MULTI is not allowed")
         default:
-            let inv = Invocation(server: server, connection: connection, arguments: command.arguments,
-                                 eventLoop: context.eventLoop, channel: context.channel)
-            if case .failure(let refusal) = check(inv) {
+            if case .failure(let refusal) = check(invocation(command, context)) {
                 transactionRefused = true  // Redis: the whole transaction is refused at EXEC
                 return refusal.value
             }

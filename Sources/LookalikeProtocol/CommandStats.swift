@@ -62,9 +62,10 @@ final class CommandStats: Sendable {
         }
     }
 
-    func logIfSlow(_ name: String, micros: Int, arguments: [[UInt8]], client: String, clientName: String) {
+    func logIfSlow(_ name: String, micros: Int, arguments argumentsOf: () -> [[UInt8]], client: String, clientName: String) {
         let settings = slowLogSettings.withLock { $0 }
         guard settings.slowerThanMicros >= 0, micros >= settings.slowerThanMicros, settings.maxLength > 0 else { return }
+        let arguments = argumentsOf()
         // As Redis: at most 32 arguments, each cut at 128 bytes.
         var kept = arguments.prefix(32).map { $0.count > 128 ? Array($0.prefix(128)) + Array(" ... (\($0.count - 128) more bytes)".utf8) : $0 }
         if arguments.count > 32 { kept[31] = Array("... (\(arguments.count - 31) more arguments)".utf8) }
