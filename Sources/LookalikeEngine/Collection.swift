@@ -52,6 +52,9 @@ public final class Collection: @unchecked Sendable {
     let trainHint: Int
     /// REDUCE's matrix, when the collection reduces dimensions (Projection.swift).
     let projection: Projection?
+    /// New items are linked into a mutable HNSW graph as they arrive (GraphSegment), instead of
+    /// waiting in an exact segment for a seal: HNSW specs with flat storage.
+    let usesGraph: Bool
 
     /// Cached rankings by a numeric attribute, for cascades' TOP stages (Recommendations).
     let rankings = Mutex<[String: Ranking]>([:])
@@ -66,8 +69,9 @@ public final class Collection: @unchecked Sendable {
 
     struct State {
         var sealed: [SealedSegment] = []
-        var frozen: [FlatSegment] = []
-        var mutable: FlatSegment
+        /// Full (or SAVEd) growing segments waiting for their seal, oldest first.
+        var frozen: [any GrowingSegment] = []
+        var mutable: any GrowingSegment
         var manifest = Manifest()
         var template: FaissIndex?
         var dropped = false
@@ -90,6 +94,7 @@ public final class Collection: @unchecked Sendable {
         let probe = try Collection.probe(definition)
         specKind = probe.kind
         trainHint = probe.isTrained ? 0 : max(1, probe.trainHint)
+        usesGraph = probe.kind == .hnsw && probe.fastDistances && probe.isTrained
         projection = try Self.loadProjection(definition, number: number, engine: engine)
         state = Mutex(State(mutable: FlatSegment(dimension: definition.dimension,
                                                  capacity: 1, metric: definition.metric.faiss)))
@@ -152,9 +157,27 @@ public final class Collection: @unchecked Sendable {
     }
 
 
-    func newFlatSegment() -> FlatSegment {
-        FlatSegment(dimension: definition.dimension, capacity: flatCapacity,
-                    metric: definition.metric.faiss)
+    /// HNSW build effort: the collection's own (VADD … EF), else the engine's default.
+    var efConstruction: Int { definition.efConstruction ?? engine.options.efConstruction }
+    /// VINFO's ef-construction: 0 for an index that is not HNSW.
+    public var efConstructionForInfo: Int { specKind == .hnsw ? efConstruction : 0 }
+
+    /// A new segment for new items: a graph when the index type allows one (GraphSegment), else
+    /// an exact flat segment that is sealed when full.
+    func newGrowingSegment() -> any GrowingSegment {
+        if usesGraph {
+            do {
+                return try GraphSegment(spec: definition.index, dimension: definition.dimension,
+                                        capacity: flatCapacity, metric: definition.metric.faiss,
+                                        efConstruction: efConstruction, maxEfSearch: engine.options.maxEfSearch)
+            } catch {
+                // Never expected (the spec was probed); an exact segment is still correct.
+                engine.logger.error("could not start a graph segment; new items are served exactly until the next seal",
+                                    metadata: ["collection": "\(name)", "error": "\(error)"])
+            }
+        }
+        return FlatSegment(dimension: definition.dimension, capacity: flatCapacity,
+                           metric: definition.metric.faiss)
     }
 
     // MARK: - Validation (any thread, before a write is queued)
@@ -359,6 +382,7 @@ public final class Collection: @unchecked Sendable {
         // The mutable segment is frozen as soon as it fills, so it always has room here.
         let target = state.withLock { $0.mutable }
         vector.withUnsafeBufferPointer { target.append(id: id, vector: $0.baseAddress!) }
+        if target is GraphSegment { engine.indexer.wake() }
         if target.isFull { freezeMutable() }
     }
 
@@ -373,9 +397,9 @@ public final class Collection: @unchecked Sendable {
     /// Moves the mutable segment to the frozen list and schedules its sealing; an index that
     /// cannot be trained yet (too few items) keeps it mutable and exact instead.
     func freezeMutable() {
-        let fresh = newFlatSegment()
+        let fresh = newGrowingSegment()
         let needed = itemsToTrain
-        let full: FlatSegment? = state.withLock { s in
+        let full: (any GrowingSegment)? = state.withLock { s in
             // A full segment always has enough: flatCapacity waits for training's count.
             guard s.mutable.count > 0, s.mutable.count >= needed else { return nil }
             let f = s.mutable
@@ -563,7 +587,7 @@ public final class Collection: @unchecked Sendable {
         let items = try count()
         let perItem = definition.dimension * 4 + 64
         let files = state.withLock { s in s.sealed.reduce(0) { $0 + SegmentFiles.bytes(name: $1.name, directory: segmentDirectory) } }
-        let flat = segmentsSnapshot().compactMap { $0 as? FlatSegment }.reduce(0) { $0 + $1.count * definition.dimension * 4 }
+        let flat = segmentsSnapshot().compactMap { $0 as? any GrowingSegment }.reduce(0) { $0 + $1.count * definition.dimension * 4 }
         return items * perItem + files + flat
     }
 
@@ -572,6 +596,20 @@ public final class Collection: @unchecked Sendable {
         state.withLock { s in
             (s.sealed.count, s.frozen.count, s.mutable.count, s.sealed.reduce(0) { $0 + $1.count })
         }
+    }
+
+    /// Graph segments (mutable, then frozen ones) with items not yet linked, oldest first.
+    func graphsWithBacklog() -> [GraphSegment] {
+        state.withLock { s in
+            (s.frozen + [s.mutable]).compactMap { $0 as? GraphSegment }.filter { $0.backlog > 0 && $0.indexFailure == nil }
+        }
+    }
+
+    /// Items written but not yet in any index (the exact tails of graph segments), and the bytes
+    /// of their vectors: what backpressure bounds (Indexing.swift).
+    public var unindexed: (items: Int, bytes: Int) {
+        let items = graphsWithBacklog().reduce(0) { $0 + $1.backlog }
+        return (items, items * definition.dimension * 4)
     }
 
     func segmentsSnapshot() -> [any Segment] { state.withLock { $0.all } }

@@ -89,7 +89,7 @@ extension Collection {
             let index = try template?.clone()
                 ?? FaissIndex(spec: definition.index, dimension: definition.dimension, metric: definition.metric.faiss)
             if try index.info().kind == .hnsw {
-                try index.setHNSW(efConstruction: definition.efConstruction ?? 40, efSearch: engine.options.maxEfSearch)
+                try index.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
             }
             if engine.options.buildThreads > 0 { FaissIndex.setThreads(engine.options.buildThreads) }
             // In chunks: the vectors of a large collection need not fit in memory twice.

@@ -32,6 +32,8 @@ public final class Engine: @unchecked Sendable {
     let meta: MetaStore
     let writeQueue: WriteQueue
     let sealer = Sealer()
+    /// Links new items into graph segments in the background (Indexing.swift).
+    private(set) var indexer: Indexer!
     /// Keyed by the name's UTF-8, not the String: String equality is Unicode-canonical, and
     /// names are byte strings ("é" and "e" + U+0301 are two collections).
     private let registry = Mutex<[[UInt8]: Collection]>([:])
@@ -63,9 +65,16 @@ public final class Engine: @unchecked Sendable {
             meta = try MetaStore(environment: environment)
         } catch { throw EngineError.wrap(error) }
         writeQueue = WriteQueue(environment: environment, maxBatch: options.maxBatch)
+        indexer = Indexer(options: options, collections: { [weak self] in
+            self?.registry.withLock { Array($0.values) } ?? []
+        })
+        indexer.start()
         do { try openCollections() } catch {
+            indexer.stop()
             throw EngineError.wrap(error)
         }
+        indexer.wake()
+        writeQueue.throttle = { [indexer] in indexer!.throttle() }
         writeQueue.start()
     }
 
@@ -210,6 +219,15 @@ public final class Engine: @unchecked Sendable {
     /// Bytes the LMDB file uses.
     public func storageBytes() -> Int { environment.usedBytes() }
 
+    /// The indexing backlog and backpressure, for INFO: items written but not yet linked into
+    /// a graph, items linked since start, and how long (and how many times) the commit thread
+    /// waited for the indexer.
+    public func indexingStatistics() -> (unindexed: Int, linked: Int, throttledSeconds: Double, throttledBatches: Int) {
+        let backlog = registry.withLock { Array($0.values) }.reduce(0) { $0 + $1.unindexed.items }
+        let s = indexer.statistics
+        return (backlog, s.linked, s.throttledSeconds, s.throttledBatches)
+    }
+
     // MARK: - Lifecycle
 
     /// Seals every collection's mutable segment (and retries seals that failed), and waits
@@ -243,6 +261,7 @@ public final class Engine: @unchecked Sendable {
         guard !closed else { return }
         closed = true
         writeQueue.stop()
+        indexer.stop()
         sealer.cancelPending()
         sealer.waitIdle()
         registry.withLock { $0.removeAll() }

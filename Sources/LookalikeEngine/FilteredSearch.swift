@@ -126,7 +126,7 @@ extension Collection {
 
     private func search(_ part: MemberPositions, _ q: UnsafePointer<Float>, k: Int,
                         request: SearchRequest) throws -> [Neighbor] {
-        guard !request.exact, let sealed = part.segment as? SealedSegment, let selector = part.selector else {
+        guard !request.exact, let sealed = part.segment as? any ANNSegment, let selector = part.selector else {
             return try exactSearch(part, q, k: k)
         }
         let reachable = min(k, part.positions.count)
@@ -142,6 +142,9 @@ extension Collection {
             // The unfiltered nearest items, members kept: whenever k members are among them
             // they are the filter's top k (every other member is farther than all of them).
             let wide = min(sealed.liveCount, Int((Double(k) * 2 * costs.inverseSelectivity).rounded(.up)) + k)
+            // Asking for every item: a graph walk may not reach them all (HNSW can leave a few
+            // nodes without in-links), a scan of the members is the same answer, complete.
+            if wide >= sealed.liveCount { return try exactSearch(part, q, k: k) }
             let found = try wrapped { try sealed.search(q, k: wide, effort: postFilterEffort(sealed, wide: wide, request: request)) }
                 .filter { n in sealed.position(of: n.id).map { selector[$0 >> 3] & UInt8(1 << ($0 & 7)) != 0 } ?? false }
             if found.count >= reachable || request.filterPlan == .postFilter { return Array(found.prefix(k)) }
@@ -180,7 +183,7 @@ extension Collection {
     /// per unit of efSearch (measured: one efSearch-64 query costs as much as scanning ~1,500
     /// rows); IVF scans nprobe/nlist of the segment plus the centroids. Post-filtering asks
     /// the unfiltered index for ~2k/s items; the selector walk raises the effort by 1/s.
-    func planCosts(_ part: MemberPositions, _ sealed: SealedSegment, k: Int, request: SearchRequest)
+    func planCosts(_ part: MemberPositions, _ sealed: any ANNSegment, k: Int, request: SearchRequest)
         -> (exact: Double, postFilter: Double, selector: Double, inverseSelectivity: Double)
     {
         let inverse = max(1, Double(max(1, sealed.liveCount)) / Double(max(1, part.positions.count)))
@@ -200,7 +203,7 @@ extension Collection {
     /// k): efSearch at least six times `wide`. On the real set (HNSW32, efConstruction 40) a
     /// 50% filter got recall@10 0.984 at twice, and 0.989–0.992 at four times (full runs of
     /// `lookalike-bench filtered`, graphs built anew each run): too close to the 0.99 target.
-    func postFilterEffort(_ sealed: SealedSegment, wide: Int, request: SearchRequest) -> SearchEffort {
+    func postFilterEffort(_ sealed: any ANNSegment, wide: Int, request: SearchRequest) -> SearchEffort {
         var e = effort(for: sealed, k: wide, request: request)
         e.efSearch = min(engine.options.maxEfSearch, max(e.efSearch, 6 * wide))
         return e
@@ -210,7 +213,7 @@ extension Collection {
     /// the lists probed) meets as many members as an unfiltered search meets items. (1/√s was
     /// tried: faster at 25-50%, but a category that follows the vectors, far from the query,
     /// then loses a third of its recall: the walk must travel to reach it.)
-    func filteredEffort(for part: MemberPositions, sealed: SealedSegment, k: Int, request: SearchRequest) -> SearchEffort {
+    func filteredEffort(for part: MemberPositions, sealed: any ANNSegment, k: Int, request: SearchRequest) -> SearchEffort {
         var effort = effort(for: sealed, k: k, request: request)
         let inverseSelectivity = max(1, Double(max(1, sealed.liveCount)) / Double(max(1, part.positions.count)))
         effort.efSearch = Int(min(Double(engine.options.maxEfSearch), (Double(effort.efSearch) * inverseSelectivity).rounded(.up)))
@@ -241,7 +244,7 @@ final class MemberPositions: Sendable {
         guard !positions.isEmpty else { return nil }
         self.segment = segment
         self.positions = positions
-        if let sealed = segment as? SealedSegment, sealed.info.kind != .flat {
+        if let sealed = segment as? any ANNSegment, sealed.info.kind != .flat {
             selector = sealed.selector(positions: positions)
         } else {
             selector = nil

@@ -1,7 +1,8 @@
 // GraphLinks: an element's neighbours in the HNSW graph that holds it (VLINKS).
 //
-// Each sealed segment is a FAISS HNSW index, a graph of its own: an element's links are those
-// of its node in the segment that holds its id, so they never reach into other segments.
+// Each sealed segment is a FAISS HNSW index, a graph of its own, and so is the mutable graph
+// segment new items are linked into (GraphSegment): an element's links are those of its node
+// in the segment that holds its id, so they never reach into other segments.
 // What VLINKS shows is what searches walk, translated:
 //   - positions become ids and ids names, read in one LMDB transaction;
 //   - removed or replaced items stay in a sealed graph (FAISS cannot unlink them) with their
@@ -11,8 +12,9 @@
 // Scores are those VSIM reports for the pair (before the protocol's cosine mapping): computed
 // from the stored vectors, prepared as the index prepares them.
 // Elements outside any graph get an error saying why: the index is not HNSW, or the element
-// still waits in an exact segment for the next seal (SAVE seals at once).
-// Threads: any thread; sealed segments are immutable, so no lock is held while reading one.
+// still waits to be linked (milliseconds, or until a seal for types without a mutable graph).
+// Threads: any thread; sealed segments are immutable, and the mutable graph may be read while
+// the indexer links into it (only positions already linked are asked for), without a lock.
 import LookalikeIndex
 import LookalikeStorage
 
@@ -30,9 +32,11 @@ extension Collection {
             try engine.environment.read { txn in
                 guard let id = try store.id(forKey: key, txn), let own = try store.vector(id, txn) else { return nil }
                 guard specKind == .hnsw else { throw noGraph() }
-                let sealed = state.withLock { $0.sealed }
-                guard let segment = sealed.first(where: { $0.position(of: id) != nil }), segment.info.kind == .hnsw,
-                      let position = segment.position(of: id) else { throw notInGraphYet(key) }
+                // A sealed graph, or the mutable one once the item is linked into it.
+                let graphs = segmentsSnapshot().compactMap { $0 as? any ANNSegment }
+                guard let segment = graphs.first(where: { $0.position(of: id) != nil }), segment.info.kind == .hnsw,
+                      let position = segment.position(of: id),
+                      position < ((segment as? GraphSegment)?.indexed ?? segment.count) else { throw notInGraphYet(key) }
                 let origin = try indexVector(own)
                 let item = Array(Views.split(key).item.utf8)
                 return try segment.index.hnswLinks(position: position).reversed().map { level in
@@ -43,7 +47,7 @@ extension Collection {
     }
 
     /// One level's neighbours: live ones, as items, each once at its best score.
-    private func linked(_ positions: [Int64], in segment: SealedSegment, from origin: [Float],
+    private func linked(_ positions: [Int64], in segment: any ANNSegment, from origin: [Float],
                         excluding item: [UInt8], _ txn: Transaction) throws -> [GraphLink] {
         var out: [GraphLink] = []
         var slot: [[UInt8]: Int] = [:]  // names by bytes: String equality is Unicode-canonical
@@ -80,6 +84,6 @@ extension Collection {
     }
 
     private func notInGraphYet(_ key: String) -> EngineError {
-        .invalidArgument("'\(key)' is not in an HNSW graph yet: new and changed elements wait in an exact segment until it is sealed (SAVE seals it now; VINFO's index-state tells when an index still waits for items to train on)")
+        .invalidArgument("'\(key)' is not in an HNSW graph yet: new and changed elements wait in an exact segment until they are linked or sealed (SAVE does both now; VINFO's index-state tells when an index still waits for items to train on)")
     }
 }

@@ -54,7 +54,7 @@ extension Collection {
             s.manifest = manifest
             s.template = template
         }
-        let fresh = newFlatSegment()
+        let fresh = newGrowingSegment()
         state.withLock { $0.mutable = fresh }
 
         try engine.environment.read { txn in

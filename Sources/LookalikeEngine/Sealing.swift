@@ -1,9 +1,10 @@
-// Sealing: turning a full flat segment into a segment of the collection's index type, in the
-// background, and publishing it atomically.
+// Sealing: turning a full (or SAVEd) growing segment into a sealed segment of the collection's
+// index type, in the background, and publishing it atomically.
 //
 // Order of a seal (each step crash-safe on its own):
-//   1. build the FAISS index from the frozen segment's rows (train it first if needed, and keep
-//      the trained empty index as the template for later segments);
+//   1. the index: a graph segment's own, once the indexer has linked every item (no rebuild);
+//      for a flat segment, built from its rows (trained first if needed, keeping the trained
+//      empty index as the template for later segments);
 //   2. write its files under temporary names, fsync, rename (SegmentFiles);
 //   3. name it in the manifest (one LMDB transaction): from here a restart loads it;
 //   4. under the collection's lock, copy the frozen segment's tombstones and swap it in.
@@ -24,7 +25,7 @@ final class Sealer: @unchecked Sendable {
     private let lock = NSLock()
     private var cancelled = false
 
-    func schedule(_ collection: Collection, _ segment: FlatSegment) {
+    func schedule(_ collection: Collection, _ segment: any GrowingSegment) {
         group.enter()
         queue.async { [self] in
             defer { group.leave() }
@@ -37,7 +38,7 @@ final class Sealer: @unchecked Sendable {
 
     /// Schedules a seal that failed again after a delay. Not counted by `waitIdle` until it
     /// starts, so SAVE and shutdown never wait for a backoff.
-    func retry(_ collection: Collection, _ segment: FlatSegment, after seconds: Double) {
+    func retry(_ collection: Collection, _ segment: any GrowingSegment, after seconds: Double) {
         queue.asyncAfter(deadline: .now() + seconds) { [self] in
             lock.lock()
             let skip = cancelled
@@ -64,13 +65,13 @@ final class Sealer: @unchecked Sendable {
 }
 
 extension Collection {
-    func seal(_ frozen: FlatSegment) {
+    func seal(_ frozen: any GrowingSegment) {
         // A retry may find its segment sealed already (SAVE retried it first).
         guard !isDropped, frozen.count > 0,
               state.withLock({ s in s.frozen.contains { $0 === frozen } }) else { return }
         let started = DispatchTime.now()
         do {
-            let (index, newTemplate) = try buildIndex(from: frozen)
+            let (index, newTemplate) = try sealedIndex(of: frozen)
             var manifest = state.withLock { $0.manifest }
             let ids = frozen.idList
             let segmentName = String(format: "seg-%06d", manifest.nextSegment)
@@ -146,6 +147,20 @@ extension Collection {
         }
     }
 
+    /// The index a frozen segment is sealed as: a graph segment's own once every item is linked
+    /// (waiting for the indexer), or one built from the rows.
+    private func sealedIndex(of frozen: any GrowingSegment) throws -> (FaissIndex, FaissIndex?) {
+        guard let graph = frozen as? GraphSegment else { return try buildIndex(from: frozen as! FlatSegment) }
+        guard engine.indexer.waitIndexed(graph, of: self) else { throw EngineError.closed }
+        // Linking failed part way: the rows are all here, so build the index anew from them.
+        if let reason = graph.indexFailure {
+            engine.logger.error("linking new items failed; building the segment from its rows", metadata: [
+                "collection": "\(name)", "error": "\(reason)"])
+            return try buildIndex(from: graph.buffer)
+        }
+        return (graph.index, nil)
+    }
+
     /// A new index of the collection's type holding the frozen rows; and, when this seal had to
     /// train, the trained empty index to clone from next time.
     private func buildIndex(from frozen: FlatSegment) throws -> (FaissIndex, FaissIndex?) {
@@ -163,8 +178,7 @@ extension Collection {
             }
         }
         if try index.info().kind == .hnsw {
-            try index.setHNSW(efConstruction: definition.efConstruction ?? 40,
-                              efSearch: engine.options.maxEfSearch)
+            try index.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
         }
         try index.add(frozen.vectors, count: frozen.count)
         return (index, newTemplate)

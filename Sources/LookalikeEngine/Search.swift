@@ -123,7 +123,7 @@ extension Collection {
 
     private func search(_ segment: any Segment, _ q: UnsafePointer<Float>, k: Int,
                         request: SearchRequest) throws -> [Neighbor] {
-        guard let sealed = segment as? SealedSegment else {
+        guard let sealed = segment as? any ANNSegment else {
             return try segment.search(q, k: k, effort: SearchEffort())  // flat: exact already
         }
         if request.exact && sealed.info.kind != .flat {
@@ -143,7 +143,7 @@ extension Collection {
         return found
     }
 
-    func effort(for segment: SealedSegment, k: Int, request: SearchRequest) -> SearchEffort {
+    func effort(for segment: any ANNSegment, k: Int, request: SearchRequest) -> SearchEffort {
         let ef = request.efSearch ?? definition.efSearch ?? 64
         let nlist = segment.info.nlist
         let nprobe = request.nprobe ?? definition.nprobe ?? max(1, nlist / 16)
@@ -153,7 +153,7 @@ extension Collection {
 
     /// Brute force over a sealed segment's live vectors read from LMDB (the source of truth), for
     /// indexes that do not keep the vectors as given (SQ, PQ, IVF).
-    func exactSearchFromStore(_ segment: SealedSegment, _ q: UnsafePointer<Float>, k: Int) throws -> [Neighbor] {
+    func exactSearchFromStore(_ segment: any Segment, _ q: UnsafePointer<Float>, k: Int) throws -> [Neighbor] {
         guard let first = segment.firstId, let last = segment.lastId else { return [] }
         var scan = StoredVectorScan(dimension: definition.dimension, metric: definition.metric, query: q, k: k)
         try wrapped {

@@ -68,6 +68,9 @@ final class WriteQueue: @unchecked Sendable {
     private let environment: Environment
     private let maxBatch: Int
     private var thread: Thread?
+    /// Backpressure: called before each batch is taken, may wait (Indexing.swift). Set before
+    /// `start`.
+    var throttle: () -> Void = {}
 
     init(environment: Environment, maxBatch: Int) {
         self.environment = environment
@@ -116,6 +119,10 @@ final class WriteQueue: @unchecked Sendable {
                 condition.unlock()
                 return
             }
+            condition.unlock()
+            // Waits outside the lock, so submitters are never blocked, only acknowledged later.
+            throttle()
+            condition.lock()
             let batch = Array(pending.prefix(maxBatch))
             pending.removeFirst(batch.count)
             condition.unlock()

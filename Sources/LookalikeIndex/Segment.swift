@@ -26,6 +26,32 @@ public protocol Segment: AnyObject, Sendable {
     func exactSearch(_ query: UnsafePointer<Float>, k: Int, positions: [Int]) -> [Neighbor]?
 }
 
+/// A segment new items are appended to: the mutable segment, or one frozen while it waits for
+/// its seal. One appender (the commit thread).
+public protocol GrowingSegment: Segment {
+    var capacity: Int { get }
+    var isFull: Bool { get }
+    /// The ids of positions 0..<count, in order.
+    var idList: [UInt64] { get }
+    /// Appends one vector (normalised for cosine); not full, and `id` above every id here.
+    func append(id: UInt64, vector: UnsafePointer<Float>)
+}
+
+/// A segment searched through a FAISS index (sealed, or the mutable graph): what the planners
+/// of Search.swift and FilteredSearch.swift need besides `Segment`.
+public protocol ANNSegment: Segment {
+    var index: FaissIndex { get }
+    var info: FaissInfo { get }
+    /// The vectors as stored, when the index keeps them as given (exact scans read them).
+    var rows: UnsafePointer<Float>? { get }
+    /// Exact top-k over every live item; nil when the segment does not keep raw rows.
+    func exactSearch(_ query: UnsafePointer<Float>, k: Int) -> [Neighbor]?
+    /// A selector bitmap over the live items at `positions`; nil when none is live.
+    func selector(positions: [Int]) -> [UInt8]?
+    /// Approximate top-k among the items the selector allows.
+    func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort, selector: [UInt8]) throws -> [Neighbor]
+}
+
 extension Segment {
     public var liveCount: Int { count - live.deadCount }
 
@@ -51,7 +77,7 @@ func positionOf(_ id: UInt64, in ids: UnsafePointer<UInt64>, count: Int) -> Int?
     return lo < count && ids[lo] == id ? lo : nil
 }
 
-public final class FlatSegment: Segment, @unchecked Sendable {
+public final class FlatSegment: GrowingSegment, @unchecked Sendable {
     public let dimension: Int
     public let capacity: Int
     public let metric: FaissMetric
@@ -130,7 +156,7 @@ public final class FlatSegment: Segment, @unchecked Sendable {
     }
 }
 
-public final class SealedSegment: Segment, @unchecked Sendable {
+public final class SealedSegment: ANNSegment, @unchecked Sendable {
     public let index: FaissIndex
     public let dimension: Int
     public let live: LiveBitmap

@@ -37,6 +37,7 @@ enum InfoCommand {
         var items = 0
         for n in names { items += (try? engine.collection(n)?.count()) ?? 0 }
         let rss = residentBytes()
+        let indexing = engine.indexingStatistics()
         let heap = heapBytes()
         let peak = max(server.peakMemory.load(ordering: .relaxed), heap)
         server.peakMemory.store(peak, ordering: .relaxed)
@@ -75,6 +76,10 @@ enum InfoCommand {
                 ("lookalike_sync", server.options.engine.storage.sync.rawValue),
                 ("lookalike_data_dir", server.options.dataDirectory),
                 ("lookalike_seal_threshold", String(server.options.engine.sealThreshold)),
+                ("lookalike_unindexed_items", String(indexing.unindexed)),
+                ("lookalike_linked_items", String(indexing.linked)),
+                ("lookalike_write_throttled_seconds", String(format: "%.3f", indexing.throttledSeconds)),
+                ("lookalike_write_throttled_batches", String(indexing.throttledBatches)),
             ]),
             ("Stats", [
                 ("total_connections_received", String(server.totalConnections.load(ordering: .relaxed))),

@@ -407,6 +407,8 @@ enum VectorCommands {
                 (.simple("sealed-segments"), .integer(s.sealed)),
                 (.simple("sealing-segments"), .integer(s.frozen)),
                 (.simple("mutable-items"), .integer(s.mutableCount)),
+                (.simple("unindexed-items"), .integer(c.unindexed.items)),
+                (.simple("ef-construction"), .integer(c.efConstructionForInfo)),
                 (.simple("index-state"), .string(c.indexState)),
                 (.simple("hnsw-m"), .integer(hnswM(d.index))),
             ])

@@ -49,7 +49,10 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "LMDB map size in GiB (the most the database may hold).") var mapSizeGib = 64
     @Option(help: "Durability: full (fsync each commit), nometasync, none.") var sync = "full"
     @Option(help: "LMDB reader slots.") var maxReaders = 254
-    @Option(help: "Items in a mutable exact segment before it is sealed.") var sealThreshold = 100_000
+    @Option(help: "Items in a collection's mutable segment (its live HNSW graph, or an exact segment for other index types) before it is sealed.") var sealThreshold = 100_000
+    @Option(help: "HNSW efConstruction of collections that set none (VADD ... EF).") var efConstruction = 200
+    @Option(help: "MiB of written vectors not yet linked into a graph above which writes are acknowledged later (backpressure).") var maxUnindexedMb = 4
+    @Option(help: "Nice value of the threads that link new items into graphs (0-19; higher yields more to searches).") var buildNice = 10
     @Option(help: "Most writes per group commit.") var maxBatch = 8192
     @Option(help: "Longest element name in bytes (at most 511).") var maxKeyBytes = 511
     @Option(help: "Longest attributes JSON in bytes.") var maxAttributeBytes = 65_536
@@ -79,13 +82,16 @@ struct LookalikeServer: ParsableCommand {
                           ("--max-arguments", maxArguments), ("--max-inline-bytes", maxInlineBytes),
                           ("--max-unauthenticated-bytes", maxUnauthenticatedBytes),
                           ("--max-unauthenticated-arguments", maxUnauthenticatedArguments),
-                          ("--max-filter-bytes", maxFilterBytes), ("--max-filter-depth", maxFilterDepth)] where v < 1 {
+                          ("--max-filter-bytes", maxFilterBytes), ("--max-filter-depth", maxFilterDepth),
+                          ("--ef-construction", efConstruction), ("--max-unindexed-mb", maxUnindexedMb)] where v < 1 {
             throw ValidationError("\(name) must be positive")
         }
         guard clientOutputBufferLimit >= 0 else { throw ValidationError("--client-output-buffer-limit must be zero or more") }
         guard requirepass == nil || requirepassFile == nil else {
             throw ValidationError("give --requirepass or --requirepass-file, not both")
         }
+        guard (0...19).contains(buildNice) else { throw ValidationError("--build-nice must be 0 to 19") }
+        guard efConstruction <= 4096 else { throw ValidationError("--ef-construction must be at most 4096") }
         guard batchJobMemoryMb >= 1 else { throw ValidationError("--batch-job-memory-mb must be positive") }
         guard rankingRefreshSeconds >= 0 && rankingRefreshSeconds.isFinite else {
             throw ValidationError("--ranking-refresh-seconds must be zero or more")
@@ -141,6 +147,9 @@ struct LookalikeServer: ParsableCommand {
         o.engine.storage.sync = SyncMode(rawValue: sync)!
         o.engine.storage.maxReaders = maxReaders
         o.engine.sealThreshold = sealThreshold
+        o.engine.efConstruction = efConstruction
+        o.engine.maxUnindexedBytes = maxUnindexedMb << 20
+        o.engine.buildNice = buildNice
         o.engine.maxBatch = maxBatch
         o.engine.maxKeyBytes = maxKeyBytes
         o.engine.maxAttributeBytes = maxAttributeBytes
