@@ -61,6 +61,10 @@ public final class Collection: @unchecked Sendable {
     /// The new-items batch job's progress (NewItems).
     public let newItemsProgress = NewItemsProgress()
 
+    /// Held from reading the manifest to committing and swapping in its successor (seals,
+    /// merges and compactions edit it from different queues: Merging.swift).
+    let manifestLock = NSLock()
+
     /// Next id to allocate. Commit thread only (and `open`, before the commit thread sees us).
     var nextId: UInt64 = 0
     /// A drop of this collection is staged in the transaction being built. Commit thread only;

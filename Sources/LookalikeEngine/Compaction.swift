@@ -1,19 +1,13 @@
 // Compaction: rebuilds a collection's sealed segments into one, without deleted and replaced
 // items, optionally retraining IVF/PQ/SQ first; queries and writes go on meanwhile.
 //
-// Order (each step crash-safe on its own, as for a seal):
-//   1. take the sealed segments S of this moment; read their live items' vectors from LMDB
-//      (the source of truth), in id order, in chunks;
-//   2. retrain (when asked, or when the IVF lists became uneven: `retrainImbalance`), then
-//      build one index of the collection's type and write its files (SegmentFiles);
-//   3. one LMDB transaction names it in the manifest instead of S (segments sealed since are
-//      kept after it) and forgets the tombstones of the dropped ids: the atomic point;
-//   4. under the collection's lock, copy deletes that happened during the build and swap it
-//      in; then remove S's files.
-// Killed before 3, the collection is as before (the new files are leftovers the next start
-// removes); after 3, as after (S's files are the leftovers).
-// Threads: runs on the sealer's serial queue, so seals and compactions never interleave
-// their manifest edits; callers wait for it. One compaction per collection at a time.
+// It is the merge of every sealed segment with a full rebuild: the run is built anew from
+// its live items' vectors read from LMDB (the source of truth), in id order, in chunks,
+// retrained first when asked or when the IVF lists became uneven (`retrainImbalance`), and
+// published by the same step as every merge (Merging.swift: `publishMerged`, with its crash
+// safety): killed before the manifest commit the collection is as before, after it as after.
+// Threads: runs on the merger's serial queue, so merges and compactions never overlap;
+// callers wait for it. One compaction per collection at a time.
 import Dispatch
 import Foundation
 import Logging
@@ -40,7 +34,7 @@ extension Engine {
         }
         defer { collection.endCompaction() }
         var result: Result<CompactionReport, Error> = .failure(EngineError.closed)
-        sealer.run { result = Result { try collection.compact(retrain: retrain) } }
+        merger.run { result = Result { try collection.compact(retrain: retrain) } }
         return try result.get()
     }
 }
@@ -68,8 +62,6 @@ extension Collection {
         let dropped = old.flatMap { seg in (0..<seg.count).filter { !seg.live.isLive($0) }.map { seg.id(at: $0) } }
         report.itemsDropped = dropped.count
 
-        var manifest = state.withLock { $0.manifest }
-        let oldTemplateName = manifest.template
         var template = state.withLock { $0.template }
         let drifted = old.contains { $0.info.ivfImbalance > Self.retrainImbalance }
         var newTemplate: FaissIndex?
@@ -83,60 +75,37 @@ extension Collection {
                 report.retrained = true
             }
         }
-        var built: SealedSegment?
-        var entry: Manifest.Entry?
+        var index: FaissIndex?
         if !ids.isEmpty {
-            let index = try template?.clone()
+            let fresh = try template?.clone()
                 ?? FaissIndex(spec: definition.index, dimension: definition.dimension, metric: definition.metric.faiss)
-            if try index.info().kind == .hnsw {
-                try index.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
+            if try fresh.info().kind == .hnsw {
+                try fresh.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
             }
+            if usesGraph { try fresh.reserveGraph(capacity: ids.count) }
             if engine.options.buildThreads > 0 { FaissIndex.setThreads(engine.options.buildThreads) }
             // In chunks: the vectors of a large collection need not fit in memory twice.
             var added: [UInt64] = []
             for start in stride(from: 0, to: ids.count, by: Self.compactionChunk) {
                 let chunk = try vectors(of: Array(ids[start..<min(ids.count, start + Self.compactionChunk)]))
                 guard !chunk.ids.isEmpty else { continue }
-                try chunk.rows.withUnsafeBufferPointer { try index.add($0.baseAddress!, count: chunk.ids.count) }
+                try chunk.rows.withUnsafeBufferPointer { rows in
+                    // A graph collection links with the shim's insertion loop, as its seals do.
+                    if usesGraph {
+                        try fresh.insert(rows.baseAddress!, count: chunk.ids.count, threads: engine.options.buildThreads)
+                    } else {
+                        try fresh.add(rows.baseAddress!, count: chunk.ids.count)
+                    }
+                }
                 added += chunk.ids
             }
             ids = added
             report.itemsKept = ids.count
-            if let first = ids.first, let last = ids.last {
-                let segmentName = String(format: "seg-%06d", manifest.nextSegment)
-                manifest.nextSegment += 1
-                try SegmentFiles.write(index: index, ids: ids, name: segmentName, directory: segmentDirectory)
-                built = try SealedSegment(name: segmentName, index: index, ids: ids, metric: definition.metric.faiss)
-                entry = .init(name: segmentName, firstId: first, lastId: last, count: ids.count)
-            }
+            index = ids.isEmpty ? nil : fresh
         }
-        if let newTemplate {
-            let templateName = String(format: "trained-%06d", manifest.nextSegment)
-            manifest.nextSegment += 1
-            try SegmentFiles.write(index: newTemplate, ids: [], name: templateName, directory: segmentDirectory)
-            manifest.template = templateName
-        }
-        let oldNames = Set(old.map(\.name))
-        manifest.segments = (entry.map { [$0] } ?? []) + manifest.segments.filter { !oldNames.contains($0.name) }
-        guard try engine.commitManifest(manifest, for: self, clearingTombstones: dropped) else {
-            if let e = entry { SegmentFiles.remove(name: e.name, directory: segmentDirectory) }
-            throw EngineError.unknownCollection(name)
-        }
-        state.withLock { s in
-            if let built {
-                // Deletes committed during the build marked the old segments: carry them over.
-                for seg in old where seg.live.deadCount > 0 {
-                    for p in 0..<seg.count where !seg.live.isLive(p) { built.markDeleted(id: seg.id(at: p)) }
-                }
-            }
-            s.sealed = (built.map { [$0] } ?? []) + s.sealed.filter { seg in !old.contains { $0 === seg } }
-            s.manifest = manifest
-            if let newTemplate { s.template = newTemplate }
-        }
-        for seg in old { SegmentFiles.remove(name: seg.name, directory: segmentDirectory) }
-        if newTemplate != nil, let oldTemplateName { SegmentFiles.remove(name: oldTemplateName, directory: segmentDirectory) }
+        let built = try publishMerged(replacing: old, index: index, ids: ids, dropped: dropped, newTemplate: newTemplate)
         report.segmentsAfter = state.withLock { $0.sealed.count }
-        report.bytesAfter = entry.map { SegmentFiles.bytes(name: $0.name, directory: segmentDirectory) } ?? 0
+        report.bytesAfter = built.map { SegmentFiles.bytes(name: $0.name, directory: segmentDirectory) } ?? 0
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
         engine.logger.info("compacted", metadata: [
             "collection": "\(name)", "kept": "\(report.itemsKept)", "dropped": "\(report.itemsDropped)",

@@ -32,6 +32,8 @@ public final class Engine: @unchecked Sendable {
     let meta: MetaStore
     let writeQueue: WriteQueue
     let sealer = Sealer()
+    /// Merges sealed segments in the background, and runs compactions (Merging.swift).
+    let merger: Merger
     /// Links new items into graph segments in the background (Indexing.swift).
     private(set) var indexer: Indexer!
     /// Keyed by the name's UTF-8, not the String: String equality is Unicode-canonical, and
@@ -65,6 +67,7 @@ public final class Engine: @unchecked Sendable {
             meta = try MetaStore(environment: environment)
         } catch { throw EngineError.wrap(error) }
         writeQueue = WriteQueue(environment: environment, maxBatch: options.maxBatch)
+        merger = Merger(nice: options.buildNice)
         indexer = Indexer(options: options, collections: { [weak self] in
             self?.registry.withLock { Array($0.values) } ?? []
         })
@@ -254,6 +257,19 @@ public final class Engine: @unchecked Sendable {
     /// Waits for background seals already scheduled.
     public func waitForSealing() { sealer.waitIdle() }
 
+    /// Waits until every item written so far is linked into its graph (benchmarks, tests).
+    public func waitForIndexing() {
+        for c in registry.withLock({ Array($0.values) }) {
+            for g in c.graphsWithBacklog() { _ = indexer.waitIndexed(g, of: c) }
+        }
+    }
+
+    /// Waits for the seals and then the merges scheduled so far (tests, benchmarks).
+    public func waitForMerging() {
+        sealer.waitIdle()
+        merger.run {}
+    }
+
     /// Commits queued writes, lets a running seal finish, and stops. Idempotent.
     public func close() {
         adminLock.lock()
@@ -262,6 +278,7 @@ public final class Engine: @unchecked Sendable {
         closed = true
         writeQueue.stop()
         indexer.stop()
+        merger.cancelAndWait()
         sealer.cancelPending()
         sealer.waitIdle()
         registry.withLock { $0.removeAll() }

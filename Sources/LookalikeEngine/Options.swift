@@ -35,6 +35,9 @@ public struct EngineOptions: Sendable {
     /// scans) above which the commit thread waits for the indexer: writes are acknowledged
     /// later, never refused (Indexing.swift).
     public var maxUnindexedBytes = 4 << 20
+    /// Sealed segments of one size tier merged into one (Merging.swift): a query visits at most
+    /// this many minus one per tier. Larger: less merge work, more segments. 0 turns merging off.
+    public var mergeFactor = 8
     /// Nice value of the indexer's threads (index building yields to searches); 0 = as searches.
     public var buildNice = 10
     /// OpenMP threads for sealing (building indexes); 0 = all cores.

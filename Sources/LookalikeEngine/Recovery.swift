@@ -73,6 +73,7 @@ extension Collection {
                 return true
             }
         }
+        engine.merger.schedule(self)  // a merge the last run did not get to
         var keep = Set(manifest.segments.map(\.name))
         if let t = manifest.template { keep.insert(t) }
         let removed = SegmentFiles.removeUnlisted(directory: segmentDirectory, keep: keep)

@@ -72,6 +72,8 @@ extension Collection {
         let started = DispatchTime.now()
         do {
             let (index, newTemplate) = try sealedIndex(of: frozen)
+            manifestLock.lock()
+            defer { manifestLock.unlock() }
             var manifest = state.withLock { $0.manifest }
             let ids = frozen.idList
             let segmentName = String(format: "seg-%06d", manifest.nextSegment)
@@ -99,6 +101,7 @@ extension Collection {
                 s.manifest = manifest
                 if let newTemplate { s.template = newTemplate }
             }
+            engine.merger.schedule(self)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             engine.logger.info("sealed segment", metadata: [
                 "collection": "\(name)", "segment": "\(segmentName)", "items": "\(ids.count)",

@@ -52,7 +52,8 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Items in a collection's mutable segment (its live HNSW graph, or an exact segment for other index types) before it is sealed.") var sealThreshold = 100_000
     @Option(help: "HNSW efConstruction of collections that set none (VADD ... EF).") var efConstruction = 200
     @Option(help: "MiB of written vectors not yet linked into a graph above which writes are acknowledged later (backpressure).") var maxUnindexedMb = 4
-    @Option(help: "Nice value of the threads that link new items into graphs (0-19; higher yields more to searches).") var buildNice = 10
+    @Option(help: "Nice value of the threads that link new items into graphs and merge segments (0-19; higher yields more to searches).") var buildNice = 10
+    @Option(help: "Sealed segments of one size tier merged into one in the background (0: no merging).") var mergeFactor = 8
     @Option(help: "Most writes per group commit.") var maxBatch = 8192
     @Option(help: "Longest element name in bytes (at most 511).") var maxKeyBytes = 511
     @Option(help: "Longest attributes JSON in bytes.") var maxAttributeBytes = 65_536
@@ -90,6 +91,7 @@ struct LookalikeServer: ParsableCommand {
         guard requirepass == nil || requirepassFile == nil else {
             throw ValidationError("give --requirepass or --requirepass-file, not both")
         }
+        guard mergeFactor == 0 || mergeFactor >= 2 else { throw ValidationError("--merge-factor must be 0 (off) or at least 2") }
         guard (0...19).contains(buildNice) else { throw ValidationError("--build-nice must be 0 to 19") }
         guard efConstruction <= 4096 else { throw ValidationError("--ef-construction must be at most 4096") }
         guard batchJobMemoryMb >= 1 else { throw ValidationError("--batch-job-memory-mb must be positive") }
@@ -150,6 +152,7 @@ struct LookalikeServer: ParsableCommand {
         o.engine.efConstruction = efConstruction
         o.engine.maxUnindexedBytes = maxUnindexedMb << 20
         o.engine.buildNice = buildNice
+        o.engine.mergeFactor = mergeFactor
         o.engine.maxBatch = maxBatch
         o.engine.maxKeyBytes = maxKeyBytes
         o.engine.maxAttributeBytes = maxAttributeBytes

@@ -83,7 +83,12 @@ final class DurabilityTests: XCTestCase {
     }
 
     /// Kills a writer with SIGKILL three times at different moments, reopening in between.
-    func testKillNineLosesNoAcknowledgedWrite() throws {
+    func testKillNineLosesNoAcknowledgedWrite() throws { try killNine(busy: false) }
+
+    /// The same while segments merge all the time and writers wait for the indexer.
+    func testKillNineDuringMergesAndBackpressureLosesNoAcknowledgedWrite() throws { try killNine(busy: true) }
+
+    private func killNine(busy: Bool) throws {
         let dir = temporaryDirectory(self)
         let writer = builtExecutable("lookalike-test-writer")
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: writer.path), "build lookalike-test-writer first")
@@ -93,7 +98,7 @@ final class DurabilityTests: XCTestCase {
         for round in 0..<3 {
             let process = Process()
             process.executableURL = writer
-            process.arguments = [dir, String(first)]
+            process.arguments = [dir, String(first)] + (busy ? ["busy"] : [])
             let pipe = Pipe()
             process.standardOutput = pipe
             try process.run()

@@ -2,13 +2,15 @@
 // folder and prints one line per acknowledged write, until it is killed:
 //   ADD <i> <version>   item k<i> holds writerVector(i, version)
 //   DEL <i>             item d<i> was removed
-// Usage: lookalike-test-writer DATA_DIR FIRST_INDEX
+// Usage: lookalike-test-writer DATA_DIR FIRST_INDEX [busy]
+// "busy": segments merge all the time (merge factor 2) and writers are held back by the
+// indexer (a backlog bound of 64 items), so kills land in merges and in backpressure.
 import Foundation
 import LookalikeEngine
 
 let arguments = CommandLine.arguments
-guard arguments.count == 3, let first = Int(arguments[2]) else {
-    FileHandle.standardError.write("usage: lookalike-test-writer DATA_DIR FIRST_INDEX\n".data(using: .utf8)!)
+guard arguments.count == 3 || (arguments.count == 4 && arguments[3] == "busy"), let first = Int(arguments[2]) else {
+    FileHandle.standardError.write("usage: lookalike-test-writer DATA_DIR FIRST_INDEX [busy]\n".data(using: .utf8)!)
     exit(2)
 }
 let dimension = 16
@@ -19,6 +21,11 @@ func writerVector(index: Int, version: Int) -> [Float] {
 
 var options = EngineOptions()
 options.sealThreshold = 700  // seals (file writes, manifest commits) happen while we are killed
+if arguments.count == 4 {
+    options.sealThreshold = 300
+    options.mergeFactor = 2
+    options.maxUnindexedBytes = 64 * dimension * 4
+}
 let engine: Engine
 let collection: Collection
 do {

@@ -1,0 +1,209 @@
+// Merging: keeps the number of sealed segments a query visits small, logarithmic in the
+// collection's size, in the background; and the one place sealed segments are replaced by a
+// merged one (the tiered policy below, and VCOMPACT: Compaction.swift).
+//
+// Policy (`mergeCandidate`, graph collections: Collection.usesGraph): a segment's tier is
+// floor(log_F(items / floor)), F = EngineOptions.mergeFactor, floor = `mergeFloor`. When F
+// adjacent segments share a tier, they are merged into one of the next tier. A query then
+// visits at most F-1 segments per tier: O(F · log_F(n)).
+// A merge inserts the other segments' live items into a copy of the first (oldest, normally
+// largest) segment's graph, as Lucene merges HNSW graphs: what is already linked is not linked
+// again. When the first segment has many dead items, the run is built anew from its live rows
+// instead (dead nodes would stay in the copy for good).
+//
+// Order (each step crash-safe on its own, as for a seal):
+//   1. build the merged index (from rows the sealed segments hold in memory) and write its
+//      files (SegmentFiles);
+//   2. under the manifest lock, one LMDB transaction names it in the manifest instead of the
+//      run and forgets the tombstones of the items left out: the atomic point;
+//   3. under the collection's lock, copy deletes that happened during the build and swap it
+//      in; then remove the run's files.
+// Killed before 2, the collection is as before (the new files are leftovers the next start
+// removes); after 2, as after (the run's files are the leftovers).
+// Threads: merges and compactions run one at a time per engine on the merger's serial queue,
+// at `buildNice`; seals run on the sealer's queue meanwhile. Manifest edits of both take the
+// collection's `manifestLock`, so each starts from the manifest the other committed.
+import Dispatch
+import Foundation
+import Logging
+import LookalikeIndex
+
+final class Merger: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "lookalike.merger", qos: .background)
+    private let lock = NSLock()
+    private var cancelled = false
+    private var scheduled = Set<ObjectIdentifier>()
+    private let nice: Int
+
+    init(nice: Int) { self.nice = nice }
+
+    /// Merges what the policy asks for in `collection`, in the background (once per request in
+    /// flight: a collection already scheduled is not queued twice).
+    func schedule(_ collection: Collection) {
+        guard lock.withLock({ !cancelled && scheduled.insert(ObjectIdentifier(collection)).inserted }) else { return }
+        queue.async { [self] in
+            lock.withLock { _ = scheduled.remove(ObjectIdentifier(collection)) }
+            FaissIndex.setBuildNice(nice)
+            while !isCancelled, !collection.isDropped, let run = collection.mergeCandidate() {
+                do {
+                    try collection.merge(run, isCancelled: { [self] in isCancelled })
+                } catch {
+                    if !isCancelled {
+                        collection.engine.logger.error("merging segments failed; they stay as they are", metadata: [
+                            "collection": "\(collection.name)", "error": "\(EngineError.wrap(error))"])
+                    }
+                    return
+                }
+            }
+        }
+    }
+
+    /// Runs `body` on the merger's queue after what is queued, and waits for it (VCOMPACT).
+    func run(_ body: () -> Void) { queue.sync(execute: body) }
+
+    var isCancelled: Bool { lock.withLock { cancelled } }
+
+    /// Stops merges: a running one gives up at its next step (its files are leftovers the next
+    /// start removes), queued ones do nothing. Then waits for the queue.
+    func cancelAndWait() {
+        lock.withLock { cancelled = true }
+        queue.sync {}
+    }
+}
+
+extension Collection {
+    /// Segments below this many items share the lowest tier.
+    static let mergeFloor = 1_000
+    /// Above this fraction of dead items in the first segment, a merge rebuilds the run.
+    static let mergeRebuildDeadFraction = 0.25
+
+    /// The first run of `mergeFactor` adjacent sealed segments of one tier, if any.
+    func mergeCandidate() -> [SealedSegment]? {
+        let factor = engine.options.mergeFactor
+        guard usesGraph, factor >= 2 else { return nil }
+        let sealed = state.withLock { $0.sealed }
+        let tiers = sealed.map { Self.tier(of: $0.liveCount, factor: factor) }
+        var start = 0
+        for i in sealed.indices {
+            if tiers[i] != tiers[start] { start = i }
+            if i - start + 1 == factor { return Array(sealed[start...i]) }
+        }
+        return nil
+    }
+
+    static func tier(of items: Int, factor: Int) -> Int {
+        var t = 0
+        var bound = mergeFloor * factor
+        while items >= bound, t < 30 {
+            t += 1
+            bound *= factor
+        }
+        return t
+    }
+
+    /// Merges a run of adjacent sealed segments into one (see the file's header).
+    func merge(_ run: [SealedSegment], isCancelled: () -> Bool) throws {
+        let started = DispatchTime.now()
+        let base = run[0]
+        let copyBase = base.info.kind == .hnsw && base.rows != nil
+            && Double(base.live.deadCount) <= Self.mergeRebuildDeadFraction * Double(max(1, base.count))
+        let total = run.reduce(0) { $0 + $1.count }
+        let index: FaissIndex
+        var ids: [UInt64] = []
+        var dropped: [UInt64] = []
+        if copyBase {
+            // The copy is read from the base's own file: FAISS 1.7.3's clone_index turns an
+            // IndexHNSWFlat into a plain IndexHNSW, which write_index then refuses.
+            index = try FaissIndex.read(path: SegmentFiles.indexPath(segmentDirectory, base.name), mmap: false)
+            ids = base.idList
+        } else {
+            index = try FaissIndex(spec: definition.index, dimension: definition.dimension, metric: definition.metric.faiss)
+        }
+        try index.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
+        try index.reserveGraph(capacity: total)
+        for seg in copyBase ? Array(run.dropFirst()) : run {
+            guard let rows = seg.rows else { throw EngineError.invalidArgument("segment \(seg.name) keeps no rows to merge") }
+            var chunk: [Float] = []
+            var chunkIds: [UInt64] = []
+            func flush() throws {
+                guard !chunkIds.isEmpty else { return }
+                if isCancelled() { throw EngineError.closed }
+                try chunk.withUnsafeBufferPointer { try index.insert($0.baseAddress!, count: chunkIds.count, threads: engine.options.buildThreads) }
+                ids += chunkIds
+                chunk.removeAll(keepingCapacity: true)
+                chunkIds.removeAll(keepingCapacity: true)
+            }
+            let d = definition.dimension
+            for p in 0..<seg.count {
+                guard seg.live.isLive(p) else { dropped.append(seg.id(at: p)); continue }
+                chunk.append(contentsOf: UnsafeBufferPointer(start: rows + p * d, count: d))
+                chunkIds.append(seg.id(at: p))
+                if chunkIds.count == Self.mergeChunk { try flush() }
+            }
+            try flush()
+        }
+        if isCancelled() { throw EngineError.closed }
+        let report = try publishMerged(replacing: run, index: ids.isEmpty ? nil : index, ids: ids, dropped: dropped)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        engine.logger.info("merged segments", metadata: [
+            "collection": "\(name)", "segments": "\(run.map(\.name).joined(separator: "+"))->\(report?.name ?? "none")",
+            "items": "\(ids.count)", "dropped": "\(dropped.count)", "copied-first": "\(copyBase)",
+            "seconds": "\(String(format: "%.2f", seconds))"])
+    }
+
+    /// Items inserted per call while merging (a cancel waits for at most one chunk).
+    static let mergeChunk = 8_192
+
+    /// Writes a merged segment's files, names it in the manifest in place of `old` (and forgets
+    /// the tombstones of `dropped`, the items it left out), swaps it in with the deletes made
+    /// meanwhile, and removes the old files. `index` nil: every item was dropped. `newTemplate`:
+    /// a retrained empty index for later seals. Returns the new segment.
+    @discardableResult
+    func publishMerged(replacing old: [SealedSegment], index: FaissIndex?, ids: [UInt64], dropped: [UInt64],
+                       newTemplate: FaissIndex? = nil) throws -> SealedSegment? {
+        manifestLock.lock()
+        defer { manifestLock.unlock() }
+        var manifest = state.withLock { $0.manifest }
+        let oldTemplateName = manifest.template
+        var built: SealedSegment?
+        var entry: Manifest.Entry?
+        if let index, let first = ids.first, let last = ids.last {
+            let segmentName = String(format: "seg-%06d", manifest.nextSegment)
+            manifest.nextSegment += 1
+            try SegmentFiles.write(index: index, ids: ids, name: segmentName, directory: segmentDirectory)
+            built = try SealedSegment(name: segmentName, index: index, ids: ids, metric: definition.metric.faiss)
+            entry = .init(name: segmentName, firstId: first, lastId: last, count: ids.count)
+        }
+        if let newTemplate {
+            let templateName = String(format: "trained-%06d", manifest.nextSegment)
+            manifest.nextSegment += 1
+            try SegmentFiles.write(index: newTemplate, ids: [], name: templateName, directory: segmentDirectory)
+            manifest.template = templateName
+        }
+        // In place of the run: segments sealed meanwhile stay after it, in order.
+        let oldNames = Set(old.map(\.name))
+        let at = manifest.segments.firstIndex { oldNames.contains($0.name) } ?? 0
+        manifest.segments.removeAll { oldNames.contains($0.name) }
+        if let entry { manifest.segments.insert(entry, at: min(at, manifest.segments.count)) }
+        guard try engine.commitManifest(manifest, for: self, clearingTombstones: dropped) else {
+            if let entry { SegmentFiles.remove(name: entry.name, directory: segmentDirectory) }
+            throw EngineError.unknownCollection(name)
+        }
+        state.withLock { s in
+            if let built {
+                // Deletes committed during the build marked the old segments: carry them over.
+                for seg in old where seg.live.deadCount > 0 {
+                    for p in 0..<seg.count where !seg.live.isLive(p) { built.markDeleted(id: seg.id(at: p)) }
+                }
+            }
+            let first = s.sealed.firstIndex { seg in old.contains { $0 === seg } } ?? 0
+            s.sealed.removeAll { seg in old.contains { $0 === seg } }
+            if let built { s.sealed.insert(built, at: min(first, s.sealed.count)) }
+            s.manifest = manifest
+            if let newTemplate { s.template = newTemplate }
+        }
+        for seg in old { SegmentFiles.remove(name: seg.name, directory: segmentDirectory) }
+        if newTemplate != nil, let oldTemplateName { SegmentFiles.remove(name: oldTemplateName, directory: segmentDirectory) }
+        return built
+    }
+}

@@ -1,0 +1,212 @@
+// Fresh data: new items are linked into a live HNSW graph within moments and searched through
+// it; a full graph is sealed as it is; sealed segments merge by a tiered policy; writers are
+// held back, never refused, when the indexer falls behind. Recall against brute force holds
+// across all of it, with deletes and updates in between.
+import Foundation
+import LookalikeEngine
+import LookalikeFormats
+import LookalikeIndex
+import XCTest
+
+final class FreshDataTests: XCTestCase {
+    let d = 24
+
+    func engine(_ configure: (inout EngineOptions) -> Void = { _ in }) throws -> (Engine, String) {
+        var options = EngineOptions()
+        configure(&options)
+        let dir = temporaryDirectory(self)
+        let engine = try Engine(directory: dir, options: options)
+        addTeardownBlock { engine.close() }
+        return (engine, dir)
+    }
+
+    /// Mean recall@10 of approximate searches against brute force over `live`.
+    func meanRecall(_ c: Collection, _ live: [String: [Float]], queries: [[Float]]) throws -> Double {
+        let data = live.map { (key: $0.key, vector: $0.value) }
+        var total = 0.0
+        for q in queries {
+            let hits = try c.search(SearchRequest(query: .vector(q), k: 10, efSearch: 128))
+            XCTAssertEqual(Set(hits.map(\.key)).count, hits.count, "an item came back twice")
+            for h in hits { XCTAssertNotNil(live[h.key], "\(h.key) was removed or never written") }
+            total += recall(hits.map(\.key), bruteForce(q, data, k: 10, metric: .cosine))
+        }
+        return total / Double(queries.count)
+    }
+
+    func testNewItemsAreSearchedThroughTheGraphBeforeAnySeal() async throws {
+        let (engine, _) = try engine()
+        let c = try engine.createCollection(.init(name: "g", dimension: d, metric: .cosine, index: "HNSW16"))
+        let vectors = clusteredVectors(count: 3000, dimension: d, clusters: 40, seed: 1)
+        var live: [String: [Float]] = [:]
+        let results = await c.write(batch: vectors.enumerated().map { i, v in
+            live["k\(i)"] = v
+            return .upsert(key: "k\(i)", vector: v, attributes: .keep)
+        })
+        XCTAssertTrue(results.allSatisfy { (try? $0.get()) == .added })
+        let queries = clusteredVectors(count: 20, dimension: d, clusters: 40, seed: 2)
+        // At once: whatever is not linked yet is scanned exactly, so nothing is missed.
+        XCTAssertGreaterThanOrEqual(try meanRecall(c, live, queries: queries), 0.95)
+        engine.waitForIndexing()
+        XCTAssertEqual(c.unindexed.items, 0)
+        XCTAssertEqual(c.segmentSummary().sealed, 0, "no seal was needed to index them")
+        XCTAssertEqual(c.segmentSummary().mutableCount, 3000)
+        XCTAssertGreaterThanOrEqual(try meanRecall(c, live, queries: queries), 0.95)
+        XCTAssertGreaterThanOrEqual(engine.indexingStatistics().linked, 3000)
+        // Each item finds itself through the graph.
+        for i in stride(from: 0, to: 3000, by: 97) {
+            let hit = try c.search(SearchRequest(query: .vector(vectors[i]), k: 1, efSearch: 64)).first
+            XCTAssertEqual(hit?.key, "k\(i)")
+        }
+    }
+
+    func testAGraphIsSealedAsItIsAndReopensWithoutReplay() async throws {
+        let (engine, dir) = try engine()
+        let c = try engine.createCollection(.init(name: "g", dimension: d, metric: .cosine, index: "HNSW16"))
+        let vectors = clusteredVectors(count: 2000, dimension: d, clusters: 30, seed: 3)
+        _ = await c.write(batch: vectors.enumerated().map { .upsert(key: "k\($0)", vector: $1, attributes: .keep) })
+        try engine.persist()
+        XCTAssertEqual(c.segmentSummary().sealed, 1)
+        XCTAssertEqual(c.segmentSummary().mutableCount, 0)
+        let query = clusteredVectors(count: 1, dimension: d, clusters: 30, seed: 4)[0]
+        let before = try c.search(SearchRequest(query: .vector(query), k: 10))
+        engine.close()
+        let reopened = try Engine(directory: dir)
+        defer { reopened.close() }
+        let again = try XCTUnwrap(reopened.collection("g"))
+        XCTAssertEqual(again.segmentSummary().mutableCount, 0, "nothing replayed")
+        XCTAssertEqual(try again.search(SearchRequest(query: .vector(query), k: 10)).map(\.key), before.map(\.key))
+    }
+
+    /// Small seals merge pairwise (merge factor 2) while items are deleted and replaced: recall
+    /// holds, removed items never come back, and the segment count stays logarithmic.
+    func testMergesKeepRecallDeletesAndUpdates() async throws {
+        let (engine, dir) = try engine { o in
+            o.sealThreshold = 400
+            o.mergeFactor = 2
+        }
+        let c = try engine.createCollection(.init(name: "m", dimension: d, metric: .cosine, index: "HNSW16"))
+        let vectors = clusteredVectors(count: 6000, dimension: d, clusters: 50, seed: 5)
+        var live: [String: [Float]] = [:]
+        var rng = SeededRandom(seed: 6)
+        for start in stride(from: 0, to: 6000, by: 500) {
+            var batch: [WriteRequest] = []
+            for i in start..<start + 500 {
+                batch.append(.upsert(key: "k\(i)", vector: vectors[i], attributes: .keep))
+                live["k\(i)"] = vectors[i]
+            }
+            // Remove some earlier items and move others to a new vector.
+            for _ in 0..<60 {
+                let j = Int(rng.next() % UInt64(start + 500))
+                if rng.next() % 2 == 0 {
+                    batch.append(.remove(key: "k\(j)"))
+                    live["k\(j)"] = nil
+                } else {
+                    let v = vectors[(j * 7 + 13) % 6000]
+                    batch.append(.upsert(key: "k\(j)", vector: v, attributes: .keep))
+                    live["k\(j)"] = v
+                }
+            }
+            _ = await c.write(batch: batch)
+        }
+        engine.waitForMerging()
+        let summary = c.segmentSummary()
+        // 6000 items in 400-item seals: 15 seals; merged pairwise by tier, a few remain.
+        XCTAssertLessThanOrEqual(summary.sealed, 6, "segments did not merge: \(summary)")
+        let queries = clusteredVectors(count: 20, dimension: d, clusters: 50, seed: 7)
+        XCTAssertGreaterThanOrEqual(try meanRecall(c, live, queries: queries), 0.95)
+        XCTAssertEqual(try c.count(), live.count)
+        // After a restart, the merged segments and their tombstones come back the same.
+        engine.close()
+        let reopened = try Engine(directory: dir)
+        defer { reopened.close() }
+        let again = try XCTUnwrap(reopened.collection("m"))
+        XCTAssertGreaterThanOrEqual(try meanRecall(again, live, queries: queries), 0.95)
+    }
+
+    /// A backlog bound of a few items: the commit thread waits for the indexer again and again,
+    /// every write is still acknowledged, and every one is there.
+    func testBackpressureDelaysWritesAndLosesNone() async throws {
+        let (engine, _) = try engine { o in o.maxUnindexedBytes = 16 * 24 * 4 }
+        let c = try engine.createCollection(.init(name: "b", dimension: d, metric: .cosine, index: "HNSW16"))
+        let vectors = clusteredVectors(count: 4000, dimension: d, clusters: 30, seed: 8)
+        var results: [Result<WriteOutcome, EngineError>] = []
+        for start in stride(from: 0, to: 4000, by: 200) {
+            results += await c.write(batch: (start..<start + 200).map { .upsert(key: "k\($0)", vector: vectors[$0], attributes: .keep) })
+        }
+        XCTAssertTrue(results.allSatisfy { (try? $0.get()) == .added })
+        XCTAssertGreaterThan(engine.indexingStatistics().throttledBatches, 0, "the writer was never held back")
+        XCTAssertEqual(try c.count(), 4000)
+        for i in stride(from: 0, to: 4000, by: 37) { XCTAssertEqual(try c.vector(key: "k\(i)"), vectors[i]) }
+    }
+
+    /// Searches run while items stream in, are linked, sealed and merged: no search returns a
+    /// removed item or one twice, and afterwards each acknowledged item is found.
+    func testSearchesDuringLinkingSealsAndMerges() async throws {
+        let (engine, _) = try engine { o in
+            o.sealThreshold = 500
+            o.mergeFactor = 2
+        }
+        let c = try engine.createCollection(.init(name: "s", dimension: d, metric: .cosine, index: "HNSW16"))
+        let vectors = clusteredVectors(count: 5000, dimension: d, clusters: 40, seed: 9)
+        let stop = ManagedAtomicFlag()
+        let removedPrefix = "gone"
+        let searchers = (0..<2).map { t in
+            Thread.detachNewThreadWithResult {
+                var failures: [String] = []
+                var n = 0
+                while !stop.isSet {
+                    let q = vectors[(n * 31 + t) % vectors.count]
+                    n += 1
+                    do {
+                        let hits = try c.search(SearchRequest(query: .vector(q), k: 10))
+                        if hits.contains(where: { $0.key.hasPrefix(removedPrefix) }) { failures.append("a removed item came back") }
+                        if Set(hits.map(\.key)).count != hits.count { failures.append("an item came back twice") }
+                    } catch {
+                        failures.append("\(error)")
+                    }
+                }
+                return failures
+            }
+        }
+        for start in stride(from: 0, to: 5000, by: 250) {
+            var batch: [WriteRequest] = (start..<start + 250).map { .upsert(key: "k\($0)", vector: vectors[$0], attributes: .keep) }
+            // An item that is added and removed again in the next batch.
+            batch.append(.upsert(key: "\(removedPrefix)\(start)", vector: vectors[start], attributes: .keep))
+            _ = await c.write(batch: batch)
+            _ = await c.write(batch: [.remove(key: "\(removedPrefix)\(start)")])
+        }
+        engine.waitForMerging()
+        stop.set()
+        let failures = searchers.flatMap { $0.wait() }
+        XCTAssertEqual(failures.prefix(5), [])
+        engine.waitForIndexing()
+        for i in stride(from: 0, to: 5000, by: 41) {
+            let hits = try c.search(SearchRequest(query: .vector(vectors[i]), k: 10, efSearch: 128))
+            XCTAssertTrue(hits.contains { $0.key == "k\(i)" }, "k\(i) not found by its own vector")
+        }
+    }
+}
+
+/// A flag one thread sets and others poll.
+final class ManagedAtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
+
+extension Thread {
+    /// Runs `body` on a new thread; `wait()` on the result returns its value.
+    static func detachNewThreadWithResult<T: Sendable>(_ body: @escaping @Sendable () -> T) -> ThreadResult<T> {
+        let result = ThreadResult<T>()
+        Thread.detachNewThread { result.finish(body()) }
+        return result
+    }
+}
+
+final class ThreadResult<T: Sendable>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var value: T?
+    func finish(_ v: T) { value = v; done.signal() }
+    func wait() -> T { done.wait(); return value! }
+}
