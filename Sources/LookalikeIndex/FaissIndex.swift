@@ -3,8 +3,13 @@
 // Owns: the lk_index pointer (freed in deinit).
 // Invariants: labels are positions in add order; every FAISS failure is a thrown IndexError.
 // Threads: `search`, `reconstruct`, `write`, `info` may run concurrently; `train`, `add`,
-// `setHNSW` must not overlap with anything else on the same index. Segments guarantee this by
-// building an index completely before publishing it, and never mutating a published one.
+// `setHNSW`, `reserveGraph` must not overlap with anything else on the same index. Segments
+// guarantee this by building an index completely before publishing it, and never mutating a
+// published one. The exception is a live HNSW graph: after `reserveGraph(capacity:)` (while
+// nobody searches), one thread at a time may `insert` while any number search, `info`,
+// `reconstruct`, read `flatVectors` or `links`; searches see the vectors of inserts that had
+// returned when they started (and never a position beyond). `write` and `clone` must not
+// overlap an `insert`. `setBuildNice` applies to the calling thread's later inserts.
 import CFaiss
 
 public enum IndexError: Error, CustomStringConvertible, Equatable {
@@ -117,10 +122,28 @@ public final class FaissIndex: @unchecked Sendable {
         try checkFaiss { lk_index_add(handle, Int64(count), vectors, $0, $1) }
     }
 
+    /// HNSW with flat storage (`HNSWn`) only: makes room for `capacity` vectors in all, so that
+    /// later `insert`s never move what concurrent searches read. Call while nobody searches.
+    public func reserveGraph(capacity: Int) throws {
+        try checkFaiss { lk_hnsw_reserve(handle, Int64(capacity), $0, $1) }
+    }
+
+    /// Appends `count` vectors (positions `info().count...`) and links them, with up to `threads`
+    /// OpenMP threads (<= 0: the default) at the index's efConstruction. Searches may run
+    /// meanwhile; they see the new vectors once this returns. Throws, changing nothing, beyond
+    /// the reserved capacity.
+    public func insert(_ vectors: UnsafePointer<Float>, count: Int, threads: Int) throws {
+        try checkFaiss { lk_hnsw_insert(handle, Int64(count), vectors, Int32(threads), $0, $1) }
+    }
+
+    /// The nice value of the calling thread and of the OpenMP workers of its later `insert`s.
+    public static func setBuildNice(_ nice: Int) { lk_set_build_nice(Int32(nice)) }
+
     /// Searches `queryCount` queries; returns distances and positions, `k` per query (-1 = none).
+    /// `faissSearch` runs FAISS's own HNSW loop instead of the shim's (tests; refused on a live graph).
     public func search(
         _ queries: UnsafePointer<Float>, queryCount: Int, k: Int, effort: SearchEffort,
-        selector: UnsafeRawBufferPointer?, threads: Int = 1
+        selector: UnsafeRawBufferPointer?, threads: Int = 1, faissSearch: Bool = false
     ) throws -> (distances: [Float], positions: [Int64]) {
         var distances = [Float](repeating: 0, count: queryCount * k)
         var positions = [Int64](repeating: -1, count: queryCount * k)
@@ -128,6 +151,7 @@ public final class FaissIndex: @unchecked Sendable {
         params.ef_search = Int32(effort.efSearch)
         params.nprobe = Int32(effort.nprobe)
         params.threads = Int32(threads)
+        params.faiss_search = faissSearch ? 1 : 0
         if let selector {
             params.bitmap = selector.baseAddress?.assumingMemoryBound(to: UInt8.self)
             params.bitmap_bytes = selector.count
@@ -141,14 +165,6 @@ public final class FaissIndex: @unchecked Sendable {
             }
         }
         return (distances, positions)
-    }
-
-    public func remove(positions: [Int64]) throws -> Int {
-        var removed = 0
-        try positions.withUnsafeBufferPointer { p in
-            try checkFaiss { lk_index_remove(handle, p.baseAddress, p.count, &removed, $0, $1) }
-        }
-        return removed
     }
 
     public func reconstruct(position: Int, dimension: Int) throws -> [Float] {

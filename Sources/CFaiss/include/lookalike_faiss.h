@@ -9,8 +9,12 @@
  *   - Labels are positions (0..ntotal-1 in add order). The Swift side maps positions to its own
  *     64-bit ids; we never wrap indexes in IndexIDMap because that rejects search parameters.
  * Threads: a const operation (search, reconstruct, write, info) may run on many threads at
- * once on one index; a mutating one (train, add, remove, set_*) must be alone on that index.
- * The Swift index layer enforces this.
+ * once on one index; a mutating one (train, add, set_*, lk_hnsw_reserve) must be alone on that
+ * index. The one exception is a live HNSW graph (lk_hnsw_reserve, then lk_hnsw_insert): while one
+ * lk_hnsw_insert runs, lk_index_search, lk_index_info_get, lk_index_reconstruct,
+ * lk_index_flat_vectors and lk_index_hnsw_links may run on any number of threads and see the
+ * graph as of the last published count; write and clone must wait for the insert to return.
+ * The Swift index layer and the engine enforce this.
  */
 #ifndef LOOKALIKE_FAISS_H
 #define LOOKALIKE_FAISS_H
@@ -55,6 +59,8 @@ typedef struct {
     const uint8_t *bitmap;   /* if non-null, only positions whose bit is set are returned */
     size_t bitmap_bytes;
     int threads;             /* if > 0, OpenMP threads for this call (set on the calling thread) */
+    int faiss_search;        /* HNSW on flat storage: non-zero runs FAISS's own search loop instead
+                                of the shim's (tests, A/B); an error on a live graph */
 } lk_search_params;
 
 /* Create an index from a FAISS factory string ("Flat", "HNSW32", "IVF1024,SQ8", ...). */
@@ -70,15 +76,44 @@ int lk_index_set_hnsw(lk_index *index, int ef_construction, int ef_search,
                       char *err, size_t errlen);
 
 int lk_index_train(lk_index *index, int64_t n, const float *x, char *err, size_t errlen);
+/* FAISS's own add; on a live HNSW graph (after lk_hnsw_reserve) it is lk_hnsw_insert with the
+ * OpenMP default of threads. */
 int lk_index_add(lk_index *index, int64_t n, const float *x, char *err, size_t errlen);
 
-/* Search n queries; distances and labels are n*k each; missing results have label -1. */
+/* A live HNSW graph: one thread inserts while others search (hnsw_build.cpp, hnsw_graph.h). */
+
+/* HNSW with flat float storage only (HNSWn, any M). Makes room for `capacity` vectors in total,
+ * so that later lk_hnsw_insert calls never move the storage rows or the graph arrays
+ * (levels, offsets, neighbors) that concurrent searches read. Call before the first insert,
+ * on an index nobody searches yet. Error for another index type.
+ * The index may already hold vectors (a graph built by lk_index_add or read from a file); from
+ * here on it is live: lk_index_add inserts through lk_hnsw_insert. The levels of the future nodes
+ * are drawn now from FAISS's hnsw.random_level(), in the order FAISS's own add would draw them.
+ * Costs about 4 bytes (a lock) + 4 bytes (a level) per reserved position beyond the vectors and
+ * links. May be called again (larger or smaller, >= ntotal) while nobody searches or inserts. */
+int lk_hnsw_reserve(lk_index *index, int64_t capacity, char *err, size_t errlen);
+
+/* Appends n vectors at positions ntotal..ntotal+n-1 and links them into the graph, using up to
+ * `threads` OpenMP threads (<= 0: the OpenMP default), with the index's efConstruction.
+ * One insert call at a time per index; any number of lk_index_search calls may run at the same
+ * time and must stay memory-safe and return only positions < the count published when they
+ * started. The new count is published (release) only when all n are linked.
+ * Error (nothing changed) if ntotal + n > the reserved capacity.
+ * The graph is FAISS 1.7.3's (same levels, order, neighbour heuristic and reverse-link shrink),
+ * so write/read/clone and FAISS's own search accept it. A second concurrent call is an error;
+ * an error before lk_hnsw_reserve. */
+int lk_hnsw_insert(lk_index *index, int64_t n, const float *x, int threads, char *err, size_t errlen);
+
+/* Nice value (setpriority on the calling thread and on every OpenMP worker thread of later
+ * lk_hnsw_insert calls made from this thread), so index building yields to searches.
+ * Raising priority again (a lower value) needs CAP_SYS_NICE; without it that part is ignored. */
+void lk_set_build_nice(int nice);
+
+/* Search n queries; distances and labels are n*k each; missing results have label -1.
+ * Every HNSW index with flat L2/IP storage is searched by the shim's loop (hnsw_search.cpp);
+ * on a live graph it reads the published count once and returns only positions below it. */
 int lk_index_search(const lk_index *index, int64_t n, const float *x, int64_t k,
                     const lk_search_params *params, float *distances, int64_t *labels,
-                    char *err, size_t errlen);
-
-/* Remove the given positions (IVF keeps other positions; Flat renumbers; HNSW refuses). */
-int lk_index_remove(lk_index *index, const int64_t *positions, size_t n, size_t *removed,
                     char *err, size_t errlen);
 
 int lk_index_reconstruct(const lk_index *index, int64_t position, float *out,
@@ -106,9 +141,11 @@ const float *lk_index_flat_vectors(const lk_index *index);
 
 /* HNSW only (VLINKS): the graph links of the node at `position`. *levels receives how many
  * levels the node is on (1 = level 0 only) and *total how many links it has on all of them;
- * counts[l] (for l < max_levels) receives how many it has on level l, and `links` receives their
- * positions, level 0 first, each level in FAISS's order, as far as `capacity` allows. A first
- * call with max_levels and capacity 0 sizes the buffers of a second. Error for another index. */
+ * counts[l] (for l < max_levels) receives how many of level l's it wrote to `links`, which
+ * receives their positions, level 0 first, each level in FAISS's order, as far as `capacity`
+ * allows. A first call with max_levels and capacity 0 sizes the buffers of a second. On a live
+ * graph the lists may change between the two calls; the counts never add up beyond `capacity`,
+ * and links to unpublished positions are left out. Error for another index. */
 int lk_index_hnsw_links(const lk_index *index, int64_t position, int *levels, int *counts,
                         int max_levels, int64_t *links, size_t capacity, size_t *total,
                         char *err, size_t errlen);

@@ -1,0 +1,96 @@
+// distances.h: the distance kernels of the HNSW fast paths, and the flat storage that uses them.
+//
+// Owns: the kernels (AVX2/FMA and a scalar fallback, chosen once at start-up) and FastFlat, the
+// IndexFlat subclass every HNSW index with plain flat float storage gets (use_fast_storage).
+// Invariants:
+//   - dot/l2 compute the same value as FAISS's fvec_inner_product / fvec_L2sqr up to float
+//     rounding, for any dimension (tails handled); four() equals four calls of the single one.
+//   - FastFlat is written to and read from files as a plain IndexFlat (FAISS's own writer
+//     dynamic_casts it), so files stay readable by any FAISS.
+//   - kUseAVX2 is false when the CPU lacks AVX2 or FMA, or when LOOKALIKE_REFERENCE_DISTANCES=1
+//     is set (FAISS's own scalar code, for A/B measurements). FastFlat is installed either way,
+//     so the shim's search loop applies to every HNSW-flat index.
+// Threads: pure functions, callable from any thread. Included by the other CFaiss files only.
+#ifndef LOOKALIKE_DISTANCES_H
+#define LOOKALIKE_DISTANCES_H
+
+#include <faiss/Index.h>
+#if FAISS_VERSION_MAJOR != 1 || FAISS_VERSION_MINOR != 7
+#error "Sources/CFaiss walks FAISS 1.7.x internals (IndexHNSW, HNSW's levels/offsets/neighbors, FlatCodesDistanceComputer); check them against this FAISS before changing this test"
+#endif
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/utils/distances.h>
+
+#include <cstddef>
+
+namespace lk {
+
+extern const bool kUseAVX2;
+
+float dot_avx2(const float *x, const float *y, size_t d);
+float l2_avx2(const float *x, const float *y, size_t d);
+// Four dot products (ip) or squared distances of x against y[0..3], sharing the loads of x.
+void four_avx2(bool ip, const float *x, const float *const y[4], size_t d, float out[4]);
+
+inline float dot(const float *x, const float *y, size_t d) {
+    return kUseAVX2 ? dot_avx2(x, y, d) : faiss::fvec_inner_product(x, y, d);
+}
+inline float l2(const float *x, const float *y, size_t d) {
+    return kUseAVX2 ? l2_avx2(x, y, d) : faiss::fvec_L2sqr(x, y, d);
+}
+
+// HNSW's distance: smaller is closer; -dot for inner product (as FAISS's IndexHNSW), squared L2.
+inline float hnsw_distance(bool ip, const float *x, const float *y, size_t d) {
+    return ip ? -dot(x, y, d) : l2(x, y, d);
+}
+inline void hnsw_distance4(bool ip, const float *x, const float *const y[4], size_t d, float out[4]) {
+    if (kUseAVX2) {
+        four_avx2(ip, x, y, d, out);
+        if (ip) for (int j = 0; j < 4; j++) out[j] = -out[j];
+    } else {
+        for (int j = 0; j < 4; j++) out[j] = hnsw_distance(ip, x, y[j], d);
+    }
+}
+
+// Same contract as FAISS's FlatIPDis / FlatL2Dis: inner product (HNSW negates it) or squared L2.
+struct FastFlatDistance : faiss::FlatCodesDistanceComputer {
+    size_t d;
+    bool inner_product;
+    const float *query = nullptr;
+
+    explicit FastFlatDistance(const faiss::IndexFlat &storage)
+            : FlatCodesDistanceComputer(storage.codes.data(), storage.code_size),
+              d(storage.d),
+              inner_product(storage.metric_type == faiss::METRIC_INNER_PRODUCT) {}
+
+    float distance(const float *x, const float *y) const {
+        return inner_product ? dot(x, y, d) : l2(x, y, d);
+    }
+    void set_query(const float *x) override { query = x; }
+    float distance_to_code(const uint8_t *code) override {
+        return distance(query, reinterpret_cast<const float *>(code));
+    }
+    float symmetric_dis(idx_t i, idx_t j) override {
+        const float *base = reinterpret_cast<const float *>(codes);
+        return distance(base + i * d, base + j * d);
+    }
+};
+
+struct FastFlat : faiss::IndexFlat {
+    FastFlat(idx_t d, faiss::MetricType metric) : IndexFlat(d, metric) {}
+    faiss::FlatCodesDistanceComputer *get_FlatCodesDistanceComputer() const override {
+        return new FastFlatDistance(*this);
+    }
+};
+
+// The HNSW index (not behind a pre-transform) whose storage is FastFlat, or null.
+faiss::IndexHNSW *fast_hnsw(faiss::Index *index);
+
+// Gives an HNSW index with plain flat float storage (L2 or IP) the fast storage, moving the
+// vectors. Anything else is left as it is.
+void use_fast_storage(faiss::Index *index);
+
+}  // namespace lk
+
+#endif

@@ -1,0 +1,399 @@
+// hnsw_build.cpp: the shim's HNSW insertion loop (lk_hnsw_reserve / lk_hnsw_insert), for HNSW
+// indexes on FastFlat storage, safe against concurrent searches (hnsw_graph.h says why).
+//
+// It builds the graph FAISS 1.7.3's IndexHNSW::add builds (faiss/IndexHNSW.cpp
+// hnsw_add_vertices, faiss/impl/HNSW.cpp add_with_locks), with the same semantics step by step:
+//   - levels come from hnsw.random_level() (drawn at reserve time, in FAISS's order);
+//   - a batch is bucketed by level, highest first, each bucket shuffled with RandomGenerator(789);
+//   - per node: greedy descent from the entry point down to the node's level + 1, then on each
+//     of its levels search_neighbors_to_add (a beam of efConstruction) from the descent's
+//     nearest (FAISS does not move it between levels, and neither do we), FAISS's neighbour
+//     heuristic (shrink_neighbor_list) down to nb_neighbors(level), links to the kept ones
+//     farthest first, then the reverse links, each shrunk the same way when the list is full;
+//   - per-node locks (omp locks, as FAISS's): a node's own lock is held while its lists are
+//     written, and released while it adds reverse links (one lock held at a time: no deadlock).
+// What differs is speed only: a per-thread stamp visited table sized to the capacity (FAISS
+// allocates one of ntotal bytes per thread per level bucket), four distances at a time sharing
+// the loads of the query row, and the rows of the next batch prefetched.
+// Floating-point sums are grouped differently, so ties may break differently: the graph is
+// FAISS's in distribution, not bit for bit.
+// Threads: one lk_hnsw_insert at a time per index (checked), with up to `threads` OpenMP
+// workers; any number of searches meanwhile. lk_hnsw_reserve only while nobody searches.
+#include "hnsw_graph.h"
+
+#include <faiss/utils/random.h>
+#include <immintrin.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <limits>
+#include <mutex>
+#include <queue>
+#include <stdexcept>
+#include <string>
+
+namespace lk {
+
+namespace {
+
+using NodeDistCloser = faiss::HNSW::NodeDistCloser;    // in a priority_queue: top is farthest
+using NodeDistFarther = faiss::HNSW::NodeDistFarther;  // in a priority_queue: top is nearest
+
+thread_local bool tl_nice_set = false;
+thread_local int tl_nice = 0;
+
+void apply_nice(int nice) { (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice); }
+
+// What every worker of one insert shares.
+struct Graph {
+    faiss::HNSW &h;
+    int32_t *nb;
+    const size_t *offsets;
+    const int *cum;
+    const float *base;
+    size_t d;
+    bool ip;
+    int efc;
+    omp_lock_t *locks;
+    std::mutex &entry_mutex;
+    size_t capacity;
+    int max_degree;
+
+    void range(int64_t v, int level, size_t &b, size_t &e) const {
+        size_t o = offsets[v];
+        b = o + cum[level];
+        e = o + cum[level + 1];
+    }
+    const float *row(int64_t v) const { return base + v * d; }
+};
+
+struct Worker {
+    const Graph &g;
+    std::vector<int> ids;
+    std::vector<float> ds;
+    std::vector<int32_t> linked;
+
+    explicit Worker(const Graph &graph) : g(graph), ids(graph.max_degree + 1), ds(graph.max_degree + 1) {}
+
+    float dist(const float *x, int64_t v) const { return hnsw_distance(g.ip, x, g.row(v), g.d); }
+
+    void dists(const float *x, const int *id, int n, float *out) const {
+        int j = 0;
+        for (; j + 4 <= n; j += 4) {
+            const float *y[4] = {g.row(id[j]), g.row(id[j + 1]), g.row(id[j + 2]), g.row(id[j + 3])};
+            hnsw_distance4(g.ip, x, y, g.d, out + j);
+        }
+        for (; j < n; j++) out[j] = dist(x, id[j]);
+    }
+
+    // FAISS's greedy_update_nearest, the neighbours of the current nearest scored together.
+    void greedy(const float *q, int level, int32_t &nearest, float &d_nearest) {
+        for (;;) {
+            int32_t prev = nearest;
+            size_t b, e;
+            g.range(nearest, level, b, e);
+            int n = 0;
+            for (size_t i = b; i < e; i++) {
+                int32_t v = link_load(g.nb + i);
+                if (v < 0) break;
+                _mm_prefetch(reinterpret_cast<const char *>(g.row(v)), _MM_HINT_T0);
+                ids[n++] = v;
+            }
+            dists(q, ids.data(), n, ds.data());
+            for (int i = 0; i < n; i++)
+                if (ds[i] < d_nearest) nearest = ids[i], d_nearest = ds[i];
+            if (nearest == prev) return;
+        }
+    }
+
+    // FAISS's search_neighbors_to_add: a beam of efConstruction on one level.
+    void search_to_add(const float *q, std::priority_queue<NodeDistCloser> &results, int32_t ep, float d_ep,
+                       int level) {
+        uint16_t stamp;
+        uint16_t *seen = visited_table(g.capacity, stamp);
+        std::priority_queue<NodeDistFarther> candidates;
+        candidates.emplace(d_ep, ep);
+        results.emplace(d_ep, ep);
+        seen[ep] = stamp;
+        while (!candidates.empty()) {
+            const NodeDistFarther &c = candidates.top();
+            if (c.d > results.top().d) break;
+            int32_t cur = c.id;
+            candidates.pop();
+            size_t b, e;
+            g.range(cur, level, b, e);
+            int n = 0;
+            for (size_t i = b; i < e; i++) {
+                int32_t v = link_load(g.nb + i);
+                if (v < 0) break;
+                if (seen[v] == stamp) continue;
+                seen[v] = stamp;
+                _mm_prefetch(reinterpret_cast<const char *>(g.row(v)), _MM_HINT_T0);
+                ids[n++] = v;
+            }
+            dists(q, ids.data(), n, ds.data());
+            for (int i = 0; i < n; i++) {
+                if ((int)results.size() < g.efc || results.top().d > ds[i]) {
+                    results.emplace(ds[i], ids[i]);
+                    candidates.emplace(ds[i], ids[i]);
+                    if ((int)results.size() > g.efc) results.pop();
+                }
+            }
+        }
+    }
+
+    // FAISS's HNSW::shrink_neighbor_list: nearest first, keep v1 unless a kept v2 is closer to
+    // v1 than the query is. The distances to the kept ones are scored four at a time.
+    void shrink_list(std::priority_queue<NodeDistFarther> &input, std::vector<NodeDistFarther> &output,
+                     int max_size) {
+        while (!input.empty()) {
+            NodeDistFarther v1 = input.top();
+            input.pop();
+            const float *x1 = g.row(v1.id);
+            bool good = true;
+            size_t j = 0;
+            for (; good && j + 4 <= output.size(); j += 4) {
+                const float *y[4] = {g.row(output[j].id), g.row(output[j + 1].id), g.row(output[j + 2].id),
+                                     g.row(output[j + 3].id)};
+                float out[4];
+                hnsw_distance4(g.ip, x1, y, g.d, out);
+                for (int t = 0; t < 4; t++)
+                    if (out[t] < v1.d) good = false;
+            }
+            for (; good && j < output.size(); j++)
+                if (dist(x1, output[j].id) < v1.d) good = false;
+            if (good) {
+                output.push_back(v1);
+                if ((int)output.size() >= max_size) return;
+            }
+        }
+    }
+
+    // FAISS's shrink_neighbor_list (the anonymous one): no-op below max_size.
+    void shrink(std::priority_queue<NodeDistCloser> &set, int max_size) {
+        if ((int)set.size() < max_size) return;
+        std::priority_queue<NodeDistFarther> input;
+        std::vector<NodeDistFarther> output;
+        while (!set.empty()) {
+            input.emplace(set.top().d, set.top().id);
+            set.pop();
+        }
+        shrink_list(input, output, max_size);
+        for (const NodeDistFarther &v : output) set.emplace(v.d, v.id);
+    }
+
+    // FAISS's add_link: append dest to src's list at level, or shrink the full list with dest.
+    // The caller holds src's lock.
+    void add_link(int32_t src, int32_t dest, int level) {
+        size_t b, e;
+        g.range(src, level, b, e);
+        if (link_load(g.nb + e - 1) == -1) {
+            size_t i = e;
+            while (i > b && link_load(g.nb + i - 1) == -1) i--;
+            link_store(g.nb + i, dest);
+            return;
+        }
+        const float *xs = g.row(src);
+        std::priority_queue<NodeDistCloser> set;
+        set.emplace(dist(xs, dest), dest);
+        int n = (int)(e - b);
+        for (int j = 0; j < n; j++) ids[j] = link_load(g.nb + b + j);
+        dists(xs, ids.data(), n, ds.data());
+        for (int j = 0; j < n; j++) set.emplace(ds[j], ids[j]);
+        shrink(set, n);
+        size_t i = b;
+        while (!set.empty()) {
+            link_store(g.nb + i++, set.top().id);
+            set.pop();
+        }
+        while (i < e) link_store(g.nb + i++, -1);
+    }
+
+    // FAISS's add_links_starting_from. Entered and left holding pt's lock.
+    void add_links(const float *q, int32_t pt, int32_t nearest, float d_nearest, int level) {
+        std::priority_queue<NodeDistCloser> targets;
+        search_to_add(q, targets, nearest, d_nearest, level);
+        shrink(targets, g.h.nb_neighbors(level));
+        linked.clear();
+        while (!targets.empty()) {
+            int32_t other = targets.top().id;
+            add_link(pt, other, level);
+            linked.push_back(other);
+            targets.pop();
+        }
+        omp_unset_lock(&g.locks[pt]);
+        for (int32_t other : linked) {
+            omp_set_lock(&g.locks[other]);
+            add_link(other, pt, level);
+            omp_unset_lock(&g.locks[other]);
+        }
+        omp_set_lock(&g.locks[pt]);
+    }
+
+    // FAISS's add_with_locks.
+    void add(int32_t pt, int pt_level) {
+        int32_t nearest;
+        int level;
+        {
+            std::lock_guard<std::mutex> guard(g.entry_mutex);
+            nearest = g.h.entry_point;
+            if (nearest == -1) {
+                g.h.max_level = pt_level;
+                g.h.entry_point = pt;
+                return;
+            }
+            level = g.h.max_level;
+        }
+        const float *q = g.row(pt);
+        omp_set_lock(&g.locks[pt]);
+        float d_nearest = dist(q, nearest);
+        for (; level > pt_level; level--) greedy(q, level, nearest, d_nearest);
+        for (; level >= 0; level--) add_links(q, pt, nearest, d_nearest, level);
+        omp_unset_lock(&g.locks[pt]);
+        std::lock_guard<std::mutex> guard(g.entry_mutex);
+        if (pt_level > g.h.max_level) {
+            g.h.max_level = pt_level;
+            g.h.entry_point = pt;
+        }
+    }
+};
+
+}  // namespace
+
+void hnsw_reserve(faiss::IndexHNSW &index, std::unique_ptr<LiveGraph> &live, int64_t capacity) {
+    if (live && live->inserting.load()) throw std::logic_error("an insert is running on this index");
+    auto *flat = static_cast<faiss::IndexFlat *>(index.storage);
+    faiss::HNSW &h = index.hnsw;
+    int64_t n0 = index.ntotal;
+    if (flat->ntotal != n0 || (int64_t)h.levels.size() != n0 || (int64_t)h.offsets.size() != n0 + 1)
+        throw std::logic_error("HNSW graph and storage disagree on their size");
+    if (capacity < n0) throw std::invalid_argument("capacity is below the index's current size");
+    if (capacity > std::numeric_limits<int32_t>::max())
+        throw std::invalid_argument("capacity beyond FAISS HNSW's 32-bit node ids");
+
+    auto g = std::make_unique<LiveGraph>();
+    g->capacity = capacity;
+    g->planned_from = n0;
+    size_t want = (size_t)(capacity - n0);
+    // Keep the levels an earlier reserve drew for positions not yet used: the stream stays FAISS's.
+    if (live && live->planned_from <= n0) {
+        size_t skip = (size_t)(n0 - live->planned_from);
+        if (skip < live->planned.size())
+            g->planned.assign(live->planned.begin() + skip,
+                              live->planned.begin() + std::min(live->planned.size(), skip + want));
+    }
+    g->planned.reserve(want);
+    while (g->planned.size() < want) g->planned.push_back(h.random_level() + 1);
+
+    size_t slots = h.offsets.back();
+    for (int level : g->planned) slots += (size_t)h.cum_nb_neighbors(level);
+    flat->codes.reserve((size_t)capacity * flat->code_size);
+    h.levels.reserve((size_t)capacity);
+    h.offsets.reserve((size_t)capacity + 1);
+    h.neighbors.reserve(slots);
+
+    g->locks.resize((size_t)capacity);
+    for (auto &l : g->locks) omp_init_lock(&l);
+    g->count.store(n0, std::memory_order_release);
+    g->entry.store(pack_entry(h.entry_point, h.max_level), std::memory_order_release);
+    live = std::move(g);
+}
+
+void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const float *x, int threads) {
+    if (n < 0) throw std::invalid_argument("negative count");
+    bool idle = false;
+    if (!live.inserting.compare_exchange_strong(idle, true))
+        throw std::logic_error("another lk_hnsw_insert is running on this index");
+    struct Done {
+        LiveGraph &live;
+        ~Done() { live.inserting.store(false); }
+    } done{live};
+
+    auto *flat = static_cast<faiss::IndexFlat *>(index.storage);
+    faiss::HNSW &h = index.hnsw;
+    const int64_t n0 = live.count.load(std::memory_order_relaxed);  // we are its only writer
+    if (index.ntotal != n0 || flat->ntotal != n0 || (int64_t)h.levels.size() != n0)
+        throw std::logic_error("the index was changed outside lk_hnsw_insert after lk_hnsw_reserve");
+    if (n > live.capacity - n0)
+        throw std::invalid_argument("insert of " + std::to_string(n) + " vectors beyond the reserved capacity (" +
+                                    std::to_string(live.capacity) + ", holding " + std::to_string(n0) + ")");
+    if (n == 0) return;
+
+    // Everything below stays within what lk_hnsw_reserve reserved; check before changing anything.
+    const size_t cs = flat->code_size;
+    size_t slots = h.offsets.back();
+    for (int64_t i = 0; i < n; i++) slots += (size_t)h.cum_nb_neighbors(live.planned[n0 + i - live.planned_from]);
+    if (flat->codes.capacity() < (size_t)(n0 + n) * cs || h.levels.capacity() < (size_t)(n0 + n) ||
+        h.offsets.capacity() < (size_t)(n0 + n + 1) || h.neighbors.capacity() < slots)
+        throw std::logic_error("reserved graph storage is smaller than planned");
+
+    // Rows, levels, offsets and empty lists of the new nodes; nobody reads them yet.
+    flat->codes.insert(flat->codes.end(), reinterpret_cast<const uint8_t *>(x),
+                       reinterpret_cast<const uint8_t *>(x) + (size_t)n * cs);
+    for (int64_t i = 0; i < n; i++) {
+        int level = live.planned[n0 + i - live.planned_from];
+        h.levels.push_back(level);
+        h.offsets.push_back(h.offsets.back() + (size_t)h.cum_nb_neighbors(level));
+    }
+    h.neighbors.resize(h.offsets.back(), -1);
+
+    // FAISS's order: bucket by level, highest first, each bucket shuffled.
+    std::vector<int> hist;
+    std::vector<int32_t> order((size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        int level = h.levels[n0 + i] - 1;
+        if (level >= (int)hist.size()) hist.resize(level + 1, 0);
+        hist[level]++;
+    }
+    {
+        std::vector<int> start(hist.size() + 1, 0);
+        for (size_t l = 0; l + 1 < hist.size(); l++) start[l + 1] = start[l] + hist[l];
+        for (int64_t i = 0; i < n; i++) order[start[h.levels[n0 + i] - 1]++] = (int32_t)(n0 + i);
+    }
+
+    std::mutex entry_mutex;
+    Graph graph{h,
+                h.neighbors.data(),
+                h.offsets.data(),
+                h.cum_nneighbor_per_level.data(),
+                reinterpret_cast<const float *>(flat->codes.data()),
+                (size_t)flat->d,
+                flat->metric_type == faiss::METRIC_INNER_PRODUCT,
+                h.efConstruction,
+                live.locks.data(),
+                entry_mutex,
+                (size_t)live.capacity,
+                max_degree(h)};
+    const int team = threads > 0 ? threads : omp_get_max_threads();
+    const bool nice_set = tl_nice_set;
+    const int nice = tl_nice;
+    faiss::RandomGenerator rng2(789);
+    int i1 = (int)n;
+    for (int pt_level = (int)hist.size() - 1; pt_level >= 0; pt_level--) {
+        int i0 = i1 - hist[pt_level];
+        for (int j = i0; j < i1; j++) std::swap(order[j], order[j + rng2.rand_int(i1 - j)]);
+#pragma omp parallel num_threads(team) if (i1 > i0 + 100)
+        {
+            if (nice_set) apply_nice(nice);
+            Worker worker(graph);
+#pragma omp for schedule(dynamic, 16)
+            for (int i = i0; i < i1; i++) worker.add(order[i], pt_level);
+        }
+        i1 = i0;
+    }
+
+    // Publish: count first, then the entry (hnsw_graph.h).
+    flat->ntotal = n0 + n;
+    index.ntotal = n0 + n;
+    live.count.store(n0 + n, std::memory_order_release);
+    live.entry.store(pack_entry(h.entry_point, h.max_level), std::memory_order_release);
+}
+
+void set_build_nice(int nice) {
+    tl_nice_set = true;
+    tl_nice = nice;
+    apply_nice(nice);
+}
+
+}  // namespace lk
