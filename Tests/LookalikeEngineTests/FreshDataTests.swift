@@ -139,8 +139,9 @@ final class FreshDataTests: XCTestCase {
         for i in stride(from: 0, to: 4000, by: 37) { XCTAssertEqual(try c.vector(key: "k\(i)"), vectors[i]) }
     }
 
-    /// Searches run while items stream in, are linked, sealed and merged: no search returns a
-    /// removed item or one twice, and afterwards each acknowledged item is found.
+    /// Searches run while items stream in, are linked, sealed and merged: no search returns an
+    /// item whose removal was acknowledged before it began, or one item twice; afterwards each
+    /// acknowledged item is found.
     func testSearchesDuringLinkingSealsAndMerges() async throws {
         let (engine, _) = try engine { o in
             o.sealThreshold = 500
@@ -149,6 +150,7 @@ final class FreshDataTests: XCTestCase {
         let c = try engine.createCollection(.init(name: "s", dimension: d, metric: .cosine, index: "HNSW16"))
         let vectors = clusteredVectors(count: 5000, dimension: d, clusters: 40, seed: 9)
         let stop = ManagedAtomicFlag()
+        let removed = LockedSet()
         let removedPrefix = "gone"
         let searchers = (0..<2).map { t in
             Thread.detachNewThreadWithResult {
@@ -158,8 +160,9 @@ final class FreshDataTests: XCTestCase {
                     let q = vectors[(n * 31 + t) % vectors.count]
                     n += 1
                     do {
+                        let gone = removed.snapshot
                         let hits = try c.search(SearchRequest(query: .vector(q), k: 10))
-                        if hits.contains(where: { $0.key.hasPrefix(removedPrefix) }) { failures.append("a removed item came back") }
+                        for h in hits where gone.contains(h.key) { failures.append("removed \(h.key) came back") }
                         if Set(hits.map(\.key)).count != hits.count { failures.append("an item came back twice") }
                     } catch {
                         failures.append("\(error)")
@@ -174,6 +177,7 @@ final class FreshDataTests: XCTestCase {
             batch.append(.upsert(key: "\(removedPrefix)\(start)", vector: vectors[start], attributes: .keep))
             _ = await c.write(batch: batch)
             _ = await c.write(batch: [.remove(key: "\(removedPrefix)\(start)")])
+            removed.insert("\(removedPrefix)\(start)")
         }
         engine.waitForMerging()
         stop.set()
@@ -185,6 +189,14 @@ final class FreshDataTests: XCTestCase {
             XCTAssertTrue(hits.contains { $0.key == "k\(i)" }, "k\(i) not found by its own vector")
         }
     }
+}
+
+/// Keys one thread adds and others read.
+final class LockedSet: @unchecked Sendable {
+    private let lock = NSLock()
+    private var keys = Set<String>()
+    var snapshot: Set<String> { lock.withLock { keys } }
+    func insert(_ key: String) { lock.withLock { _ = keys.insert(key) } }
 }
 
 /// A flag one thread sets and others poll.
