@@ -46,7 +46,7 @@ def faiss_ann(a, base, queries, out):
     for spec in a.specs:
         index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
         if spec.startswith("HNSW"):
-            index.hnsw.efConstruction = 40
+            index.hnsw.efConstruction = a.ef_construction
         t0 = time.perf_counter()
         if not index.is_trained:
             index.train(base)
@@ -132,6 +132,8 @@ def main():
                    help="FAISS factory strings (inner product)")
     p.add_argument("--ivf-nprobe", type=int, nargs="*", default=[1, 4, 16, 64])
     p.add_argument("--ef", type=int, default=64)
+    p.add_argument("--ef-construction", type=int, default=40, help="HNSW build effort of faiss-cpu (ann)")
+    p.add_argument("--no-hnswlib", action="store_true", help="skip hnswlib (ann)")
     p.add_argument("--groups")
     a = p.parse_args()
     base = np.ascontiguousarray(np.load(a.base), dtype=np.float32)
@@ -142,7 +144,7 @@ def main():
         filtered(a, base, queries, out)
         return
     faiss_ann(a, base, queries, out)
-    if "HNSW32" in a.specs:
+    if "HNSW32" in a.specs and not a.no_hnswlib:
         hnswlib_ann(a, base, queries, out)
 
 

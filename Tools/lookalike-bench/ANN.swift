@@ -33,6 +33,7 @@ struct ANN: AsyncParsableCommand {
     @Option(parsing: .upToNextOption, help: "Index types to sweep (default: Flat, HNSW32, IVFn,Flat, IVFn,SQ8).") var indexes: [String] = []
     @Flag(help: "Skip faiss-cpu and hnswlib (no Python environment needed).") var noPeers = false
     @Flag(help: "A 20,000-item subset, fewer points: finishes in under two minutes.") var quick = false
+    @Flag(help: "Online mode (ANNOnline.swift): HNSW32 loaded by pipelined VADD into a fresh server and queried at once, then after SAVE, against faiss-cpu at efConstruction 200.") var online = false
     @Option(help: "Scratch folder (deleted afterwards).") var scratch = NSTemporaryDirectory() + "lookalike-bench-ann"
     @Option(help: "Results JSON (for the plot).") var results = ".build/bench-results/ann.json"
     @Option(help: "Recall–QPS plot (PNG); empty for none.") var png = "Docs/plots/ann.png"
@@ -59,6 +60,10 @@ struct ANN: AsyncParsableCommand {
         let truth = GroundTruth(base: prepared, rows: set.count, queries: rawQueries, dimension: set.dimension, k: k,
                                 normalise: set.metric == .cosine)
         print("exact ground truth in \(String(format: "%.1f", now() - t0)) s")
+        if online {
+            try runOnline(set: set, rawQueries: rawQueries, prepared: prepared, truth: truth, efs: efs, rounds: rounds)
+            return
+        }
         let rowOfKey = Dictionary(uniqueKeysWithValues: set.keys.enumerated().map { ($1, $0) })
         var points: [Point] = []
         func record(_ method: String, _ index: String, _ param: String, _ qps: Double, _ hits: [[Int]]) {
