@@ -152,13 +152,19 @@ public final class Collection: @unchecked Sendable {
 
     // MARK: - Sizes
 
-    /// Rows in a flat segment before it is frozen and sealed. An index that needs training
-    /// waits until there are enough vectors to train it well.
+    /// Rows in a growing segment before it is frozen and sealed. An index that needs training
+    /// waits until there are enough vectors to train it well. A live graph reserves room for
+    /// all of them up front (address space, touched as used), so it is also kept under
+    /// `maxGraphBytes` of vectors.
     var flatCapacity: Int {
         let threshold = definition.sealThreshold ?? engine.options.sealThreshold
+        if usesGraph { return max(1, min(threshold, Self.maxGraphBytes / (definition.dimension * 4))) }
         let needsTraining = state.withLock { $0.template == nil } && trainHint > 0
         return needsTraining ? max(threshold, trainHint) : threshold
     }
+
+    /// The most vector bytes one live graph segment holds (1M items at 512-d).
+    static let maxGraphBytes = 2 << 30
 
 
     /// HNSW build effort: the collection's own (VADD … EF), else the engine's default.

@@ -20,8 +20,8 @@
 //      in; then remove the run's files.
 // Killed before 2, the collection is as before (the new files are leftovers the next start
 // removes); after 2, as after (the run's files are the leftovers).
-// Threads: merges and compactions run one at a time per engine on the merger's serial queue,
-// at `buildNice`; seals run on the sealer's queue meanwhile. Manifest edits of both take the
+// Threads: merges and compactions run one at a time per engine on the merger's own thread
+// (BackgroundThread), at `buildNice`; seals run on the sealer's queue meanwhile. Manifest edits of both take the
 // collection's `manifestLock`, so each starts from the manifest the other committed.
 import Dispatch
 import Foundation
@@ -29,21 +29,19 @@ import Logging
 import LookalikeIndex
 
 final class Merger: @unchecked Sendable {
-    private let queue = DispatchQueue(label: "lookalike.merger", qos: .background)
+    private let thread: BackgroundThread
     private let lock = NSLock()
     private var cancelled = false
     private var scheduled = Set<ObjectIdentifier>()
-    private let nice: Int
 
-    init(nice: Int) { self.nice = nice }
+    init(nice: Int) { thread = BackgroundThread(name: "lookalike-merger", nice: nice) }
 
     /// Merges what the policy asks for in `collection`, in the background (once per request in
     /// flight: a collection already scheduled is not queued twice).
     func schedule(_ collection: Collection) {
         guard lock.withLock({ !cancelled && scheduled.insert(ObjectIdentifier(collection)).inserted }) else { return }
-        queue.async { [self] in
+        thread.async { [self] in
             lock.withLock { _ = scheduled.remove(ObjectIdentifier(collection)) }
-            FaissIndex.setBuildNice(nice)
             while !isCancelled, !collection.isDropped, let run = collection.mergeCandidate() {
                 do {
                     try collection.merge(run, isCancelled: { [self] in isCancelled })
@@ -59,7 +57,7 @@ final class Merger: @unchecked Sendable {
     }
 
     /// Runs `body` on the merger's queue after what is queued, and waits for it (VCOMPACT).
-    func run(_ body: () -> Void) { queue.sync(execute: body) }
+    func run(_ body: () -> Void) { thread.sync(body) }
 
     var isCancelled: Bool { lock.withLock { cancelled } }
 
@@ -67,7 +65,7 @@ final class Merger: @unchecked Sendable {
     /// start removes), queued ones do nothing. Then waits for the queue.
     func cancelAndWait() {
         lock.withLock { cancelled = true }
-        queue.sync {}
+        thread.stop()
     }
 }
 

@@ -106,6 +106,8 @@ extension Collection {
             engine.logger.info("sealed segment", metadata: [
                 "collection": "\(name)", "segment": "\(segmentName)", "items": "\(ids.count)",
                 "seconds": "\(String(format: "%.2f", seconds))"])
+        } catch EngineError.closed {
+            return  // stopping: the items are in LMDB and replay at the next start
         } catch {
             let failure = state.withLock { s -> SealFailure in
                 var f = s.sealFailures[ObjectIdentifier(frozen)] ?? SealFailure(reason: "", attempts: 0)

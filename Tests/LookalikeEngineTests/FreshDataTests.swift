@@ -123,6 +123,29 @@ final class FreshDataTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(try meanRecall(again, live, queries: queries), 0.95)
     }
 
+    /// A long stream of small seals (a SAVE every 150 items): merges keep the segment count
+    /// logarithmic, and every item stays findable.
+    func testSegmentCountStaysBoundedUnderAStreamOfSeals() async throws {
+        let (engine, _) = try engine { o in o.mergeFactor = 3 }
+        let c = try engine.createCollection(.init(name: "t", dimension: d, metric: .cosine, index: "HNSW16"))
+        let vectors = clusteredVectors(count: 6000, dimension: d, clusters: 40, seed: 10)
+        var most = 0
+        for start in stride(from: 0, to: 6000, by: 150) {
+            _ = await c.write(batch: (start..<start + 150).map { .upsert(key: "k\($0)", vector: vectors[$0], attributes: .keep) })
+            try engine.persist()
+            most = max(most, c.segmentSummary().sealed)
+        }
+        engine.waitForMerging()
+        // 40 seals; tiers of 1,000·3^t items: at most 2 per tier below 6,000 items, and a merge
+        // or two in flight while the stream went on.
+        XCTAssertLessThanOrEqual(c.segmentSummary().sealed, 6, "\(c.segmentSummary())")
+        XCTAssertLessThan(most, 20, "merges fell behind the stream")
+        for i in stride(from: 0, to: 6000, by: 113) {
+            let hits = try c.search(SearchRequest(query: .vector(vectors[i]), k: 10, efSearch: 128))
+            XCTAssertTrue(hits.contains { $0.key == "k\(i)" }, "k\(i) not found by its own vector")
+        }
+    }
+
     /// A backlog bound of a few items: the commit thread waits for the indexer again and again,
     /// every write is still acknowledged, and every one is there.
     func testBackpressureDelaysWritesAndLosesNone() async throws {
