@@ -42,6 +42,9 @@ public struct CategoryModel: Sendable, Equatable {
 
     struct Cancelled: Error {}
 
+    /// Mini-batch steps a fit takes at least.
+    static let minimumSteps = 2_000
+
     // MARK: - Probabilities
 
     /// softmax(Wᵀx + b) for one vector of `dimension` floats.
@@ -63,6 +66,17 @@ public struct CategoryModel: Sendable, Equatable {
             for i in 0..<n { Self.softmax(p.baseAddress! + i * classes.count, count: classes.count) }
         }
         return z
+    }
+
+    /// Rows of probabilities raised to 1/temperature and renormalised (1: unchanged).
+    static func tempered(_ p: [Float], classes c: Int, temperature: Double) -> [Float] {
+        guard temperature != 1 else { return p }
+        var out = p.map { Float(pow(Double($0), 1 / temperature)) }
+        for start in stride(from: 0, to: out.count, by: c) {
+            let sum = out[start..<(start + c)].reduce(0, +)
+            if sum > 0 { for j in start..<(start + c) { out[j] /= sum } }
+        }
+        return out
     }
 
     /// Z = X·W + b for n rows of d features and C = bias.count classes.
@@ -130,8 +144,11 @@ public struct CategoryModel: Sendable, Equatable {
         var xb = [Float](repeating: 0, count: batch * d)
         var yb = [Int32](repeating: 0, count: batch)
         var step = 0
-        let steps = settings.epochs * ((n + batch - 1) / batch)
-        for _ in 0..<settings.epochs {
+        // Small collections get more epochs: Adam needs a few thousand steps whatever n is.
+        let batches = (n + batch - 1) / batch
+        let epochs = max(settings.epochs, (Self.minimumSteps + batches - 1) / batches)
+        let steps = epochs * batches
+        for _ in 0..<epochs {
             for i in stride(from: n - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
             for start in stride(from: 0, to: n, by: batch) {
                 if cancelled() { throw Cancelled() }

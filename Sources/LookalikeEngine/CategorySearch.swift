@@ -63,7 +63,8 @@ extension Collection {
         }
         guard let predictor, weight > 0 else { return Self.ranked(try voteDistribution(query, attribute: attribute, neighbours: neighbours)) }
         let vector = try resolveQuery(SearchRequest(query: query)).0
-        let p = vector.withUnsafeBufferPointer { predictor.model.probabilities($0.baseAddress!) }
+        let p = CategoryModel.tempered(vector.withUnsafeBufferPointer { predictor.model.probabilities($0.baseAddress!) },
+                                       classes: predictor.model.classes.count, temperature: weight < 1 ? predictor.info.temperature : 1)
         var combined: [String: Double] = [:]
         for (category, q) in zip(predictor.model.classes, p) { combined[category] = weight * Double(q) }
         if weight < 1 {
@@ -136,7 +137,7 @@ extension Collection {
                 attribute: String, filter: FilterExpression?) throws -> [SearchHit] {
         var chosen: [CategoryProbability] = []
         var sum = 0.0
-        for c in ranked where sum < p && chosen.count < request.k {
+        for c in ranked where sum < p - 1e-9 && chosen.count < request.k {  // 0.6 + 0.3 is below 0.9 in binary
             chosen.append(c)
             sum += c.probability
         }

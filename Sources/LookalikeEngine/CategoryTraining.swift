@@ -37,6 +37,9 @@ struct StoredCategoryModel: Codable, Equatable {
     var weights: Data
     /// The model's share of the blend (0: the vote alone, 1: the model alone).
     var blendWeight: Double
+    /// The model's probabilities are raised to 1/temperature (and renormalised) before the
+    /// blend: a linear model's confidence and the vote's are on different scales.
+    var temperature: Double = 1
     var lambda: Double
     var labelledItems: Int
     var heldOutItems: Int
@@ -148,6 +151,8 @@ extension Collection {
     public static let defaultVoteNeighbours = 20
     /// λ tried for the fit: a small grid, chosen on held-out items.
     static let categoryLambdas: [Float] = [1e-4, 1e-3, 1e-2]
+    /// Temperatures tried for the model's probabilities in the blend.
+    static let categoryTemperatures: [Double] = [0.5, 1, 2, 4]
     /// Held-out items at most: each costs one search for its vote.
     static let maxHeldOut = 2_000
 
@@ -190,7 +195,7 @@ extension Collection {
         let (name, note): (String, String) = switch i.blendWeight {
         case 0: ("vote", "the model did not beat the vote on held-out items")
         case 1: ("model", "the model alone beat every blend with the vote on held-out items")
-        default: ("blend", String(format: "%.2f × model + %.2f × vote, chosen on held-out items", i.blendWeight, 1 - i.blendWeight))
+        default: ("blend", String(format: "%.2f × model (temperature %g) + %.2f × vote, chosen on held-out items", i.blendWeight, i.temperature, 1 - i.blendWeight))
         }
         return CategoryPredictorStatus(predictor: name, note: note, classes: i.classes.count, labelledItems: i.labelledItems,
                                        heldOutItems: i.heldOutItems, voteAccuracy: i.voteAccuracy, modelAccuracy: i.modelAccuracy,
@@ -271,7 +276,7 @@ extension Collection {
         }
         let info = StoredCategoryModel(
             attribute: "category", classes: data.classes, dimension: definition.dimension, weights: model.weightBytes,
-            blendWeight: choice.weight, lambda: Double(choice.lambda), labelledItems: data.labelled, heldOutItems: choice.heldOut,
+            blendWeight: choice.weight, temperature: choice.temperature, lambda: Double(choice.lambda), labelledItems: data.labelled, heldOutItems: choice.heldOut,
             voteAccuracy: choice.vote, modelAccuracy: choice.model, blendAccuracy: choice.blend,
             neighbours: Self.defaultVoteNeighbours, highWater: mark,
             seconds: Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9)
@@ -329,10 +334,11 @@ extension Collection {
     struct BlendChoice {
         var lambda: Float
         var weight: Double
+        var temperature = 1.0
         var vote: Double
-        var model: Double
         var blend: Double
         var heldOut: Int
+        var model: Double
     }
 
     /// The (λ, w) with the best held-out accuracy: the sample's first fifth (at most 2,000) is
@@ -349,7 +355,7 @@ extension Collection {
             for (category, p) in vote { if let j = column[category] { votes[i * c + j] = p } }
         }
         let truth = Array(data.labels[0..<held])
-        var best = BlendChoice(lambda: Self.categoryLambdas[0], weight: 0, vote: 0, model: 0, blend: -1, heldOut: held)
+        var best = BlendChoice(lambda: Self.categoryLambdas[0], weight: 0, vote: 0, blend: -1, heldOut: held, model: 0)
         for lambda in Self.categoryLambdas {
             let probabilities = try data.rows.withUnsafeBufferPointer { rows -> [Float] in
                 let training = rows.baseAddress! + held * d
@@ -357,15 +363,16 @@ extension Collection {
                                                   classes: data.classes, .init(lambda: lambda), cancelled: cancelled)
                 return model.probabilities(rows: rows.baseAddress!, count: held)
             }
-            for step in 0...20 {
-                let w = Double(step) / 20
-                let accuracy = Self.accuracy(truth, classes: c) { i, j in w * Double(probabilities[i * c + j]) + (1 - w) * votes[i * c + j] }
-                if step == 0 { best.vote = accuracy }
-                if accuracy > best.blend {
-                    best.lambda = lambda
-                    best.weight = w
-                    best.blend = accuracy
-                    best.model = Self.accuracy(truth, classes: c) { i, j in Double(probabilities[i * c + j]) }
+            for temperature in Self.categoryTemperatures {
+                let tempered = CategoryModel.tempered(probabilities, classes: c, temperature: temperature)
+                for step in 0...20 {
+                    let w = Double(step) / 20
+                    let accuracy = Self.accuracy(truth, classes: c) { i, j in w * Double(tempered[i * c + j]) + (1 - w) * votes[i * c + j] }
+                    if step == 0 { best.vote = accuracy }
+                    if accuracy > best.blend {
+                        best = BlendChoice(lambda: lambda, weight: w, temperature: temperature, vote: best.vote, blend: accuracy, heldOut: held,
+                                           model: Self.accuracy(truth, classes: c) { i, j in Double(probabilities[i * c + j]) })
+                    }
                 }
             }
         }
