@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "LookalikeEngine",
             dependencies: [
-                "LookalikeStorage", "LookalikeIndex",
+                "LookalikeStorage", "LookalikeIndex", "CBLAS", "LookalikeFormats",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -58,6 +58,8 @@ public final class Collection: @unchecked Sendable {
 
     /// Cached rankings by a numeric attribute, for cascades' TOP stages (Recommendations).
     let rankings = Mutex<[String: Ranking]>([:])
+    /// The category model VPREDICT and CATEGORY AUTO blend with the vote (CategoryTraining).
+    let categoryModel = Mutex(CategoryModelState())
     /// The new-items batch job's progress (NewItems).
     public let newItemsProgress = NewItemsProgress()
 
@@ -332,7 +334,7 @@ public final class Collection: @unchecked Sendable {
         try store.emptyAll(txn)
         for key in [Engine.definitionKey(name), Engine.manifestKey(number), Engine.nextIdKey(number),
                     Self.lastRunKey(number), Self.runningKey(number), Self.abortedKey(number),
-                    Projection.metaKey(number)] {
+                    Projection.metaKey(number), StoredCategoryModel.metaKey(number)] {
             try engine.meta.delete(key, txn)
         }
         droppedInBatch = true

@@ -9,6 +9,7 @@
 //   segments/c<N>/            FAISS segment files of collection number N
 // Meta keys: collection:<name> -> {"number", "definition"}; manifest:<N> -> Manifest JSON;
 // nextid:<N> -> next id; projection:<N> -> REDUCE's matrix (Projection.swift);
+// category-model:<N> -> the category model and its blend (CategoryTraining.swift);
 // next-collection-number -> counter.
 //
 // Invariants: a collection is in the registry iff its definition is in meta (after open);
@@ -36,6 +37,8 @@ public final class Engine: @unchecked Sendable {
     let merger: Merger
     /// Links new items into graph segments in the background (Indexing.swift).
     private(set) var indexer: Indexer!
+    /// Fits category models in the background, one at a time (CategoryTraining).
+    let categoryTrainer = CategoryTrainer()
     /// Keyed by the name's UTF-8, not the String: String equality is Unicode-canonical, and
     /// names are byte strings ("é" and "e" + U+0301 are two collections).
     private let registry = Mutex<[[UInt8]: Collection]>([:])
@@ -209,14 +212,19 @@ public final class Engine: @unchecked Sendable {
     /// same transaction); false when the collection was dropped meanwhile.
     func commitManifest(_ manifest: Manifest, for c: Collection, clearingTombstones dropped: [UInt64] = []) throws -> Bool {
         try environment.write { txn in
-            guard let bytes = try meta.get(Self.definitionKey(c.name), txn),
-                  let s = try? JSONDecoder().decode(StoredDefinition.self, from: Data(bytes)),
-                  s.number == c.number
-            else { return false }
+            guard try isCurrent(c, txn) else { return false }
             try meta.put(Self.manifestKey(c.number), Array(try JSONEncoder().encode(manifest)), txn)
             try c.store.clearTombstones(dropped, txn)
             return true
         }
+    }
+
+    /// True while `c` is the collection its name stands for (not dropped, nor dropped and
+    /// created again), as of `txn`: background jobs check it in the transaction they write in.
+    func isCurrent(_ c: Collection, _ txn: Transaction) throws -> Bool {
+        guard let bytes = try meta.get(Self.definitionKey(c.name), txn),
+              let s = try? JSONDecoder().decode(StoredDefinition.self, from: Data(bytes)) else { return false }
+        return s.number == c.number
     }
 
     /// Bytes the LMDB file uses.
@@ -276,6 +284,7 @@ public final class Engine: @unchecked Sendable {
         defer { adminLock.unlock() }
         guard !closed else { return }
         closed = true
+        categoryTrainer.stop()  // a fit reads LMDB and searches: it ends before anything else stops
         writeQueue.stop()
         indexer.stop()
         merger.cancelAndWait()

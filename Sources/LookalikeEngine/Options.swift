@@ -50,6 +50,16 @@ public struct EngineOptions: Sendable {
     /// A recommendation cascade's TOP stage ranks items from a cached ranking rebuilt when
     /// older than this (a scan of every item's attributes).
     public var rankingRefreshSeconds = 60.0
+    /// Train a per-collection category model for VPREDICT and CATEGORY AUTO (CategoryTraining);
+    /// off: they use the neighbour vote alone.
+    public var categoryModel = true
+    /// Items with a category a collection needs before a model is trained (fewer: the vote).
+    public var categoryModelMinItems = 200
+    /// The model is trained again once the collection has grown by this fraction of the items
+    /// it was trained on.
+    public var categoryModelRetrainFraction = 0.1
+    /// Most items a fit reads (a seeded sample above it): bounds training time and memory.
+    public var categoryModelMaxItems = 200_000
 
     public init() {}
 }

@@ -48,7 +48,7 @@ extension Collection {
         }
     }
 
-    private func historyWeights(_ rows: [[Float]], _ weighting: HistoryWeighting) throws -> [Float] {
+    func historyWeights(_ rows: [[Float]], _ weighting: HistoryWeighting) throws -> [Float] {
         switch weighting {
         case .mean:
             return Array(repeating: 1 / Float(rows.count), count: rows.count)

@@ -22,13 +22,23 @@ enum RecommendationCommands {
     /// Top-k for a user's history: the elements' vectors combined (mean, weights, or attention
     /// softmax(q·x)), the elements themselves left out.
     static func vhistory(_ inv: Invocation) throws -> Reply {
-        let n = try VectorCommands.positive(inv, 2, "the number of elements")
+        let h = try parseHistory(inv, countAt: 2, command: "VHISTORY", attention: true)
+        let options = try VectorCommands.SearchOptions(inv, query: .history(h.keys, h.weighting), from: h.next, command: "VHISTORY", k: 10)
+        return try options.run(inv, threshold: nil)
+    }
+
+    /// `n e1 … en [WEIGHTS w1 … wn | ATTENTION vector]` with n at `countAt` (VHISTORY, and
+    /// VPREDICT … HISTORY, which takes no ATTENTION); `next` is the argument after it.
+    static func parseHistory(_ inv: Invocation, countAt start: Int, command: String, attention: Bool) throws
+        -> (keys: [String], weighting: HistoryWeighting, next: Int)
+    {
+        let n = try VectorCommands.positive(inv, start, "the number of elements")
         guard n <= Collection.maxHistoryItems else {
             throw CommandError("a history holds at most \(Collection.maxHistoryItems) elements")
         }
-        guard 3 + n <= inv.count else { throw CommandError("VHISTORY names \(n) elements but has \(inv.count - 3)") }
-        let keys = (3..<(3 + n)).map { inv.string($0) }
-        var i = 3 + n
+        guard start + 1 + n <= inv.count else { throw CommandError("\(command) names \(n) elements but has \(inv.count - start - 1)") }
+        let keys = (start + 1..<(start + 1 + n)).map { inv.string($0) }
+        var i = start + 1 + n
         var weighting = HistoryWeighting.mean
         switch inv.keyword(i) {
         case "WEIGHTS":
@@ -38,14 +48,13 @@ enum RecommendationCommands {
                 return w
             })
             i += 1 + n
-        case "ATTENTION":
+        case "ATTENTION" where attention:
             i += 1
             weighting = .attention(try VectorCommands.parseVector(inv, at: &i))
         default:
             break
         }
-        let options = try VectorCommands.SearchOptions(inv, query: .history(keys, weighting), from: i, command: "VHISTORY", k: 10)
-        return try options.run(inv, threshold: nil)
+        return (keys, weighting, i)
     }
 
     /// VWITHIN key (ELE element | FP32 blob | VALUES n …) threshold [any VSIM option]

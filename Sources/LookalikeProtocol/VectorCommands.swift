@@ -218,8 +218,15 @@ enum VectorCommands {
                 switch inv.keyword(i) {
                 case "CATEGORY":
                     guard i + 1 < inv.count else { throw CommandError.syntax() }
-                    category = inv.keyword(i + 1) == "AUTO" ? .auto : .named(inv.string(i + 1))
+                    guard inv.keyword(i + 1) == "AUTO" else {
+                        category = .named(inv.string(i + 1))
+                        i += 2
+                        continue
+                    }
                     i += 2
+                    category = .auto(try AutoCategory(inv, at: &i))
+                case "P", "PREDICT":
+                    throw CommandError("\(inv.keyword(i)) belongs to CATEGORY AUTO: CATEGORY AUTO [P probability] [PREDICT]")
                 case "WITHSCORES": withScores = true; i += 1
                 case "WITHATTRIBS": request.withAttributes = true; i += 1
                 case "TRUTH": request.exact = true; i += 1
@@ -279,9 +286,8 @@ enum VectorCommands {
             switch category {
             case .named(let value):
                 return try collection.search(request, attribute: "category", value: value, filter: filter)
-            case .auto:
-                guard let p = try collection.predict(request.query) else { return [] }
-                return try collection.search(request, attribute: "category", value: p.category, filter: filter)
+            case .auto(let auto):
+                return try collection.searchInPredictedCategory(request, topP: auto.topP, predict: auto.predict, filter: filter)
             case nil:
                 return try filter.map { try collection.search(request, filter: $0, maxCandidates: filterEffort) }
                     ?? collection.search(request)
@@ -332,25 +338,69 @@ enum VectorCommands {
         return .array(flat)
     }
 
-    enum Category: Sendable { case named(String), auto }
+    enum Category: Sendable { case named(String), auto(AutoCategory) }
 
-    /// VPREDICT key (ELE element | FP32 blob | VALUES n ...) [COUNT neighbours]
-    /// -> [category, confidence], or null when no neighbour has a category.
+    /// CATEGORY AUTO's words: P p (the most likely categories adding up to p share the
+    /// results) and PREDICT (an ELE query predicts instead of using the item's own category).
+    struct AutoCategory: Sendable {
+        var topP: Double?
+        var predict = false
+
+        init(_ inv: Invocation, at i: inout Int) throws {
+            while i < inv.count {
+                switch inv.keyword(i) {
+                case "P":
+                    guard i + 1 < inv.count, let p = Double(inv.string(i + 1)), p > 0, p <= 1 else {
+                        throw CommandError("P must be a probability above 0 and at most 1, as in CATEGORY AUTO P 0.9")
+                    }
+                    topP = p
+                    i += 2
+                case "PREDICT":
+                    predict = true
+                    i += 1
+                default:
+                    return
+                }
+            }
+        }
+    }
+
+    /// VPREDICT key (ELE element | FP32 blob | VALUES n … | HISTORY n e1 … en [WEIGHTS w1 … wn])
+    ///          [COUNT neighbours] [TOP n]
+    /// -> [category, probability], or null when there is no category to give; with TOP n, the
+    /// n most likely as [category1, probability1, …] (an empty array when none). COUNT keeps its
+    /// first meaning (the neighbours that vote), so TOP is the number of categories.
     static func vpredict(_ inv: Invocation) throws -> Reply {
         var i = 2
-        let query = try parseQuery(inv, at: &i)
-        var neighbours = 20
+        var history: ([String], HistoryWeighting)?
+        var query = SearchRequest.Query.vector([])
+        if inv.keyword(i) == "HISTORY" {
+            let h = try RecommendationCommands.parseHistory(inv, countAt: 3, command: "VPREDICT … HISTORY", attention: false)
+            history = (h.keys, h.weighting)
+            i = h.next
+        } else {
+            query = try parseQuery(inv, at: &i)
+        }
+        var neighbours = Collection.defaultVoteNeighbours
+        var top: Int?
         while i < inv.count {
-            guard inv.keyword(i) == "COUNT" else { throw CommandError("unknown VPREDICT option '\(inv.string(i).prefix(64))'") }
-            neighbours = try positive(inv, i + 1, "COUNT", atMost: inv.engine.options.maxK)
+            switch inv.keyword(i) {
+            case "COUNT": neighbours = try positive(inv, i + 1, "COUNT (the neighbours that vote)", atMost: inv.engine.options.maxK)
+            case "TOP": top = try positive(inv, i + 1, "TOP (the number of categories)", atMost: inv.engine.options.maxK)
+            default: throw CommandError("unknown VPREDICT option '\(inv.string(i).prefix(64))' (options: COUNT neighbours, TOP n)")
+            }
             i += 2
         }
-        guard neighbours <= inv.engine.options.maxK else { throw CommandError("COUNT must be at most \(inv.engine.options.maxK)") }
-        guard let c = inv.server.collection(inv.string(1)) else { return .now(.null) }
-        let n = neighbours
+        guard let c = inv.server.collection(inv.string(1)) else { return .now(top == nil ? .null : .array([])) }
+        let (n, q, h, wanted) = (neighbours, query, history, top)
         return inv.offload {
-            guard let p = try c.predict(query, neighbours: n) else { return .null }
-            return .array([.string(p.category), .double(p.confidence)])
+            let ranked = try h.map { try c.categoriesOfInterest($0.0, $0.1, neighbours: n) }
+                ?? c.predictCategories(q, neighbours: n)
+            guard let wanted else {
+                guard let first = ranked.first else { return .null }
+                return .array([.string(first.category), .double(first.probability)])
+            }
+            return .array(ranked.prefix(wanted).flatMap { [RESPValue.string($0.category), .double($0.probability)] })
         }
     }
 
@@ -411,8 +461,26 @@ enum VectorCommands {
                 (.simple("ef-construction"), .integer(c.efConstructionForInfo)),
                 (.simple("index-state"), .string(c.indexState)),
                 (.simple("hnsw-m"), .integer(hnswM(d.index))),
-            ])
+            ] + categoryFields(c.categoryPredictorStatus()))
         }
+    }
+
+    /// VINFO's category predictor lines (CategoryTraining): which predictor answers VPREDICT
+    /// and CATEGORY AUTO, why, and its held-out accuracy (-1 until a model was trained).
+    static func categoryFields(_ s: CategoryPredictorStatus) -> [(RESPValue, RESPValue)] {
+        [
+            (.simple("category-predictor"), .simple(s.predictor)),
+            (.simple("category-predictor-note"), .string(s.note)),
+            (.simple("category-classes"), .integer(s.classes)),
+            (.simple("category-labelled-items"), .integer(s.labelledItems)),
+            (.simple("category-held-out-items"), .integer(s.heldOutItems)),
+            (.simple("category-accuracy-vote"), .double(s.voteAccuracy ?? -1)),
+            (.simple("category-accuracy-model"), .double(s.modelAccuracy ?? -1)),
+            (.simple("category-accuracy"), .double(s.blendAccuracy ?? -1)),
+            (.simple("category-blend-weight"), .double(s.blendWeight)),
+            (.simple("category-model-seconds"), .double(s.seconds)),
+            (.simple("category-model-training"), .integer(s.training ? 1 : 0)),
+        ]
     }
 
     /// VCOMPACT key [RETRAIN] (our extension): rebuilds the set's sealed segments into one

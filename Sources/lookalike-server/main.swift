@@ -67,6 +67,10 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Threads for the new-items batch job (VNEWNEIGHBORS); 0: all cores.") var batchJobThreads = 0
     @Option(help: "MiB of new items' vectors the batch job holds at once (more take several passes).") var batchJobMemoryMb = 1024
     @Option(help: "Seconds a cascade's TOP ranking is kept before it is rebuilt.") var rankingRefreshSeconds = 60.0
+    @Option(help: "Train a per-collection category model for VPREDICT and CATEGORY AUTO (false: the neighbour vote alone).") var categoryModel = true
+    @Option(help: "Items with a category a collection needs before its category model is trained.") var categoryModelMinItems = 200
+    @Option(help: "The category model is retrained once new vectors reach this fraction of the items it was trained on.") var categoryModelRetrainFraction = 0.1
+    @Option(help: "Most items a category model fit reads (a seeded sample above it).") var categoryModelMaxItems = 200_000
     @Option(help: "SLOWLOG keeps commands taking at least this many microseconds (negative: none).") var slowlogLogSlowerThan = 10_000
     @Option(help: "SLOWLOG entries kept.") var slowlogMaxLen = 128
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
@@ -94,6 +98,12 @@ struct LookalikeServer: ParsableCommand {
         guard mergeFactor == 0 || mergeFactor >= 2 else { throw ValidationError("--merge-factor must be 0 (off) or at least 2") }
         guard (0...19).contains(buildNice) else { throw ValidationError("--build-nice must be 0 to 19") }
         guard efConstruction <= 4096 else { throw ValidationError("--ef-construction must be at most 4096") }
+        guard categoryModelRetrainFraction >= 0 && categoryModelRetrainFraction.isFinite else {
+            throw ValidationError("--category-model-retrain-fraction must be zero or more")
+        }
+        guard categoryModelMinItems >= 2, categoryModelMaxItems >= categoryModelMinItems else {
+            throw ValidationError("--category-model-min-items must be at least 2 and --category-model-max-items at least that")
+        }
         guard batchJobMemoryMb >= 1 else { throw ValidationError("--batch-job-memory-mb must be positive") }
         guard rankingRefreshSeconds >= 0 && rankingRefreshSeconds.isFinite else {
             throw ValidationError("--ranking-refresh-seconds must be zero or more")
@@ -166,6 +176,10 @@ struct LookalikeServer: ParsableCommand {
         o.engine.batchJobThreads = batchJobThreads
         o.engine.batchJobMemory = batchJobMemoryMb << 20
         o.engine.rankingRefreshSeconds = rankingRefreshSeconds
+        o.engine.categoryModel = categoryModel
+        o.engine.categoryModelMinItems = categoryModelMinItems
+        o.engine.categoryModelRetrainFraction = categoryModelRetrainFraction
+        o.engine.categoryModelMaxItems = categoryModelMaxItems
         return o
     }
 
