@@ -44,6 +44,13 @@ namespace {
 using NodeDistCloser = faiss::HNSW::NodeDistCloser;    // in a priority_queue: top is farthest
 using NodeDistFarther = faiss::HNSW::NodeDistFarther;  // in a priority_queue: top is nearest
 
+// std::priority_queue (the same heap, so the same order among ties as FAISS's) whose storage
+// a worker keeps from one use to the next instead of allocating it per node and level.
+template <typename T>
+struct Heap : std::priority_queue<T> {
+    void clear() { this->c.clear(); }
+};
+
 thread_local bool tl_nice_set = false;
 thread_local int tl_nice = 0;
 
@@ -77,6 +84,9 @@ struct Worker {
     std::vector<int> ids;
     std::vector<float> ds;
     std::vector<int32_t> linked;
+    Heap<NodeDistCloser> targets, link_set;
+    Heap<NodeDistFarther> candidates, shrink_input;
+    std::vector<NodeDistFarther> shrink_output;
 
     explicit Worker(const Graph &graph) : g(graph), ids(graph.max_degree + 1), ds(graph.max_degree + 1) {}
 
@@ -118,7 +128,7 @@ struct Worker {
                        int level) {
         uint16_t stamp;
         uint16_t *seen = visited_table(g.capacity, stamp);
-        std::priority_queue<NodeDistFarther> candidates;
+        candidates.clear();
         candidates.emplace(d_ep, ep);
         results.emplace(d_ep, ep);
         seen[ep] = stamp;
@@ -181,8 +191,10 @@ struct Worker {
     // FAISS's shrink_neighbor_list (the anonymous one): no-op below max_size.
     void shrink(std::priority_queue<NodeDistCloser> &set, int max_size) {
         if ((int)set.size() < max_size) return;
-        std::priority_queue<NodeDistFarther> input;
-        std::vector<NodeDistFarther> output;
+        Heap<NodeDistFarther> &input = shrink_input;
+        std::vector<NodeDistFarther> &output = shrink_output;
+        input.clear();
+        output.clear();
         while (!set.empty()) {
             input.emplace(set.top().d, set.top().id);
             set.pop();
@@ -203,7 +215,8 @@ struct Worker {
             return;
         }
         const float *xs = g.row(src);
-        std::priority_queue<NodeDistCloser> set;
+        Heap<NodeDistCloser> &set = link_set;
+        set.clear();
         set.emplace(dist(xs, dest), dest);
         int n = (int)(e - b);
         for (int j = 0; j < n; j++) ids[j] = link_load(g.nb + b + j);
@@ -220,7 +233,7 @@ struct Worker {
 
     // FAISS's add_links_starting_from. Entered and left holding pt's lock.
     void add_links(const float *q, int32_t pt, int32_t nearest, float d_nearest, int level) {
-        std::priority_queue<NodeDistCloser> targets;
+        targets.clear();
         search_to_add(q, targets, nearest, d_nearest, level);
         shrink(targets, g.h.nb_neighbors(level));
         linked.clear();
