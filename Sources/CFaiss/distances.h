@@ -53,6 +53,27 @@ inline void hnsw_distance4(bool ip, const float *x, const float *const y[4], siz
     }
 }
 
+// Prefetches `bytes` bytes from p, one cache line at a time.
+inline void prefetch_bytes(const void *p, size_t bytes) {
+    const char *c = static_cast<const char *>(p);
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
+}
+
+// Distances (hnsw_distance) of x to rows[ids[0..n-1]], four at a time; the next four rows are
+// prefetched whole while the current four are scored.
+inline void hnsw_distances(bool ip, const float *x, const float *base, size_t d, const int *ids, int n,
+                           float *out) {
+    int j = 0;
+    const size_t row_bytes = d * sizeof(float);
+    for (; j + 4 <= n; j += 4) {
+        for (int t = j + 4; t < j + 8 && t < n; t++) prefetch_bytes(base + (int64_t)ids[t] * d, row_bytes);
+        const float *y[4] = {base + (int64_t)ids[j] * d, base + (int64_t)ids[j + 1] * d,
+                             base + (int64_t)ids[j + 2] * d, base + (int64_t)ids[j + 3] * d};
+        hnsw_distance4(ip, x, y, d, out + j);
+    }
+    for (; j < n; j++) out[j] = hnsw_distance(ip, x, base + (int64_t)ids[j] * d, d);
+}
+
 // Same contract as FAISS's FlatIPDis / FlatL2Dis: inner product (HNSW negates it) or squared L2.
 struct FastFlatDistance : faiss::FlatCodesDistanceComputer {
     size_t d;

@@ -10,15 +10,16 @@
 //     nearest (FAISS does not move it between levels, and neither do we), FAISS's neighbour
 //     heuristic (shrink_neighbor_list) down to nb_neighbors(level), links to the kept ones
 //     farthest first, then the reverse links, each shrunk the same way when the list is full;
-//   - per-node locks (omp locks, as FAISS's): a node's own lock is held while its lists are
+//   - per-node locks (omp locks, as FAISS's; libgomp's lock functions need no -fopenmp): a node's own lock is held while its lists are
 //     written, and released while it adds reverse links (one lock held at a time: no deadlock).
 // What differs is speed only: a per-thread stamp visited table sized to the capacity (FAISS
 // allocates one of ntotal bytes per thread per level bucket), four distances at a time sharing
 // the loads of the query row, and the rows of the next batch prefetched.
 // Floating-point sums are grouped differently, so ties may break differently: the graph is
 // FAISS's in distribution, not bit for bit.
-// Threads: one lk_hnsw_insert at a time per index (checked), with up to `threads` OpenMP
-// workers; any number of searches meanwhile. lk_hnsw_reserve only while nobody searches.
+// Threads: one lk_hnsw_insert at a time per index (checked), with up to `threads` workers (the
+// caller and threads it starts; this file is compiled without -fopenmp); any number of searches
+// meanwhile. lk_hnsw_reserve only while nobody searches.
 #include "hnsw_graph.h"
 
 #include <faiss/utils/random.h>
@@ -27,8 +28,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <exception>
 #include <limits>
 #include <mutex>
+#include <thread>
 #include <queue>
 #include <stdexcept>
 #include <string>
@@ -39,6 +43,13 @@ namespace {
 
 using NodeDistCloser = faiss::HNSW::NodeDistCloser;    // in a priority_queue: top is farthest
 using NodeDistFarther = faiss::HNSW::NodeDistFarther;  // in a priority_queue: top is nearest
+
+// std::priority_queue (the same heap, so the same order among ties as FAISS's) whose storage
+// a worker keeps from one use to the next instead of allocating it per node and level.
+template <typename T>
+struct Heap : std::priority_queue<T> {
+    void clear() { this->c.clear(); }
+};
 
 thread_local bool tl_nice_set = false;
 thread_local int tl_nice = 0;
@@ -73,22 +84,27 @@ struct Worker {
     std::vector<int> ids;
     std::vector<float> ds;
     std::vector<int32_t> linked;
+    Heap<NodeDistCloser> targets, link_set;
+    Heap<NodeDistFarther> candidates, shrink_input;
+    std::vector<NodeDistFarther> shrink_output;
 
     explicit Worker(const Graph &graph) : g(graph), ids(graph.max_degree + 1), ds(graph.max_degree + 1) {}
 
     float dist(const float *x, int64_t v) const { return hnsw_distance(g.ip, x, g.row(v), g.d); }
 
     void dists(const float *x, const int *id, int n, float *out) const {
-        int j = 0;
-        for (; j + 4 <= n; j += 4) {
-            const float *y[4] = {g.row(id[j]), g.row(id[j + 1]), g.row(id[j + 2]), g.row(id[j + 3])};
-            hnsw_distance4(g.ip, x, y, g.d, out + j);
-        }
-        for (; j < n; j++) out[j] = dist(x, id[j]);
+        hnsw_distances(g.ip, x, g.base, g.d, id, n, out);
+    }
+
+    // The list of the node a beam will expand next, fetched while this one is scored.
+    void prefetch_list(int32_t v, int level) const {
+        size_t b, e;
+        g.range(v, level, b, e);
+        prefetch_bytes(g.nb + b, (e - b) * sizeof(int32_t));
     }
 
     // FAISS's greedy_update_nearest, the neighbours of the current nearest scored together.
-    void greedy(const float *q, int level, int32_t &nearest, float &d_nearest) {
+    __attribute__((noinline)) void greedy(const float *q, int level, int32_t &nearest, float &d_nearest) {
         for (;;) {
             int32_t prev = nearest;
             size_t b, e;
@@ -108,11 +124,11 @@ struct Worker {
     }
 
     // FAISS's search_neighbors_to_add: a beam of efConstruction on one level.
-    void search_to_add(const float *q, std::priority_queue<NodeDistCloser> &results, int32_t ep, float d_ep,
+    __attribute__((noinline)) void search_to_add(const float *q, std::priority_queue<NodeDistCloser> &results, int32_t ep, float d_ep,
                        int level) {
         uint16_t stamp;
         uint16_t *seen = visited_table(g.capacity, stamp);
-        std::priority_queue<NodeDistFarther> candidates;
+        candidates.clear();
         candidates.emplace(d_ep, ep);
         results.emplace(d_ep, ep);
         seen[ep] = stamp;
@@ -121,6 +137,7 @@ struct Worker {
             if (c.d > results.top().d) break;
             int32_t cur = c.id;
             candidates.pop();
+            if (!candidates.empty()) prefetch_list(candidates.top().id, level);
             size_t b, e;
             g.range(cur, level, b, e);
             int n = 0;
@@ -137,6 +154,7 @@ struct Worker {
                 if ((int)results.size() < g.efc || results.top().d > ds[i]) {
                     results.emplace(ds[i], ids[i]);
                     candidates.emplace(ds[i], ids[i]);
+                    __builtin_prefetch(g.offsets + ids[i], 0, 3);
                     if ((int)results.size() > g.efc) results.pop();
                 }
             }
@@ -145,7 +163,7 @@ struct Worker {
 
     // FAISS's HNSW::shrink_neighbor_list: nearest first, keep v1 unless a kept v2 is closer to
     // v1 than the query is. The distances to the kept ones are scored four at a time.
-    void shrink_list(std::priority_queue<NodeDistFarther> &input, std::vector<NodeDistFarther> &output,
+    __attribute__((noinline)) void shrink_list(std::priority_queue<NodeDistFarther> &input, std::vector<NodeDistFarther> &output,
                      int max_size) {
         while (!input.empty()) {
             NodeDistFarther v1 = input.top();
@@ -173,8 +191,10 @@ struct Worker {
     // FAISS's shrink_neighbor_list (the anonymous one): no-op below max_size.
     void shrink(std::priority_queue<NodeDistCloser> &set, int max_size) {
         if ((int)set.size() < max_size) return;
-        std::priority_queue<NodeDistFarther> input;
-        std::vector<NodeDistFarther> output;
+        Heap<NodeDistFarther> &input = shrink_input;
+        std::vector<NodeDistFarther> &output = shrink_output;
+        input.clear();
+        output.clear();
         while (!set.empty()) {
             input.emplace(set.top().d, set.top().id);
             set.pop();
@@ -185,7 +205,7 @@ struct Worker {
 
     // FAISS's add_link: append dest to src's list at level, or shrink the full list with dest.
     // The caller holds src's lock.
-    void add_link(int32_t src, int32_t dest, int level) {
+    __attribute__((noinline)) void add_link(int32_t src, int32_t dest, int level) {
         size_t b, e;
         g.range(src, level, b, e);
         if (link_load(g.nb + e - 1) == -1) {
@@ -195,7 +215,8 @@ struct Worker {
             return;
         }
         const float *xs = g.row(src);
-        std::priority_queue<NodeDistCloser> set;
+        Heap<NodeDistCloser> &set = link_set;
+        set.clear();
         set.emplace(dist(xs, dest), dest);
         int n = (int)(e - b);
         for (int j = 0; j < n; j++) ids[j] = link_load(g.nb + b + j);
@@ -212,7 +233,7 @@ struct Worker {
 
     // FAISS's add_links_starting_from. Entered and left holding pt's lock.
     void add_links(const float *q, int32_t pt, int32_t nearest, float d_nearest, int level) {
-        std::priority_queue<NodeDistCloser> targets;
+        targets.clear();
         search_to_add(q, targets, nearest, d_nearest, level);
         shrink(targets, g.h.nb_neighbors(level));
         linked.clear();
@@ -365,7 +386,9 @@ void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const floa
                 entry_mutex,
                 (size_t)live.capacity,
                 max_degree(h)};
-    const int team = threads > 0 ? threads : omp_get_max_threads();
+    // Sources/CFaiss is compiled without -fopenmp (its pragmas would be ignored): the workers
+    // are plain threads, started per level bucket, taking chunks of the bucket in turn.
+    const int team = std::max(1, threads > 0 ? threads : omp_get_max_threads());
     const bool nice_set = tl_nice_set;
     const int nice = tl_nice;
     faiss::RandomGenerator rng2(789);
@@ -373,13 +396,31 @@ void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const floa
     for (int pt_level = (int)hist.size() - 1; pt_level >= 0; pt_level--) {
         int i0 = i1 - hist[pt_level];
         for (int j = i0; j < i1; j++) std::swap(order[j], order[j + rng2.rand_int(i1 - j)]);
-#pragma omp parallel num_threads(team) if (i1 > i0 + 100)
-        {
-            if (nice_set) apply_nice(nice);
-            Worker worker(graph);
-#pragma omp for schedule(dynamic, 16)
-            for (int i = i0; i < i1; i++) worker.add(order[i], pt_level);
-        }
+        std::atomic<int> next{i0};
+        std::exception_ptr failure;
+        std::mutex failure_mutex;
+        auto work = [&] {
+            try {
+                Worker worker(graph);
+                for (int c; (c = next.fetch_add(16)) < i1;)
+                    for (int i = c; i < std::min(c + 16, i1); i++) worker.add(order[i], pt_level);
+            } catch (...) {
+                std::lock_guard<std::mutex> guard(failure_mutex);
+                if (!failure) failure = std::current_exception();
+                next.store(i1);
+            }
+        };
+        int helpers = i1 - i0 > 100 ? team - 1 : 0;  // FAISS too runs small buckets on one thread
+        std::vector<std::thread> pool;
+        for (int t = 0; t < helpers; t++)
+            pool.emplace_back([&] {
+                if (nice_set) apply_nice(nice);
+                work();
+            });
+        work();
+        for (auto &t : pool) t.join();
+        // Only an allocation failure can land here; the graph holds part of the batch, unpublished.
+        if (failure) std::rethrow_exception(failure);
         i1 = i0;
     }
 

@@ -71,12 +71,7 @@ struct Searcher {
     const GraphView &g;
 
     void dists(const float *x, const int *ids, int n, float *out) const {
-        int j = 0;
-        for (; j + 4 <= n; j += 4) {
-            const float *y[4] = {g.row(ids[j]), g.row(ids[j + 1]), g.row(ids[j + 2]), g.row(ids[j + 3])};
-            hnsw_distance4(g.ip, x, y, g.d, out + j);
-        }
-        for (; j < n; j++) out[j] = hnsw_distance(g.ip, x, g.row(ids[j]), g.d);
+        hnsw_distances(g.ip, x, g.base, g.d, ids, n, out);
     }
 
     // members: a bitmap over positions (bit i of byte i/8), or null for every position.
@@ -132,6 +127,11 @@ struct Searcher {
             Node c = candidates.top();
             if ((int)results.size() >= ef && c.first > results.top().first) break;
             candidates.pop();
+            if (!candidates.empty()) {  // the list expanded next, fetched while this one is scored
+                size_t nb, ne;
+                g.range(candidates.top().second, 0, nb, ne);
+                prefetch_bytes(g.neighbors + nb, (ne - nb) * sizeof(int32_t));
+            }
             size_t b, e;
             g.range(c.second, 0, b, e);
             int n = 0;
@@ -149,6 +149,7 @@ struct Searcher {
                 if ((int)results.size() < ef || ds[i] < results.top().first) {
                     candidates.emplace(ds[i], ids[i]);
                     results.emplace(ds[i], ids[i]);
+                    __builtin_prefetch(g.offsets + ids[i], 0, 3);
                     if ((int)results.size() > ef) results.pop();
                 }
             }
@@ -170,7 +171,8 @@ void fast_hnsw_search(const faiss::IndexHNSW &index, const LiveGraph *live, int6
                       int64_t *labels) {
     GraphView g = graph_view(index, live);  // one snapshot for every query of this call
     Searcher s{g};
-#pragma omp parallel for if (n > 1)
+    // One query after another on the calling thread: this module is compiled without -fopenmp
+    // (a pragma here was a no-op), and the engine searches one query per call from many threads.
     for (int64_t q = 0; q < n; q++)
         s.search(x + q * g.d, k, ef, members, member_bytes, distances + q * k, labels + q * k);
 }

@@ -8,5 +8,5 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lookalike-bench",
         abstract: "Benchmarks Lookalike side by side with FAISS; prints markdown tables.",
-        subcommands: [ANN.self, Filtered.self, IngestBench.self, Latency.self, Predict.self, Recommend.self, Scale.self])
+        subcommands: [ANN.self, BuildBench.self, Filtered.self, IngestBench.self, Latency.self, Predict.self, Recommend.self, Scale.self])
 }

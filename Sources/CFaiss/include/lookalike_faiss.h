@@ -95,6 +95,8 @@ int lk_hnsw_reserve(lk_index *index, int64_t capacity, char *err, size_t errlen)
 
 /* Appends n vectors at positions ntotal..ntotal+n-1 and links them into the graph, using up to
  * `threads` OpenMP threads (<= 0: the OpenMP default), with the index's efConstruction.
+ * (The workers are the calling thread plus threads - 1 it starts per call; omp_get_max_threads()
+ * gives the default count.)
  * One insert call at a time per index; any number of lk_index_search calls may run at the same
  * time and must stay memory-safe and return only positions < the count published when they
  * started. The new count is published (release) only when all n are linked.
@@ -106,6 +108,7 @@ int lk_hnsw_insert(lk_index *index, int64_t n, const float *x, int threads, char
 
 /* Nice value (setpriority on the calling thread and on every OpenMP worker thread of later
  * lk_hnsw_insert calls made from this thread), so index building yields to searches.
+ * (The workers lk_hnsw_insert starts take the value as they start.)
  * Raising priority again (a lower value) needs CAP_SYS_NICE; without it that part is ignored. */
 void lk_set_build_nice(int nice);
 
