@@ -209,16 +209,8 @@ struct ANN: AsyncParsableCommand {
         func best(_ method: String, _ index: String) -> Point? {
             points.filter { $0.method.hasPrefix(method) && $0.index == index && $0.recall >= target }.max { $0.qps < $1.qps }
         }
-        /// The rate at exactly the target recall, interpolated (log rate, linear recall) between
-        /// the two sweep points around it: comparing measured points alone would favour whichever
-        /// method happens to land just above the target.
         func atTarget(_ method: String, _ index: String) -> Double? {
-            let curve = points.filter { $0.method.hasPrefix(method) && $0.index == index }.sorted { $0.recall < $1.recall }
-            guard let hi = curve.firstIndex(where: { $0.recall >= target }) else { return nil }
-            guard hi > 0, curve[hi].recall > curve[hi - 1].recall else { return curve[hi...].map(\.qps).max() }
-            let a = curve[hi - 1], b = curve[hi]
-            let t = (target - a.recall) / (b.recall - a.recall)
-            return exp(log(a.qps) + t * (log(b.qps) - log(a.qps)))
+            rateAtRecall(target, points.filter { $0.method.hasPrefix(method) && $0.index == index })
         }
         print("")
         print("Best queries/s at recall@\(k) ≥ \(target) (effort in brackets):")
@@ -240,6 +232,18 @@ struct ANN: AsyncParsableCommand {
               + "server / hnswlib: \(ratio(server, hnswlib)); server / in-process engine (TCP overhead): \(ratio(server, engine)); "
               + "engine / FAISS 1.7.3 batch through the shim: \(ratio(engine, debian)); that / faiss-cpu: \(ratio(debian, faiss)).")
     }
+}
+
+/// The rate of a method's curve at exactly `target` recall, interpolated (log rate, linear
+/// recall) between the two sweep points around it: comparing measured points alone would favour
+/// whichever method happens to land just above the target. Nil when the curve never reaches it.
+func rateAtRecall(_ target: Double, _ curve: [Point]) -> Double? {
+    let curve = curve.sorted { $0.recall < $1.recall }
+    guard let hi = curve.firstIndex(where: { $0.recall >= target }) else { return nil }
+    guard hi > 0, curve[hi].recall > curve[hi - 1].recall else { return curve[hi...].map(\.qps).max() }
+    let a = curve[hi - 1], b = curve[hi]
+    let t = (target - a.recall) / (b.recall - a.recall)
+    return exp(log(a.qps) + t * (log(b.qps) - log(a.qps)))
 }
 
 /// What the plot reads.

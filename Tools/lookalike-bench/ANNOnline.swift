@@ -83,14 +83,7 @@ extension ANN {
         }
 
         // Summary.
-        func atTarget(_ method: String) -> Double? {
-            let curve = points.filter { $0.method.hasPrefix(method) }.sorted { $0.recall < $1.recall }
-            guard let hi = curve.firstIndex(where: { $0.recall >= target }) else { return nil }
-            guard hi > 0, curve[hi].recall > curve[hi - 1].recall else { return curve[hi...].map(\.qps).max() }
-            let a = curve[hi - 1], b = curve[hi]
-            let t = (target - a.recall) / (b.recall - a.recall)
-            return exp(log(a.qps) + t * (log(b.qps) - log(a.qps)))
-        }
+        func atTarget(_ method: String) -> Double? { rateAtRecall(target, points.filter { $0.method.hasPrefix(method) }) }
         let once = atTarget("Lookalike server online, at once"), saved = atTarget("Lookalike server online, after SAVE"), faiss = atTarget("faiss-cpu")
         func ratio(_ a: Double?, _ b: Double?) -> String { a.flatMap { a in b.map { String(format: "%.2f×", a / $0) } } ?? "—" }
         print("")
