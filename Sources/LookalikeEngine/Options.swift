@@ -34,7 +34,7 @@ public struct EngineOptions: Sendable {
     /// Bytes of written items' vectors not yet linked into a graph (the exact tails every query
     /// scans) above which the commit thread waits for the indexer: writes are acknowledged
     /// later, never refused (Indexing.swift).
-    public var maxUnindexedBytes = 4 << 20
+    public var maxUnindexedBytes = 1 << 20
     /// Sealed segments of one size tier merged into one (Merging.swift): a query visits at most
     /// this many minus one per tier. Larger: less merge work, more segments. 0 turns merging off.
     public var mergeFactor = 8

@@ -100,14 +100,11 @@ public final class GraphSegment: GrowingSegment, ANNSegment, @unchecked Sendable
             }
         }
         if total > n {
-            let tail: [Int]
-            if let members {
+            let allowed: ((Int) -> Bool)? = members.map { members in
                 let bits = members.bindMemory(to: UInt8.self)
-                tail = (n..<total).filter { $0 >> 3 < bits.count && bits[$0 >> 3] & UInt8(1 << ($0 & 7)) != 0 }
-            } else {
-                tail = Array(n..<total)
+                return { p in p >> 3 < bits.count && bits[p >> 3] & UInt8(1 << (p & 7)) != 0 }
             }
-            if !tail.isEmpty { top.push(contentsOf: buffer.exactSearch(query, k: k, positions: tail) ?? []) }
+            top.push(contentsOf: buffer.exactSearch(query, k: k, range: n..<total, allowed: allowed))
         }
         return top.sorted()
     }

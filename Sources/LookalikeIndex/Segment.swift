@@ -146,6 +146,27 @@ public final class FlatSegment: GrowingSegment, @unchecked Sendable {
         return top.sorted()
     }
 
+    /// Exact top-k over the live items at positions `range`, scanned in place (a graph's
+    /// unlinked tail is contiguous: gathering its rows first would copy each one per query).
+    /// `allowed`, if given, is asked only of the candidates that would enter the top k.
+    public func exactSearch(_ query: UnsafePointer<Float>, k: Int, range: Range<Int>,
+                            allowed: ((Int) -> Bool)? = nil) -> [Neighbor] {
+        var top = TopK(k: k)
+        let live = self.live, lo = range.lowerBound, ids = self.ids
+        let hasDead = live.deadCount > 0
+        let accept: ((Int) -> Bool)? = switch (hasDead, allowed) {
+        case (false, nil): nil
+        case (true, nil): { live.isLive(lo + $0) }
+        case (false, let allowed?): { allowed(lo + $0) }
+        case (true, let allowed?): { live.isLive(lo + $0) && allowed(lo + $0) }
+        }
+        ExactScan.scan(
+            rows: rows + lo * dimension, rowCount: range.count, dimension: dimension,
+            squaredNorms: norms + lo, metric: metric, query: query, into: &top,
+            idOf: { ids[lo + $0] }, isLive: accept)
+        return top.sorted()
+    }
+
     public func exactSearch(_ query: UnsafePointer<Float>, k: Int, positions: [Int]) -> [Neighbor]? {
         var top = TopK(k: k)
         let live = self.live

@@ -243,6 +243,49 @@ final class HNSWInsertTests: XCTestCase {
         let all = queries(base, count: 200, seed: 16)
         XCTAssertGreaterThan(try recall(index, all, try truth(base, all, metric: metric), ef: 64), 0.9)
     }
+
+    /// The unlinked tail of a live graph segment is scanned exactly in place: with nothing
+    /// deleted, with deletes in the tail and in the graph, and with a selector (a filter's
+    /// members). Truth: brute force over the same live, allowed items.
+    func testGraphSegmentFindsItsUnlinkedTailExactly() throws {
+        let count = 400, linked = 150, k = 10
+        let base = data(count, metric: .innerProduct, seed: 11)
+        let segment = try GraphSegment(spec: "HNSW16", dimension: dimension, capacity: 1_000, metric: .innerProduct,
+                                       efConstruction: 40, maxEfSearch: 512)
+        base.withUnsafeBufferPointer { b in
+            for i in 0..<count { segment.append(id: UInt64(i + 1), vector: b.baseAddress! + i * dimension) }
+        }
+        XCTAssertEqual(try segment.indexPending(limit: linked, threads: 1), linked)
+        let qs = queries(base, count: 20, seed: 12)
+        func exact(_ q: Int, allowed: (Int) -> Bool) -> [UInt64] {
+            var scored: [(Float, Int)] = []
+            for p in 0..<count where segment.live.isLive(p) && allowed(p) {
+                var dot: Float = 0
+                for j in 0..<dimension { dot += qs[q * dimension + j] * base[p * dimension + j] }
+                scored.append((dot, p))
+            }
+            return scored.sorted { $0.0 > $1.0 }.prefix(k).map { UInt64($0.1 + 1) }
+        }
+        func check(_ label: String, selectorOf positions: [Int]? = nil) throws {
+            let allowedSet = positions.map(Set.init)
+            let selector = positions.flatMap { segment.selector(positions: $0) }
+            for q in 0..<20 {
+                let found = try qs.withUnsafeBufferPointer { b -> [UInt64] in
+                    let query = b.baseAddress! + q * dimension
+                    let effort = SearchEffort(efSearch: 512)  // the 150-item graph part exact too
+                    let hits = try selector.map { try segment.search(query, k: k, effort: effort, selector: $0) }
+                        ?? segment.search(query, k: k, effort: effort)
+                    return hits.map(\.id)
+                }
+                XCTAssertEqual(found, exact(q, allowed: { allowedSet?.contains($0) ?? true }), "\(label), query \(q)")
+            }
+        }
+        try check("nothing deleted")
+        for p in [3, 40, 151, 200, 201, 333, 399] { XCTAssertTrue(segment.live.clear(p)) }
+        try check("deletes in the graph and the tail")
+        try check("a selector", selectorOf: Array(stride(from: 0, to: count, by: 3)))
+    }
+
 }
 
 private final class Flag: @unchecked Sendable {

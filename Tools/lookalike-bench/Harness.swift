@@ -18,10 +18,15 @@ final class ServerProcess {
     /// Seconds from launch until PING answered.
     private(set) var startSeconds = 0.0
 
+    /// Extra flags for every server a benchmark starts, from LOOKALIKE_BENCH_SERVER_ARGS
+    /// (space-separated): A/B runs of a knob without a flag on each benchmark.
+    static let extraArguments = (ProcessInfo.processInfo.environment["LOOKALIKE_BENCH_SERVER_ARGS"] ?? "")
+        .split(separator: " ").map(String.init)
+
     init(data: String, port: Int, arguments: [String] = []) throws {
         self.port = port
         process.executableURL = URL(fileURLWithPath: try siblingExecutable("lookalike-server"))
-        process.arguments = ["--port", "\(port)", "--data", data, "--log-level", "warning"] + arguments
+        process.arguments = ["--port", "\(port)", "--data", data, "--log-level", "warning"] + arguments + Self.extraArguments
         let t0 = now()
         try process.run()
         while true {
