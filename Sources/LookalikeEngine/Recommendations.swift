@@ -96,9 +96,13 @@ extension Collection {
 
 /// One stage of a recommendation cascade (`Collection.recommend`).
 public enum CascadeStage: Sendable, Equatable {
-    /// The nearest items that share the item's value of an indexed attribute: the same author,
-    /// or similar items in the same category.
+    /// The nearest items that share the item's value of an indexed attribute (the same
+    /// author); an item without a value skips the stage.
     case sharing(String)
+    /// The nearest items in the item's category (an indexed attribute). An item that has none,
+    /// as new stickers often arrive, uses its predicted one (VPREDICT: the neighbour vote
+    /// blended with the category model), and its hits say so (`CascadeHit.predicted`).
+    case similarIn(String)
     /// The nearest items, whatever their attributes.
     case similar
     /// The best-ranked items by a numeric attribute (ascending: rank 1 first), from a cached
@@ -111,6 +115,8 @@ public enum CascadeStage: Sendable, Equatable {
 public struct CascadeHit: Sendable, Equatable {
     public var hit: SearchHit
     public var stage: Int
+    /// The stage restricted to a predicted category (the item had none).
+    public var predicted = false
 }
 
 /// Items ranked by one numeric attribute, best first, as of `built`.
@@ -132,8 +138,12 @@ extension Collection {
             throw EngineError.invalidArgument("COUNT must be between 1 and \(engine.options.maxK)")
         }
         guard !stages.isEmpty else { throw EngineError.invalidArgument("a cascade needs at least one stage") }
-        for case .sharing(let attribute) in stages where !definition.attributes.contains(attribute) {
-            throw notIndexed(attribute)
+        for stage in stages {
+            switch stage {
+            case .sharing(let attribute), .similarIn(let attribute):
+                if !definition.attributes.contains(attribute) { throw notIndexed(attribute) }
+            case .similar, .top: break
+            }
         }
         guard let record = try item(key: key), let vector = try vector(key: key) else { throw EngineError.keyNotFound(key) }
         var out: [CascadeHit] = []
@@ -144,20 +154,30 @@ extension Collection {
             var request = SearchRequest(query: .vector(vector), k: wanted, efSearch: efSearch, withAttributes: withAttributes)
             request.excludeQueryItem = false
             let hits: [SearchHit]
+            var predicted = false
+            func stored(_ attribute: String) -> String? {
+                record.attributes.flatMap { AttributeIndex.values(of: $0, for: [attribute])[attribute]?.first }
+            }
             switch stage {
             case .similar:
                 hits = try search(request)
             case .sharing(let attribute):
-                guard let value = record.attributes.flatMap({ AttributeIndex.values(of: $0, for: [attribute])[attribute]?.first }) else {
-                    continue  // the item has no such value: nothing shares it
+                guard let value = stored(attribute) else { continue }  // nothing shares a missing value
+                hits = try search(request, attribute: attribute, value: value)
+            case .similarIn(let attribute):
+                var value = stored(attribute)
+                if value == nil {
+                    value = try predict(.key(key), attribute: attribute)?.category
+                    predicted = value != nil
                 }
+                guard let value else { continue }  // no category stored, none to predict
                 hits = try search(request, attribute: attribute, value: value)
             case .top(let attribute, let ascending):
                 hits = try topRanked(attribute, ascending: ascending, skipping: taken, limit: count - out.count,
                                      withAttributes: withAttributes)
             }
             for h in hits where out.count < count && taken.insert(h.key).inserted {
-                out.append(CascadeHit(hit: h, stage: number))
+                out.append(CascadeHit(hit: h, stage: number, predicted: predicted))
             }
         }
         return out

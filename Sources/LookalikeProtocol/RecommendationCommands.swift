@@ -74,7 +74,8 @@ enum RecommendationCommands {
     ///            [SAME attr] [SIMILAR [IN attr]] [TOP attr [ASC|DESC]] …
     /// The cascade: the list is filled from the stages in the order given, without duplicates.
     /// Default stages: SAME author, then SIMILAR. Each hit says its stage ("same:author",
-    /// "similar", "similar:category", "top:sales_rank").
+    /// "similar", "similar:category", "top:sales_rank"). SIMILAR IN uses the item's predicted
+    /// category when it has none, and its hits say "similar:category:predicted".
     static func vrecommend(_ inv: Invocation) throws -> Reply {
         let element = inv.string(2)
         var stages: [(CascadeStage, String)] = []
@@ -100,7 +101,7 @@ enum RecommendationCommands {
             case "SIMILAR":
                 if inv.keyword(i + 1) == "IN" {
                     let a = try attribute(i + 2, after: "SIMILAR IN")
-                    stages.append((.sharing(a), "similar:" + a))
+                    stages.append((.similarIn(a), "similar:" + a))
                     i += 3
                 } else {
                     stages.append((.similar, "similar"))
@@ -133,7 +134,7 @@ enum RecommendationCommands {
     static func cascadeReply(_ hits: [CascadeHit], labels: [String], metric: Metric, withScores: Bool,
                              withAttributes: Bool, version: Int) -> RESPValue {
         func fields(_ h: CascadeHit) -> [RESPValue] {
-            var f: [RESPValue] = [.string(labels[h.stage])]
+            var f: [RESPValue] = [.string(labels[h.stage] + (h.predicted ? ":predicted" : ""))]
             if withScores {
                 let isTop = labels[h.stage].hasPrefix("top:")
                 f.append(.double(isTop ? Double(h.hit.score) : VectorCommands.redisScore(h.hit.score, metric)))

@@ -104,6 +104,22 @@ def test_category_auto_uses_a_stored_items_own_category_unless_told_to_predict(r
     assert all(h.startswith("boots") for h in predicted)
 
 
+def test_cascade_similar_in_uses_the_predicted_category_of_an_item_without_one(r):
+    load(r)
+    # A new sticker in the bags' cluster, stored with no category at all.
+    r.execute_command("VADD", "shop", "VALUES", DIM, *([0.0, 0.0, 3.0] + [0.0] * (DIM - 3)), "new-sticker")
+    hits = r.execute_command("VRECOMMEND", "shop", "new-sticker", "SIMILAR", "IN", "category", "COUNT", 5)
+    assert len(hits) == 10, hits  # element, stage: five times
+    keys, stages = hits[0::2], hits[1::2]
+    assert all(k.startswith("bags") for k in keys), keys
+    assert set(stages) == {"similar:category:predicted"}
+    # SAME is an exact match on a stored value: an item without one skips the stage.
+    assert r.execute_command("VRECOMMEND", "shop", "new-sticker", "SAME", "category", "COUNT", 5) == []
+    # An item with its own category keeps it, and says nothing about prediction.
+    own = r.execute_command("VRECOMMEND", "shop", "hats1", "SIMILAR", "IN", "category", "COUNT", 3)
+    assert set(own[1::2]) == {"similar:category"} and all(k.startswith("hats") for k in own[0::2])
+
+
 def test_category_auto_top_p_returns_k_from_the_likely_categories(r):
     load(r)
     wait_for_model(r)
