@@ -323,4 +323,29 @@ void lk_set_omp_threads(int n) {
     if (n > 0) omp_set_num_threads(n);
 }
 
+// A live IVF segment adds in two steps so that searches wait only for the list appends: the
+// assignment reads the trained quantizer alone (safe beside searches), the add writes lists.
+int lk_ivf_assign(const lk_index *index, int64_t n, const float *x, int64_t *lists, char *err,
+                  size_t errlen) {
+    return guarded(err, errlen, [&] {
+        auto *ivf = dynamic_cast<faiss::IndexIVF *>(index->index);
+        if (ivf == nullptr) throw std::invalid_argument("not an IVF index (with no pre-transform)");
+        if (!ivf->is_trained) throw std::invalid_argument("index is not trained");
+        ivf->quantizer->assign(n, x, lists);
+    });
+}
+
+int lk_ivf_add_assigned(lk_index *index, int64_t n, const float *x, const int64_t *lists,
+                        char *err, size_t errlen) {
+    return guarded(err, errlen, [&] {
+        auto *ivf = dynamic_cast<faiss::IndexIVF *>(index->index);
+        if (ivf == nullptr) throw std::invalid_argument("not an IVF index (with no pre-transform)");
+        if (!ivf->is_trained) throw std::invalid_argument("index is not trained");
+        for (int64_t i = 0; i < n; i++) {
+            if (lists[i] < 0 || lists[i] >= (int64_t)ivf->nlist) throw std::out_of_range("list number out of range");
+        }
+        ivf->add_core(n, x, nullptr, lists);  // ids: the positions ntotal.. (as add does)
+    });
+}
+
 }  // extern "C"

@@ -58,6 +58,9 @@ public final class Collection: @unchecked Sendable {
 
     /// Cached rankings by a numeric attribute, for cascades' TOP stages (Recommendations).
     let rankings = Mutex<[String: Ranking]>([:])
+    /// Whether the current template can back a live IVF segment, keyed by the template (asked
+    /// on the commit thread at every append until the mutable segment is live).
+    private let liveIVFSupport = Mutex<(template: ObjectIdentifier, supported: Bool)?>(nil)
     /// The category model VPREDICT and CATEGORY AUTO blend with the vote (CategoryTraining).
     let categoryModel = Mutex(CategoryModelState())
     /// The new-items batch job's progress (NewItems).
@@ -174,9 +177,19 @@ public final class Collection: @unchecked Sendable {
     /// VINFO's ef-construction: 0 for an index that is not HNSW.
     public var efConstructionForInfo: Int { specKind == .hnsw ? efConstruction : 0 }
 
-    /// A new segment for new items: a graph when the index type allows one (GraphSegment), else
-    /// an exact flat segment that is sealed when full.
+    /// A new segment for new items: a live one when the index type allows (a graph,
+    /// GraphSegment; or, once trained, IVF lists, IVFSegment), else an exact flat segment that
+    /// is sealed when full.
     func newGrowingSegment() -> any GrowingSegment {
+        if !usesGraph, let template = state.withLock({ $0.template }), supportsLiveIVF(template) {
+            do {
+                return try IVFSegment(template: template, dimension: definition.dimension, capacity: flatCapacity,
+                                      metric: definition.metric.faiss)
+            } catch {
+                engine.logger.error("could not start a live IVF segment; new items are served exactly until the next seal",
+                                    metadata: ["collection": "\(name)", "error": "\(error)"])
+            }
+        }
         if usesGraph {
             do {
                 return try GraphSegment(spec: definition.index, dimension: definition.dimension,
@@ -391,10 +404,15 @@ public final class Collection: @unchecked Sendable {
     }
 
     func appendCommitted(id: UInt64, vector: [Float]) {
-        // The mutable segment is frozen as soon as it fills, so it always has room here.
-        let target = state.withLock { $0.mutable }
-        vector.withUnsafeBufferPointer { target.append(id: id, vector: $0.baseAddress!) }
-        if target is GraphSegment { engine.indexer.wake() }
+        startLiveSegmentIfTrained()
+        // The mutable segment is frozen as soon as it fills, so it always has room here. The
+        // append is under the lock because SAVE freezes the mutable segment from another
+        // thread: an item lands wholly before the freeze (and is sealed) or after it.
+        let target = state.withLock { s in
+            vector.withUnsafeBufferPointer { s.mutable.append(id: id, vector: $0.baseAddress!) }
+            return s.mutable
+        }
+        if target is any LiveSegment { engine.indexer.wake() }
         if target.isFull { freezeMutable() }
     }
 
@@ -420,6 +438,34 @@ public final class Collection: @unchecked Sendable {
             return f
         }
         if let full { engine.sealer.schedule(self, full) }
+    }
+
+    /// Commit thread. The first seal of an IVF collection trains its quantizer while the next
+    /// (flat, exact) segment already fills; from then on new items belong in the trained lists.
+    /// So the flat segment gives way to a live IVF one at once: frozen and sealed early if it
+    /// holds items, rather than scanned by every query until it is full.
+    private func startLiveSegmentIfTrained() {
+        guard !usesGraph else { return }
+        let (template, isLive) = state.withLock { ($0.template, $0.mutable is any LiveSegment) }
+        guard let template, !isLive, supportsLiveIVF(template) else { return }
+        let fresh = newGrowingSegment()
+        guard fresh is any LiveSegment else { return }
+        let early: (any GrowingSegment)? = state.withLock { s in
+            let old = s.mutable
+            s.mutable = fresh
+            guard old.count > 0 else { return nil }
+            s.frozen.append(old)
+            return old
+        }
+        if let early { engine.sealer.schedule(self, early) }
+    }
+
+    private func supportsLiveIVF(_ template: FaissIndex) -> Bool {
+        let key = ObjectIdentifier(template)
+        if let known = liveIVFSupport.withLock({ $0 }), known.template == key { return known.supported }
+        let supported = IVFSegment.supports(template)
+        liveIVFSupport.withLock { $0 = (key, supported) }
+        return supported
     }
 
     func tombstoneCommitted(id: UInt64) {
@@ -611,16 +657,16 @@ public final class Collection: @unchecked Sendable {
     }
 
     /// Graph segments (mutable, then frozen ones) with items not yet linked, oldest first.
-    func graphsWithBacklog() -> [GraphSegment] {
+    func liveSegmentsWithBacklog() -> [any LiveSegment] {
         state.withLock { s in
-            (s.frozen + [s.mutable]).compactMap { $0 as? GraphSegment }.filter { $0.backlog > 0 && $0.indexFailure == nil }
+            (s.frozen + [s.mutable]).compactMap { $0 as? any LiveSegment }.filter { $0.backlog > 0 && $0.indexFailure == nil }
         }
     }
 
     /// Items written but not yet in any index (the exact tails of graph segments), and the bytes
     /// of their vectors: what backpressure bounds (Indexing.swift).
     public var unindexed: (items: Int, bytes: Int) {
-        let items = graphsWithBacklog().reduce(0) { $0 + $1.backlog }
+        let items = liveSegmentsWithBacklog().reduce(0) { $0 + $1.backlog }
         return (items, items * definition.dimension * 4)
     }
 

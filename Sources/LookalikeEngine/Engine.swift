@@ -268,7 +268,7 @@ public final class Engine: @unchecked Sendable {
     /// Waits until every item written so far is linked into its graph (benchmarks, tests).
     public func waitForIndexing() {
         for c in registry.withLock({ Array($0.values) }) {
-            for g in c.graphsWithBacklog() { _ = indexer.waitIndexed(g, of: c) }
+            for g in c.liveSegmentsWithBacklog() { _ = indexer.waitIndexed(g, of: c) }
         }
     }
 

@@ -1,5 +1,6 @@
-// Indexing: links newly committed items into their collection's graph segment in the
-// background, and slows writers down when it falls behind (backpressure).
+// Indexing: adds newly committed items to their collection's live segment in the background
+// (LiveSegment.swift: links them into an HNSW graph, or appends them to trained IVF lists), and
+// slows writers down when it falls behind (backpressure).
 //
 // Owns: the indexer thread, and the condition that writers (backpressure) and seals (waiting
 // for a frozen graph to be complete) wait on.
@@ -130,7 +131,7 @@ final class Indexer: @unchecked Sendable {
     private func quietFor() -> Double { Date().timeIntervalSince(lastWrite) }
 
     private func hasBacklog() -> Bool {
-        collections().contains { !$0.isDropped && !$0.graphsWithBacklog().isEmpty }
+        collections().contains { !$0.isDropped && !$0.liveSegmentsWithBacklog().isEmpty }
     }
 
     /// One batch for every collection that has items waiting; false when there were none (or,
@@ -138,7 +139,7 @@ final class Indexer: @unchecked Sendable {
     private func linkOneRound(onlyIfQuiet: Bool) -> Bool {
         var linked = 0
         for c in collections() where !c.isDropped {
-            for graph in c.graphsWithBacklog() {
+            for graph in c.liveSegmentsWithBacklog() {
                 if isStopping || (onlyIfQuiet && condition.withLock({ quietFor() }) < Self.quietSeconds) { return false }
                 linking.lock()
                 do {
@@ -166,7 +167,7 @@ final class Indexer: @unchecked Sendable {
 
     /// Waits until every item of `graph` is linked; false when the engine stops or the
     /// collection is dropped first. A failed graph counts as done (its seal rebuilds it).
-    func waitIndexed(_ graph: GraphSegment, of collection: Collection) -> Bool {
+    func waitIndexed(_ graph: any LiveSegment, of collection: Collection) -> Bool {
         wake()
         condition.lock()
         defer { condition.unlock() }

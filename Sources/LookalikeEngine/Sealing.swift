@@ -152,10 +152,10 @@ extension Collection {
         }
     }
 
-    /// The index a frozen segment is sealed as: a graph segment's own once every item is linked
-    /// (waiting for the indexer), or one built from the rows.
+    /// The index a frozen segment is sealed as: a live segment's own (graph or IVF lists) once
+    /// every item is in it (waiting for the indexer), or one built from the rows.
     private func sealedIndex(of frozen: any GrowingSegment) throws -> (FaissIndex, FaissIndex?) {
-        guard let graph = frozen as? GraphSegment else { return try buildIndex(from: frozen as! FlatSegment) }
+        guard let graph = frozen as? any LiveSegment else { return try buildIndex(from: frozen as! FlatSegment) }
         guard engine.indexer.waitIndexed(graph, of: self) else { throw EngineError.closed }
         // Linking failed part way: the rows are all here, so build the index anew from them.
         if let reason = graph.indexFailure {

@@ -122,6 +122,24 @@ public final class FaissIndex: @unchecked Sendable {
         try checkFaiss { lk_index_add(handle, Int64(count), vectors, $0, $1) }
     }
 
+    /// IVF (no pre-transform): the inverted list each vector goes to. Reads the quantizer
+    /// only, so it may run beside searches.
+    public func assignLists(_ vectors: UnsafePointer<Float>, count: Int) throws -> [Int64] {
+        var lists = [Int64](repeating: -1, count: count)
+        try lists.withUnsafeMutableBufferPointer { l in
+            try checkFaiss { lk_ivf_assign(handle, Int64(count), vectors, l.baseAddress, $0, $1) }
+        }
+        return lists
+    }
+
+    /// IVF: appends vectors to the lists `assignLists` gave. No search may run meanwhile.
+    public func addAssigned(_ vectors: UnsafePointer<Float>, count: Int, lists: [Int64]) throws {
+        precondition(lists.count == count)
+        try lists.withUnsafeBufferPointer { l in
+            try checkFaiss { lk_ivf_add_assigned(handle, Int64(count), vectors, l.baseAddress, $0, $1) }
+        }
+    }
+
     /// HNSW with flat storage (`HNSWn`) only: makes room for `capacity` vectors in all, so that
     /// later `insert`s never move what concurrent searches read. Call while nobody searches.
     public func reserveGraph(capacity: Int) throws {

@@ -156,6 +156,15 @@ int lk_index_hnsw_links(const lk_index *index, int64_t position, int *levels, in
 /* OpenMP threads FAISS may use inside one call. */
 void lk_set_omp_threads(int n);
 
+/* A trained IVF index (no pre-transform): the inverted list of each of n vectors, into
+ * lists[n]. Reads the quantizer only: may run beside searches and adds. */
+int lk_ivf_assign(const lk_index *index, int64_t n, const float *x, int64_t *lists, char *err,
+                  size_t errlen);
+/* Appends n vectors to the lists lk_ivf_assign gave (positions ntotal...). Writes the lists:
+ * no search of this index may run meanwhile (the caller's lock). */
+int lk_ivf_add_assigned(lk_index *index, int64_t n, const float *x, const int64_t *lists,
+                        char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
