@@ -32,7 +32,7 @@ public final class Engine: @unchecked Sendable {
     private let directoryLock: DirectoryLock
     let meta: MetaStore
     let writeQueue: WriteQueue
-    let sealer = Sealer()
+    let sealer: Sealer
     /// Merges sealed segments in the background, and runs compactions (Merging.swift).
     let merger: Merger
     /// Links new items into graph segments in the background (Indexing.swift).
@@ -71,6 +71,7 @@ public final class Engine: @unchecked Sendable {
         } catch { throw EngineError.wrap(error) }
         writeQueue = WriteQueue(environment: environment, maxBatch: options.maxBatch)
         merger = Merger(nice: options.buildNice)
+        sealer = Sealer(nice: options.buildNice)
         indexer = Indexer(options: options, collections: { [weak self] in
             self?.registry.withLock { Array($0.values) } ?? []
         })
@@ -290,6 +291,7 @@ public final class Engine: @unchecked Sendable {
         merger.cancelAndWait()
         sealer.cancelPending()
         sealer.waitIdle()
+        sealer.stop()
         registry.withLock { $0.removeAll() }
         directoryLock.release()
     }

@@ -38,7 +38,8 @@ public struct EngineOptions: Sendable {
     /// Sealed segments of one size tier merged into one (Merging.swift): a query visits at most
     /// this many minus one per tier. Larger: less merge work, more segments. 0 turns merging off.
     public var mergeFactor = 8
-    /// Nice value of the indexer's threads (index building yields to searches); 0 = as searches.
+    /// Nice value of the indexer, sealer and merger threads (index building yields to
+    /// searches); 0 = as searches.
     public var buildNice = 10
     /// OpenMP threads for sealing (building indexes); 0 = all cores.
     public var buildThreads = 0

@@ -13,21 +13,27 @@
 // place, still exact and searchable, removes its temporary files, and is retried later with a
 // doubling delay (5 s up to 10 min), or at once by SAVE, which then reports the failure: a
 // failing seal never spins, and never eats the space a user frees.
-// Threads: one serial queue for the whole engine (building is CPU-heavy; 2 cores).
+// Threads: one sealer thread for the whole engine (building is CPU-heavy; 2 cores), at
+// `buildNice` like the indexer and the merger, so that a build (training an IVF quantizer,
+// building a compressed HNSW from its rows) yields the cores to searches.
 import Dispatch
 import Foundation
 import Logging
 import LookalikeIndex
 
 final class Sealer: @unchecked Sendable {
-    private let queue = DispatchQueue(label: "lookalike.sealer", qos: .utility)
+    private let thread: BackgroundThread
     private let group = DispatchGroup()
     private let lock = NSLock()
     private var cancelled = false
 
+    init(nice: Int) {
+        thread = BackgroundThread(name: "lookalike-sealer", nice: nice)
+    }
+
     func schedule(_ collection: Collection, _ segment: any GrowingSegment) {
         group.enter()
-        queue.async { [self] in
+        thread.async { [self] in
             defer { group.leave() }
             lock.lock()
             let skip = cancelled
@@ -39,22 +45,21 @@ final class Sealer: @unchecked Sendable {
     /// Schedules a seal that failed again after a delay. Not counted by `waitIdle` until it
     /// starts, so SAVE and shutdown never wait for a backoff.
     func retry(_ collection: Collection, _ segment: any GrowingSegment, after seconds: Double) {
-        queue.asyncAfter(deadline: .now() + seconds) { [self] in
-            lock.lock()
-            let skip = cancelled
-            lock.unlock()
-            if !skip { collection.seal(segment) }
+        DispatchQueue.global(qos: .utility).asyncAfter(deadline: .now() + seconds) { [self] in
+            thread.async { [self] in
+                lock.lock()
+                let skip = cancelled
+                lock.unlock()
+                if !skip { collection.seal(segment) }
+            }
         }
-    }
-
-    /// Runs `body` on the sealer's queue after the seals scheduled before it, and waits for
-    /// it (compaction: one background job edits manifests at a time).
-    func run(_ body: () -> Void) {
-        queue.sync(execute: body)
     }
 
     /// Waits until every scheduled seal has run.
     func waitIdle() { group.wait() }
+
+    /// Ends the thread (after `cancelPending` and `waitIdle`: nothing is left to run).
+    func stop() { thread.stop() }
 
     /// Skips seals not yet started (shutdown: their items are safe in LMDB and replay at start).
     func cancelPending() {

@@ -52,7 +52,7 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Items in a collection's mutable segment (its live HNSW graph, or an exact segment for other index types) before it is sealed.") var sealThreshold = 100_000
     @Option(help: "HNSW efConstruction of collections that set none (VADD ... EF).") var efConstruction = 200
     @Option(help: "MiB of written vectors not yet linked into a graph above which writes are acknowledged later (backpressure).") var maxUnindexedMb = 1
-    @Option(help: "Nice value of the threads that link new items into graphs and merge segments (0-19; higher yields more to searches).") var buildNice = 10
+    @Option(help: "Nice value of the threads that link new items, seal and merge segments (0-19; higher yields more to searches).") var buildNice = 10
     @Option(help: "Sealed segments of one size tier merged into one in the background (0: no merging).") var mergeFactor = 8
     @Option(help: "Most writes per group commit.") var maxBatch = 8192
     @Option(help: "Longest element name in bytes (at most 511).") var maxKeyBytes = 511
