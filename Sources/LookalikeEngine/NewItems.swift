@@ -39,12 +39,17 @@ public struct NewItemsRequest: Sendable {
     public var includeNew: Bool
     /// Where to write the JSON lines; nil writes none (the results are still kept in LMDB).
     public var outputPath: String?
+    /// An indexed attribute (a category): each new item's neighbours share its value of it, or
+    /// its predicted value when it has none (VPREDICT: new stickers often arrive without one).
+    public var within: String?
 
-    public init(since: Since, count: Int = 10, includeNew: Bool = false, outputPath: String? = nil) {
+    public init(since: Since, count: Int = 10, includeNew: Bool = false, outputPath: String? = nil,
+                within: String? = nil) {
         self.since = since
         self.count = count
         self.includeNew = includeNew
         self.outputPath = outputPath
+        self.within = within
     }
 }
 
@@ -57,6 +62,10 @@ public struct NewItemsReport: Sendable, Equatable, Codable {
     public var passes = 0
     public var seconds = 0.0
     public var outputPath: String?
+    /// The attribute neighbours were restricted to (`NewItemsRequest.within`), and how many new
+    /// items had no value of it and used their predicted one. Nil for unrestricted jobs.
+    public var within: String?
+    public var predicted: Int?
 }
 
 /// Where a running job is; readable from any thread.
@@ -91,6 +100,7 @@ extension Collection {
         guard request.count >= 1, request.count <= Self.maxNewItemNeighbors else {
             throw EngineError.invalidArgument("COUNT must be between 1 and \(Self.maxNewItemNeighbors)")
         }
+        if let attribute = request.within, !definition.attributes.contains(attribute) { throw notIndexed(attribute) }
         guard newItemsProgress.running.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
             throw EngineError.invalidArgument("a new-items job for '\(name)' is already running")
         }
@@ -212,9 +222,13 @@ extension Collection {
         let passes = (newIds.count + perPass - 1) / perPass
         newItemsProgress.total.store(passes * scannedPerPass, ordering: .relaxed)
         report.passes = passes
+        let groups = try request.within.map { try Groups(self, attribute: $0, newIds: newIds, txn) }
+        report.within = request.within
+        report.predicted = groups?.predicted
         for pass in 0..<passes {
             let ids = Array(newIds[(pass * perPass)..<min(newIds.count, (pass + 1) * perPass)])
-            let tops = try scoreNewItems(ids, request, below: request.includeNew ? report.throughId : report.firstId, txn)
+            let tops = try scoreNewItems(ids, request, below: request.includeNew ? report.throughId : report.firstId,
+                                         groups: groups, txn)
             try keep(ids, tops, count: request.count, output, txn)
             engine.logger.info("new-items job", metadata: [
                 "collection": "\(name)", "pass": "\(pass + 1)/\(passes)",
@@ -251,14 +265,48 @@ extension Collection {
         return n
     }
 
+    /// A job's category restriction: a group number per value of the attribute that some new
+    /// item has (stored, or predicted when it has none), and the group of every existing item
+    /// in one of those groups. A new item with no value, stored or predicted, is unrestricted.
+    struct Groups {
+        var ofNew: [UInt64: Int32] = [:]
+        var ofExisting: [UInt64: Int32] = [:]
+        var predicted = 0
+        /// Rows in no new item's group: never a candidate of a restricted query.
+        static let none: Int32 = -2
+
+        init(_ c: Collection, attribute: String, newIds: [UInt64], _ txn: Transaction) throws {
+            var number: [String: Int32] = [:]
+            for id in newIds {
+                guard let record = try c.store.item(id, txn) else { continue }
+                var value = record.attributes.flatMap { AttributeIndex.values(of: $0, for: [attribute])[attribute]?.first }
+                if value == nil, let guess = try c.predict(.key(record.key), attribute: attribute)?.category {
+                    value = guess
+                    predicted += 1
+                }
+                guard let value else { continue }
+                let g = number[value] ?? Int32(number.count)
+                number[value] = g
+                ofNew[id] = g
+            }
+            for (value, g) in number {
+                for id in try c.store.ids(attribute: attribute, value: value, txn) { ofExisting[id] = g }
+            }
+        }
+
+        func query(_ id: UInt64) -> Int32 { ofNew[id] ?? ExactScan.anyGroup }
+        func row(_ id: UInt64) -> Int32 { ofExisting[id] ?? Self.none }
+    }
+
     /// Each new item's TopK over the live items with ids below `end`, streamed from LMDB.
     private func scoreNewItems(_ ids: [UInt64], _ request: NewItemsRequest, below end: UInt64,
-                               _ txn: Transaction) throws -> [TopK] {
+                               groups: Groups?, _ txn: Transaction) throws -> [TopK] {
         let d = definition.dimension
         var queries = StoredBlock(dimension: d, metric: definition.metric, capacity: ids.count)
         for id in ids {
             if let bytes = try store.vectorBytes(id, txn) { queries.add(id: id, bytes: bytes) }
         }
+        let queryGroups = groups.map { g in queries.ids.prefix(queries.count).map(g.query) }
         // With views, one item may fill several places: keep more, then one per item (`keep`).
         let heap = try store.viewCount(txn) > 0 ? request.count * 4 : request.count
         let tops = UnsafeMutablePointer<TopK>.allocate(capacity: ids.count)
@@ -272,7 +320,9 @@ extension Collection {
         }
         defer { scratch.forEach { $0.deallocate() } }
         let flush = { (block: inout StoredBlock) in
-            Self.score(queries, block, tops: tops, metric: self.definition.metric.faiss, workers: workers, scratch: scratch)
+            let rowGroups = groups.map { g in block.ids.prefix(block.count).map(g.row) }
+            Self.score(queries, block, tops: tops, metric: self.definition.metric.faiss, workers: workers, scratch: scratch,
+                       groups: queryGroups.map { ($0, rowGroups!) })
             self.newItemsProgress.scored.add(block.count, ordering: .relaxed)
             block.removeAll()
         }
@@ -287,9 +337,23 @@ extension Collection {
     }
 
     /// One block of existing rows against every query; worker w takes query tiles w, w + W, …
+    /// `groups`: the queries' and the rows' groups (Groups), when the job is restricted.
     private static func score(_ queries: StoredBlock, _ block: StoredBlock, tops: UnsafeMutablePointer<TopK>,
-                              metric: FaissMetric, workers: Int, scratch: [UnsafeMutablePointer<Float>]) {
+                              metric: FaissMetric, workers: Int, scratch: [UnsafeMutablePointer<Float>],
+                              groups: ([Int32], [Int32])?) {
         guard block.count > 0, queries.count > 0 else { return }
+        guard let groups else { return score(queries, block, tops: tops, metric: metric, workers: workers, scratch: scratch, qg: nil, rg: nil) }
+        groups.0.withUnsafeBufferPointer { qg in
+            groups.1.withUnsafeBufferPointer { rg in
+                score(queries, block, tops: tops, metric: metric, workers: workers, scratch: scratch,
+                      qg: qg.baseAddress, rg: rg.baseAddress)
+            }
+        }
+    }
+
+    private static func score(_ queries: StoredBlock, _ block: StoredBlock, tops: UnsafeMutablePointer<TopK>,
+                              metric: FaissMetric, workers: Int, scratch: [UnsafeMutablePointer<Float>],
+                              qg: UnsafePointer<Int32>?, rg: UnsafePointer<Int32>?) {
         let d = queries.dimension
         let tile = ExactScan.batchQueryTile
         let tiles = (queries.count + tile - 1) / tile
@@ -301,7 +365,7 @@ extension Collection {
                             block.ids.withUnsafeBufferPointer { ri in
                                 let shared = SharedPointers(q: q.baseAddress!, qn: qn.baseAddress!, qi: qi.baseAddress!,
                                                             r: r.baseAddress!, rn: rn.baseAddress!, ri: ri.baseAddress!,
-                                                            tops: tops, scratch: scratch)
+                                                            tops: tops, scratch: scratch, qg: qg, rg: rg)
                                 let (rowCount, queryCount) = (block.count, queries.count)
                                 DispatchQueue.concurrentPerform(iterations: workers) { w in
                                     var t = w
@@ -312,7 +376,8 @@ extension Collection {
                                             queries: shared.q + first * d, queryCount: n, querySquaredNorms: shared.qn + first,
                                             queryIds: shared.qi + first, rows: shared.r, rowCount: rowCount,
                                             rowSquaredNorms: shared.rn, rowIds: shared.ri, dimension: d, metric: metric,
-                                            tops: shared.tops + first, scratch: shared.scratch[w])
+                                            tops: shared.tops + first, scratch: shared.scratch[w],
+                                            queryGroups: shared.qg.map { $0 + first }, rowGroups: shared.rg)
                                         t += workers
                                     }
                                 }
@@ -373,6 +438,8 @@ private struct SharedPointers: @unchecked Sendable {
     let r: UnsafePointer<Float>, rn: UnsafePointer<Float>, ri: UnsafePointer<UInt64>
     let tops: UnsafeMutablePointer<TopK>
     let scratch: [UnsafeMutablePointer<Float>]
+    /// The queries' and rows' groups of a restricted job; nil otherwise.
+    let qg: UnsafePointer<Int32>?, rg: UnsafePointer<Int32>?
 }
 
 /// A job that did not finish: when it started, where it was writing, and why it stopped.

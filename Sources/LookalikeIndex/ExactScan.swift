@@ -85,6 +85,8 @@ public enum ExactScan {
     /// Queries per sgemm tile, and rows per tile: the tile of scores (256 × 1024 floats, 1 MiB)
     /// stays in cache while it is read back, so the kernel is bound by arithmetic, not memory.
     public static let batchQueryTile = 256
+    /// A query group that accepts rows of every group (scanBatch).
+    public static let anyGroup: Int32 = -1
     public static let batchRowTile = 1024
 
     /// Pushes every row into the TopK of every query, one sgemm per tile of queries × rows.
@@ -93,6 +95,8 @@ public enum ExactScan {
     /// - rows: rowCount × dimension; rowSquaredNorms required for L2; rowIds their ids.
     /// - queryIds: a row with the query's own id is skipped (an item is not its own neighbour).
     /// - scratch: at least batchQueryTile × batchRowTile floats, owned by this call's thread.
+    /// - queryGroups, rowGroups (both or neither): a row is a candidate for a query only when
+    ///   their groups are equal, or the query's group is `anyGroup` (a category restriction).
     /// Single-threaded (BLAS runs one thread in Lookalike): callers split the queries.
     public static func scanBatch(
         queries: UnsafePointer<Float>, queryCount: Int, querySquaredNorms: UnsafePointer<Float>?,
@@ -100,7 +104,8 @@ public enum ExactScan {
         rows: UnsafePointer<Float>, rowCount: Int, rowSquaredNorms: UnsafePointer<Float>?,
         rowIds: UnsafePointer<UInt64>,
         dimension d: Int, metric: FaissMetric, tops: UnsafeMutablePointer<TopK>,
-        scratch: UnsafeMutablePointer<Float>
+        scratch: UnsafeMutablePointer<Float>,
+        queryGroups: UnsafePointer<Int32>? = nil, rowGroups: UnsafePointer<Int32>? = nil
     ) {
         var q0 = 0
         while q0 < queryCount {
@@ -114,6 +119,7 @@ public enum ExactScan {
                 for i in 0..<qn {
                     let q = q0 + i
                     let selfId = queryIds[q]
+                    let group = queryGroups.map { $0[q] } ?? anyGroup
                     let qNorm = metric == .l2 ? querySquaredNorms![q] : 0
                     let line = scratch + i * rn
                     var threshold = tops[q].threshold
@@ -121,6 +127,7 @@ public enum ExactScan {
                         let distance = metric == .l2
                             ? max(0, qNorm + rowSquaredNorms![r0 + j] - 2 * line[j]) : -line[j]
                         if distance > threshold { continue }
+                        if group != anyGroup, rowGroups![r0 + j] != group { continue }
                         let id = rowIds[r0 + j]
                         if id == selfId { continue }
                         tops[q].push(Neighbor(id: id, distance: distance))

@@ -151,7 +151,7 @@ enum RecommendationCommands {
         return .array(hits.flatMap { [.string($0.hit.key)] + fields($0) })
     }
 
-    /// VNEWNEIGHBORS key SINCE (ID n | TIME unix-seconds | LAST) [COUNT n] [INCLUDE-NEW] [OUTPUT name]
+    /// VNEWNEIGHBORS key SINCE (ID n | TIME unix-seconds | LAST) [COUNT n] [INCLUDE-NEW] [OUTPUT name] [IN attr]
     /// VNEWNEIGHBORS key STATUS
     /// The batch job: for each item added since the point, its COUNT (default 10) nearest
     /// existing items, exact (BLAS); kept for VNEIGHBORS and, with OUTPUT, written as JSON lines
@@ -190,8 +190,12 @@ enum RecommendationCommands {
             case "OUTPUT":
                 request.outputPath = try exportPath(inv.string(i + 1), data: inv.engine.directory)
                 i += 2
+            case "IN":
+                guard i + 1 < inv.count, !inv.string(i + 1).isEmpty else { throw CommandError("IN needs an attribute name") }
+                request.within = inv.string(i + 1)
+                i += 2
             default:
-                throw CommandError("unknown VNEWNEIGHBORS option '\(inv.string(i).prefix(64))'")
+                throw CommandError("unknown VNEWNEIGHBORS option '\(inv.string(i).prefix(64))' (options: COUNT n, INCLUDE-NEW, OUTPUT name, IN attr)")
             }
         }
         let job = request
@@ -223,6 +227,8 @@ enum RecommendationCommands {
             (.simple("passes"), .integer(r.passes)),
             (.simple("seconds"), .double(r.seconds)),
             (.simple("output"), r.outputPath.map { .string($0) } ?? .null),
+            (.simple("within"), r.within.map { .string($0) } ?? .null),
+            (.simple("predicted"), .integer(r.predicted ?? 0)),
         ])
     }
 

@@ -120,6 +120,26 @@ def test_cascade_similar_in_uses_the_predicted_category_of_an_item_without_one(r
     assert set(own[1::2]) == {"similar:category"} and all(k.startswith("hats") for k in own[0::2])
 
 
+def test_new_items_job_restricted_to_the_category_predicts_a_missing_one(r):
+    load(r)
+    first_new = info(r)["hnsw-max-node-uid"]
+    # A new bag without a category, and a new item stored as a hat although it lies among the
+    # boots: the stored category is kept, a missing one is predicted.
+    r.execute_command("VADD", "shop", "VALUES", DIM, *([0.0, 0.0, 3.0] + [0.0] * (DIM - 3)), "new-bag")
+    r.execute_command("VADD", "shop", "VALUES", DIM, *([3.0] + [0.0] * (DIM - 1)), "new-hat", "SETATTR", '{"category":"hats"}')
+    report = as_dict(r.execute_command("VNEWNEIGHBORS", "shop", "SINCE", "ID", first_new, "COUNT", 5, "IN", "category"))
+    assert report["new-items"] == 2 and report["within"] == "category" and report["predicted"] == 1
+    bag = r.execute_command("VNEIGHBORS", "shop", "new-bag")
+    assert len(bag) == 5 and all(k.startswith("bags") for k in bag), bag
+    hat = r.execute_command("VNEIGHBORS", "shop", "new-hat")
+    assert len(hat) == 5 and all(k.startswith("hats") for k in hat), hat
+    # Unrestricted, the hat's nearest are boots: the restriction did the work above.
+    r.execute_command("VNEWNEIGHBORS", "shop", "SINCE", "ID", first_new, "COUNT", 5)
+    assert all(k.startswith("boots") for k in r.execute_command("VNEIGHBORS", "shop", "new-hat"))
+    with pytest.raises(redis.ResponseError, match="not an indexed attribute"):
+        r.execute_command("VNEWNEIGHBORS", "shop", "SINCE", "ID", first_new, "IN", "colour")
+
+
 def test_category_auto_top_p_returns_k_from_the_likely_categories(r):
     load(r)
     wait_for_model(r)
