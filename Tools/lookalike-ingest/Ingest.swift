@@ -191,7 +191,9 @@ struct Ingest: AsyncParsableCommand {
                 throw IngestError("'\(collection)' on \(server) holds \(d)-d vectors, the file \(dimension)-d: "
                                   + "load into another --collection, or pass a \(d)-d vector file")
             }
-            return (OnlineSink(client: client, address: server, collection: collection, creation: creation), nil)
+            let (address, secret) = (server, password)
+            return (OnlineSink(client: client, address: server, collection: collection, creation: creation,
+                               connect: { try RESPClient(address: address, password: secret) }), nil)
         }
         var options = EngineOptions()
         options.storage.sync = SyncMode(rawValue: sync)!

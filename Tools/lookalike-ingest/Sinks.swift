@@ -54,7 +54,11 @@ final class OfflineSink: Sink {
     func finish(report: Report) async throws {
         report.stage("sealing", "indexing what was loaded (\(collection.definition.index))")
         var sealError: Error?
-        do { try engine.persist() } catch { sealError = error }
+        // A graph's items are linked as they load; what is left is linked here, with progress.
+        let (c, waiting) = (collection, collection.unindexed.items)
+        Progress.during(total: waiting, unit: "items linked", measure: { waiting - c.unindexed.items }) {
+            do { try engine.persist() } catch { sealError = error }
+        }
         // Synced even when the seal failed: the load ran without fsync (--sync none), and its
         // items, stored in LMDB and searchable, must survive a crash all the same.
         report.stage("syncing", "writing \(engine.directory) to disk")
@@ -86,11 +90,25 @@ final class OnlineSink: Sink {
     /// METRIC / INDEX words for the VADD that creates the set, when it does not exist yet.
     let creation: [String]
 
-    init(client: RESPClient, address: String, collection: String, creation: [String]) {
+    /// A second connection, for progress while SAVE runs on the first.
+    let connect: () throws -> RESPClient
+
+    init(client: RESPClient, address: String, collection: String, creation: [String],
+         connect: @escaping () throws -> RESPClient) {
         self.client = client
         self.address = address
         self.collection = collection
         self.creation = creation
+        self.connect = connect
+    }
+
+    /// The set's items not yet in its index (VINFO unindexed-items); nil if unknown.
+    static func unindexed(_ client: RESPClient, _ collection: String) -> Int? {
+        guard case .array(let pairs?)? = try? client.call(["VINFO", collection]) else { return nil }
+        for i in stride(from: 0, to: pairs.count - 1, by: 2) where pairs[i].text == "unindexed-items" {
+            return pairs[i + 1].text.flatMap { Int($0) }
+        }
+        return nil
     }
 
     func write(_ items: [Item]) async throws -> [Outcome] {
@@ -116,7 +134,14 @@ final class OnlineSink: Sink {
     func finish(report: Report) async throws {
         // Acknowledged VADDs are durable already; SAVE seals them into the index as well.
         report.stage("saving", "SAVE on \(address) (indexes what was loaded)")
-        if let e = try client.call(["SAVE"]).errorMessage { throw IngestError("SAVE failed on \(address): \(e). \(sealAdvice)") }
+        let watcher = try? connect()
+        let waiting = watcher.flatMap { Self.unindexed($0, collection) } ?? 0
+        let (box, name) = (UncheckedBox(watcher), collection)
+        let reply = try Progress.during(total: waiting, unit: "items linked",
+                                        measure: { box.value.flatMap { Self.unindexed($0, name) }.map { waiting - $0 } }) {
+            try client.call(["SAVE"])
+        }
+        if let e = reply.errorMessage { throw IngestError("SAVE failed on \(address): \(e). \(sealAdvice)") }
     }
 
     /// After SAVE, items left in the mutable segment of a set with no sealed one are waiting
