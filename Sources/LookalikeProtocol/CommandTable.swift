@@ -5,7 +5,9 @@
 //   .connection  runs at once on the event loop (PING, HELLO, AUTH, CLIENT ...);
 //   .read        waits for the connection's earlier writes, then runs on the search pool;
 //   .write       waits for the connection's earlier reads, then joins the group commit, so a
-//                pipeline of writes commits together instead of one fsync each;
+//                pipeline of writes commits together instead of one fsync each; commands
+//                that write outside the group commit (VNEWNEIGHBORS's kept lists,
+//                VCOMPACT) are writes too, so a read pipelined after them sees their result;
 //   .exclusive   waits for everything earlier; everything later waits for it (DEL, FLUSHALL...).
 // Threads: the table is immutable; `run` is called on the connection's event loop.
 

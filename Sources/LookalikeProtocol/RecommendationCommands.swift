@@ -13,7 +13,7 @@ enum RecommendationCommands {
         CommandSpec(name: "vhistory", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vhistory),
         CommandSpec(name: "vwithin", arity: -5, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vwithin),
         CommandSpec(name: "vrecommend", arity: -3, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vrecommend),
-        CommandSpec(name: "vnewneighbors", arity: -3, ordering: .read, flags: ["admin"], firstKey: 1, lastKey: 1, run: vnewneighbors),
+        CommandSpec(name: "vnewneighbors", arity: -3, ordering: .write, flags: ["admin"], firstKey: 1, lastKey: 1, run: vnewneighbors),
         CommandSpec(name: "vneighbors", arity: -3, ordering: .read, flags: ["readonly", "fast"], firstKey: 1, lastKey: 1, run: vneighbors),
     ]
 

@@ -21,7 +21,7 @@ enum VectorCommands {
         CommandSpec(name: "vlinks", arity: -3, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: VectorSetQueries.vlinks),
         CommandSpec(name: "vrange", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: VectorSetQueries.vrange),
         CommandSpec(name: "vpredict", arity: -4, ordering: .read, flags: ["readonly"], firstKey: 1, lastKey: 1, run: vpredict),
-        CommandSpec(name: "vcompact", arity: -2, ordering: .read, flags: ["admin"], firstKey: 1, lastKey: 1, run: vcompact),
+        CommandSpec(name: "vcompact", arity: -2, ordering: .write, flags: ["admin"], firstKey: 1, lastKey: 1, run: vcompact),
     ]
 
     // MARK: VADD

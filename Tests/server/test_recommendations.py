@@ -212,3 +212,23 @@ def test_several_images_per_item(r, r3, server):
     assert r.execute_command("VREM", "shoes", "boot") == 1
     assert r.execute_command("VCARD", "shoes") == 2
     assert "boot" not in r.execute_command("VSIM", "shoes", "VALUES", 3, 0, 0, 1, "COUNT", 5)
+
+
+def test_a_pipelined_lookup_after_the_batch_job_sees_its_results(r):
+    """VNEWNEIGHBORS writes (the kept lists): a VNEIGHBORS pipelined after it on the same
+    connection must wait for it, as a read after a write does, and VCOMPACT likewise."""
+    sticker_shop(r, n=100)
+    first_new = r.execute_command("VINFO", "shop")[r.execute_command("VINFO", "shop").index("hnsw-max-node-uid") + 1]
+    for i in range(20):
+        r.execute_command("VADD", "shop", "VALUES", 8, *[float((i * 7 + j) % 5) for j in range(8)], f"new{i}")
+    for _ in range(5):
+        pipe = r.pipeline(transaction=False)
+        pipe.execute_command("VNEWNEIGHBORS", "shop", "SINCE", "ID", first_new, "COUNT", 3)
+        pipe.execute_command("VNEIGHBORS", "shop", "new7")
+        _, kept = pipe.execute()
+        assert kept is not None and len(kept) == 3
+        r.execute_command("DEL", "shop")
+        sticker_shop(r, n=100)
+        first_new = r.execute_command("VINFO", "shop")[r.execute_command("VINFO", "shop").index("hnsw-max-node-uid") + 1]
+        for i in range(20):
+            r.execute_command("VADD", "shop", "VALUES", 8, *[float((i * 7 + j) % 5) for j in range(8)], f"new{i}")
