@@ -200,22 +200,27 @@ enum RecommendationCommands {
         }
         let job = request
         return inv.background {
+            if let path = job.outputPath { try createExportFolder(of: path) }  // off the event loop
             let r = try c.runNewItemsJob(job)
             return reportReply(r)
         }
     }
 
     /// Output files go to <data>/exports/, by a plain name: a client must not be able to write
-    /// wherever the server may.
+    /// wherever the server may. Checks the name only (the event loop calls it).
     static func exportPath(_ name: String, data: String) throws -> String {
         guard !name.isEmpty, name.utf8.count <= 200, !name.contains("/"), !name.hasPrefix("."), !name.contains("\0") else {
             throw CommandError("OUTPUT takes a plain file name (no '/', not starting with '.'); the file goes to the data folder's exports/")
         }
-        let folder = data + "/exports"
+        return data + "/exports/" + name
+    }
+
+    /// Makes the exports folder of an `exportPath`, if missing (a blocking call: background only).
+    static func createExportFolder(of path: String) throws {
+        let folder = (path as NSString).deletingLastPathComponent
         do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
             throw CommandError("cannot create \(folder): \(error.localizedDescription)")
         }
-        return folder + "/" + name
     }
 
     static func reportReply(_ r: NewItemsReport) -> RESPValue {
