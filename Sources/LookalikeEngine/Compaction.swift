@@ -68,7 +68,7 @@ extension Collection {
         if retrain || drifted, !ids.isEmpty {
             let fresh = try FaissIndex(spec: definition.index, dimension: definition.dimension, metric: definition.metric.faiss)
             if try !fresh.info().isTrained {
-                let sample = try vectors(of: trainingSample(ids)).rows
+                let sample = try vectors(of: trainingSample(ids, lists: try fresh.info().nlist)).rows
                 try sample.withUnsafeBufferPointer { try fresh.train($0.baseAddress!, count: sample.count / definition.dimension) }
                 newTemplate = try fresh.clone()
                 template = newTemplate
@@ -77,26 +77,13 @@ extension Collection {
         }
         var index: FaissIndex?
         if !ids.isEmpty {
-            let fresh = try template?.clone()
-                ?? FaissIndex(spec: definition.index, dimension: definition.dimension, metric: definition.metric.faiss)
-            if try fresh.info().kind == .hnsw {
-                try fresh.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
-            }
-            if usesGraph { try fresh.reserveGraph(capacity: ids.count) }
-            if engine.options.buildThreads > 0 { FaissIndex.setThreads(engine.options.buildThreads) }
+            let fresh = try emptyIndex(template: template, capacity: ids.count)
             // In chunks: the vectors of a large collection need not fit in memory twice.
             var added: [UInt64] = []
             for start in stride(from: 0, to: ids.count, by: Self.compactionChunk) {
                 let chunk = try vectors(of: Array(ids[start..<min(ids.count, start + Self.compactionChunk)]))
                 guard !chunk.ids.isEmpty else { continue }
-                try chunk.rows.withUnsafeBufferPointer { rows in
-                    // A graph collection links with the shim's insertion loop, as its seals do.
-                    if usesGraph {
-                        try fresh.insert(rows.baseAddress!, count: chunk.ids.count, threads: engine.options.buildThreads)
-                    } else {
-                        try fresh.add(rows.baseAddress!, count: chunk.ids.count)
-                    }
-                }
+                try chunk.rows.withUnsafeBufferPointer { try addRows($0.baseAddress!, count: chunk.ids.count, to: fresh) }
                 added += chunk.ids
             }
             ids = added
@@ -139,10 +126,10 @@ extension Collection {
         return (found, out)
     }
 
-    /// Evenly spaced ids to train on: FAISS's own guideline, 256 per IVF list (at least 100k
-    /// for PQ/SQ codebooks), or all of them when fewer.
-    private func trainingSample(_ ids: [UInt64]) -> [UInt64] {
-        let wanted = max(100_000, 256 * max(1, trainHint / 39))
+    /// Evenly spaced ids to train on: FAISS's own guideline, 256 per IVF list (at least 100k,
+    /// as PQ/SQ codebooks want), or all of them when fewer.
+    private func trainingSample(_ ids: [UInt64], lists: Int) -> [UInt64] {
+        let wanted = max(100_000, 256 * max(1, lists))
         guard ids.count > wanted else { return ids }
         return (0..<wanted).map { ids[$0 * ids.count / wanted] }
     }

@@ -114,11 +114,11 @@ extension Collection {
             // IndexHNSWFlat into a plain IndexHNSW, which write_index then refuses.
             index = try FaissIndex.read(path: SegmentFiles.indexPath(segmentDirectory, base.name), mmap: false)
             ids = base.idList
+            try index.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
+            try index.reserveGraph(capacity: total)
         } else {
-            index = try FaissIndex(spec: definition.index, dimension: definition.dimension, metric: definition.metric.faiss)
+            index = try emptyIndex(template: nil, capacity: total)
         }
-        try index.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
-        try index.reserveGraph(capacity: total)
         for seg in copyBase ? Array(run.dropFirst()) : run {
             guard let rows = seg.rows else { throw EngineError.invalidArgument("segment \(seg.name) keeps no rows to merge") }
             var chunk: [Float] = []
@@ -126,7 +126,7 @@ extension Collection {
             func flush() throws {
                 guard !chunkIds.isEmpty else { return }
                 if isCancelled() { throw EngineError.closed }
-                try chunk.withUnsafeBufferPointer { try index.insert($0.baseAddress!, count: chunkIds.count, threads: engine.options.buildThreads) }
+                try chunk.withUnsafeBufferPointer { try addRows($0.baseAddress!, count: chunkIds.count, to: index) }
                 ids += chunkIds
                 chunk.removeAll(keepingCapacity: true)
                 chunkIds.removeAll(keepingCapacity: true)
@@ -165,19 +165,10 @@ extension Collection {
         let oldTemplateName = manifest.template
         var built: SealedSegment?
         var entry: Manifest.Entry?
-        if let index, let first = ids.first, let last = ids.last {
-            let segmentName = String(format: "seg-%06d", manifest.nextSegment)
-            manifest.nextSegment += 1
-            try SegmentFiles.write(index: index, ids: ids, name: segmentName, directory: segmentDirectory)
-            built = try SealedSegment(name: segmentName, index: index, ids: ids, metric: definition.metric.faiss)
-            entry = .init(name: segmentName, firstId: first, lastId: last, count: ids.count)
+        if let index, !ids.isEmpty {
+            (built, entry) = try writeSegment(index, ids: ids, manifest: &manifest)
         }
-        if let newTemplate {
-            let templateName = String(format: "trained-%06d", manifest.nextSegment)
-            manifest.nextSegment += 1
-            try SegmentFiles.write(index: newTemplate, ids: [], name: templateName, directory: segmentDirectory)
-            manifest.template = templateName
-        }
+        if let newTemplate { try writeTemplate(newTemplate, manifest: &manifest) }
         // In place of the run: segments sealed meanwhile stay after it, in order.
         let oldNames = Set(old.map(\.name))
         let at = manifest.segments.firstIndex { oldNames.contains($0.name) } ?? 0

@@ -81,18 +81,10 @@ extension Collection {
             defer { manifestLock.unlock() }
             var manifest = state.withLock { $0.manifest }
             let ids = frozen.idList
-            let segmentName = String(format: "seg-%06d", manifest.nextSegment)
-            manifest.nextSegment += 1
-            try SegmentFiles.write(index: index, ids: ids, name: segmentName, directory: segmentDirectory)
-            if let newTemplate {
-                let templateName = String(format: "trained-%06d", manifest.nextSegment)
-                manifest.nextSegment += 1
-                try SegmentFiles.write(index: newTemplate, ids: [], name: templateName,
-                                       directory: segmentDirectory)
-                manifest.template = templateName
-            }
-            let sealed = try SealedSegment(name: segmentName, index: index, ids: ids, metric: definition.metric.faiss)
-            manifest.segments.append(.init(name: segmentName, firstId: ids.first!, lastId: ids.last!, count: ids.count))
+            let (sealed, entry) = try writeSegment(index, ids: ids, manifest: &manifest)
+            let segmentName = entry.name
+            if let newTemplate { try writeTemplate(newTemplate, manifest: &manifest) }
+            manifest.segments.append(entry)
             manifest.sealedThrough = ids.last! + 1
             guard try engine.commitManifest(manifest, for: self) else {
                 SegmentFiles.remove(name: segmentName, directory: segmentDirectory)
@@ -176,21 +168,12 @@ extension Collection {
     private func buildIndex(from frozen: FlatSegment) throws -> (FaissIndex, FaissIndex?) {
         if engine.options.buildThreads > 0 { FaissIndex.setThreads(engine.options.buildThreads) }
         var newTemplate: FaissIndex?
-        let index: FaissIndex
-        if let template = state.withLock({ $0.template }) {
-            index = try template.clone()
-        } else {
-            index = try FaissIndex(spec: definition.index, dimension: definition.dimension,
-                                   metric: definition.metric.faiss)
-            if try !index.info().isTrained {
-                try index.train(frozen.vectors, count: frozen.count)
-                newTemplate = try index.clone()
-            }
+        let index = try emptyIndex(template: state.withLock { $0.template }, capacity: frozen.count)
+        if try !index.info().isTrained {
+            try index.train(frozen.vectors, count: frozen.count)
+            newTemplate = try index.clone()
         }
-        if try index.info().kind == .hnsw {
-            try index.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
-        }
-        try index.add(frozen.vectors, count: frozen.count)
+        try addRows(frozen.vectors, count: frozen.count, to: index)
         return (index, newTemplate)
     }
 }

@@ -1,0 +1,58 @@
+// SegmentBuilder: the steps sealing (Sealing.swift), merging (Merging.swift) and compaction
+// (Compaction.swift) share to make a sealed segment, written once:
+//   - an empty index of the collection's type (from its trained template when it has one),
+//     with its HNSW build effort, and room reserved when it is a graph that grows by insertion;
+//   - rows added the way the collection's segments grow (the shim's insertion loop for graph
+//     collections, FAISS's add otherwise);
+//   - a new segment (and template) named from the manifest's counter, written durably and
+//     opened, ready to be named in the manifest.
+// Invariants: segment files are `seg-NNNNNN`, templates `trained-NNNNNN`, numbered from one
+// counter (`Manifest.nextSegment`), so no name is ever used twice in a collection.
+// Threads: the caller's (the sealer's, the merger's, compaction's); `writeSegment` under the
+// collection's `manifestLock`, as every manifest edit.
+import LookalikeIndex
+
+extension Collection {
+    /// An empty index of the collection's type: a copy of `template` (trained) or a new one,
+    /// with the collection's efConstruction; a graph collection's gets room for `capacity`.
+    func emptyIndex(template: FaissIndex?, capacity: Int) throws -> FaissIndex {
+        let index = try template?.clone()
+            ?? FaissIndex(spec: definition.index, dimension: definition.dimension, metric: definition.metric.faiss)
+        if try index.info().kind == .hnsw {
+            try index.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
+        }
+        if usesGraph { try index.reserveGraph(capacity: capacity) }
+        return index
+    }
+
+    /// Adds `count` prepared rows to an index from `emptyIndex`.
+    func addRows(_ rows: UnsafePointer<Float>, count: Int, to index: FaissIndex) throws {
+        if usesGraph {
+            try index.insert(rows, count: count, threads: engine.options.buildThreads)
+        } else {
+            if engine.options.buildThreads > 0 { FaissIndex.setThreads(engine.options.buildThreads) }
+            try index.add(rows, count: count)
+        }
+    }
+
+    /// Names and writes `index` (holding `ids`, at least one) as a new sealed segment,
+    /// advancing `manifest`'s counter; the files are durable on return (SegmentFiles). Returns
+    /// the opened segment and its manifest entry, for the caller to name in the manifest.
+    /// Caller holds `manifestLock`.
+    func writeSegment(_ index: FaissIndex, ids: [UInt64], manifest: inout Manifest) throws -> (SealedSegment, Manifest.Entry) {
+        let name = String(format: "seg-%06d", manifest.nextSegment)
+        manifest.nextSegment += 1
+        try SegmentFiles.write(index: index, ids: ids, name: name, directory: segmentDirectory)
+        let segment = try SealedSegment(name: name, index: index, ids: ids, metric: definition.metric.faiss)
+        return (segment, .init(name: name, firstId: ids.first!, lastId: ids.last!, count: ids.count))
+    }
+
+    /// Names and writes a trained empty index as the collection's template (in `manifest`).
+    /// Caller holds `manifestLock`.
+    func writeTemplate(_ template: FaissIndex, manifest: inout Manifest) throws {
+        let name = String(format: "trained-%06d", manifest.nextSegment)
+        manifest.nextSegment += 1
+        try SegmentFiles.write(index: template, ids: [], name: name, directory: segmentDirectory)
+        manifest.template = name
+    }
+}
