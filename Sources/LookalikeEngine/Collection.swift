@@ -100,7 +100,7 @@ public final class Collection: @unchecked Sendable {
         let probe = try Collection.probe(definition)
         specKind = probe.kind
         trainHint = probe.isTrained ? 0 : max(1, probe.trainHint)
-        usesGraph = probe.kind == .hnsw && probe.fastDistances && probe.isTrained
+        usesGraph = probe.kind == .hnsw && probe.fastDistances && probe.storage == .flat && probe.isTrained
         projection = try Self.loadProjection(definition, number: number, engine: engine)
         state = Mutex(State(mutable: FlatSegment(dimension: definition.dimension,
                                                  capacity: 1, metric: definition.metric.faiss)))
