@@ -49,6 +49,8 @@ public final class Collection: @unchecked Sendable {
     /// What the index spec builds, from an empty probe index: its kind, and how many vectors
     /// training wants (0 when it needs none).
     let specKind: FaissInfo.Kind
+    /// How an HNSW spec stores vectors (flat rows, 8-bit or fp16 codes); .other otherwise.
+    let specStorage: FaissInfo.Storage
     let trainHint: Int
     /// REDUCE's matrix, when the collection reduces dimensions (Projection.swift).
     let projection: Projection?
@@ -99,6 +101,7 @@ public final class Collection: @unchecked Sendable {
         memberCache = MemberCache(budget: engine.options.filterCacheBytes)
         let probe = try Collection.probe(definition)
         specKind = probe.kind
+        specStorage = probe.storage
         trainHint = probe.isTrained ? 0 : max(1, probe.trainHint)
         usesGraph = probe.kind == .hnsw && probe.fastDistances && probe.storage == .flat && probe.isTrained
         projection = try Self.loadProjection(definition, number: number, engine: engine)

@@ -27,6 +27,9 @@ public struct SearchRequest: Sendable {
     /// For filtered queries: let the planner choose (the default), or force a plan
     /// (benchmarks and tests compare them).
     public var filterPlan: FilterPlan = .automatic
+    /// Re-rank COUNT × this many candidates with the exact vectors (Rescoring.swift); 0 = off;
+    /// nil = the collection's default.
+    public var rescore: Int? = nil
 
     public init(query: Query, k: Int = 10, efSearch: Int? = nil, nprobe: Int? = nil,
                 exact: Bool = false, withAttributes: Bool = false, excludeQueryItem: Bool = true) {
@@ -87,19 +90,24 @@ extension Collection {
         }
         if let e = request.efSearch, e < 1 { throw EngineError.invalidArgument("EF must be positive") }
         if let n = request.nprobe, n < 1 { throw EngineError.invalidArgument("NPROBE must be positive") }
+        if let r = request.rescore, r < 0 || r > Self.maxOversampling {
+            throw EngineError.invalidArgument("RESCORE must be from 1 to \(Self.maxOversampling) (or NORESCORE)")
+        }
     }
 
     private func unlimitedSearch(_ request: SearchRequest) throws -> [SearchHit] {
         let (query, excluded) = try resolveQuery(request)
-        var wanted = request.k + excluded.count
+        let oversampling = oversampling(request)
+        var wanted = (request.k + excluded.count) * max(1, oversampling)
         while true {
             var top = TopK(k: wanted)
-            try query.withUnsafeBufferPointer { q in
+            let neighbors = try query.withUnsafeBufferPointer { q in
                 for segment in segmentsSnapshot() {
                     top.push(contentsOf: try search(segment, q.baseAddress!, k: wanted, request: request))
                 }
+                return oversampling > 0 ? try rescored(top.sorted(), query: q.baseAddress!) : top.sorted()
             }
-            let found = try hits(for: top.sorted(), excluding: excluded, limit: request.k,
+            let found = try hits(for: neighbors, excluding: excluded, limit: request.k,
                                  withAttributes: request.withAttributes)
             // Short only when several of an item's views were among the nearest (or items went
             // away meanwhile): ask for more until k distinct items or the collection runs out.

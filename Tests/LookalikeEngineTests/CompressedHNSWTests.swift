@@ -141,3 +141,76 @@ final class CompressedHNSWEngineTests: XCTestCase {
         }
     }
 }
+
+/// Rescoring (Rescoring.swift): compressed candidates re-ranked with the exact vectors.
+final class RescoringTests: XCTestCase {
+    func exactScore(_ q: [Float], _ v: [Float], _ metric: Metric) -> Double {
+        var dot = 0.0, l2 = 0.0, qn = 0.0, vn = 0.0
+        for i in q.indices {
+            let a = Double(q[i]), b = Double(v[i])
+            dot += a * b; l2 += (a - b) * (a - b); qn += a * a; vn += b * b
+        }
+        switch metric {
+        case .l2: return l2.squareRoot()
+        case .ip: return dot
+        case .cosine: return dot / (qn.squareRoot() * vn.squareRoot())
+        }
+    }
+
+    func testRescoredScoresAreExactForEveryIndexType() async throws {
+        let dimension = 32
+        let vectors = clusteredVectors(count: 3000, dimension: dimension, clusters: 20, seed: 21)
+        let data = vectors.enumerated().map { (key: "item-\($0.offset)", vector: $0.element) }
+        let byKey = Dictionary(uniqueKeysWithValues: data.map { ($0.key, $0.vector) })
+        let queries = clusteredVectors(count: 20, dimension: dimension, clusters: 20, seed: 21 + 5)
+        // (spec, rescored by default)
+        for (spec, byDefault) in [("HNSW32,SQ8", true), ("HNSW32,SQfp16", true), ("IVF16,SQ4", false), ("HNSW32", false)] {
+            for metric in [Metric.cosine, .l2] {
+                var options = EngineOptions()
+                options.sealThreshold = 1500
+                let engine = try Engine(directory: temporaryDirectory(self), options: options)
+                defer { engine.close() }
+                let c = try engine.createCollection(CollectionDefinition(
+                    name: "items", dimension: dimension, metric: metric, index: spec, efSearch: 128, nprobe: 16))
+                _ = await c.write(batch: data.map { .upsert(key: $0.key, vector: $0.vector, attributes: .keep) })
+                engine.waitForSealing()
+                XCTAssertGreaterThan(c.segmentSummary().sealed, 0, spec)
+                XCTAssertEqual(c.defaultRescore, byDefault ? 4 : 0, spec)
+                var inexact = 0, total = 0.0
+                for q in queries {
+                    var request = SearchRequest(query: .vector(q), k: 10)
+                    request.rescore = 4
+                    let hits = try c.search(request)
+                    XCTAssertEqual(hits.count, 10)
+                    total += recall(hits.map(\.key), bruteForce(q, data, k: 10, metric: metric))
+                    for (i, h) in hits.enumerated() {
+                        let exact = exactScore(q, byKey[h.key]!, metric)
+                        XCTAssertEqual(Double(h.score), exact, accuracy: 1e-4 * max(1, abs(exact)), "\(spec) \(metric)")
+                        if i > 0 {
+                            let better = metric == .l2 ? hits[i - 1].score <= h.score : hits[i - 1].score >= h.score
+                            XCTAssertTrue(better, "\(spec) \(metric): exact order")
+                        }
+                    }
+                    request.rescore = 0
+                    for h in try c.search(request) where abs(Double(h.score) - exactScore(q, byKey[h.key]!, metric)) > 1e-4 {
+                        inexact += 1
+                    }
+                }
+                XCTAssertGreaterThanOrEqual(total / Double(queries.count), 0.95, "\(spec) \(metric) rescored recall")
+                if spec != "HNSW32" { XCTAssertGreaterThan(inexact, 0, "\(spec) \(metric): without rescoring, scores are the codes'") }
+            }
+        }
+    }
+
+    func testBadRescoreIsRefused() throws {
+        let engine = try Engine(directory: temporaryDirectory(self), options: EngineOptions())
+        defer { engine.close() }
+        XCTAssertThrowsError(try engine.createCollection(CollectionDefinition(name: "x", dimension: 4, rescore: -1)))
+        XCTAssertThrowsError(try engine.createCollection(CollectionDefinition(name: "x", dimension: 4, rescore: 101)))
+        let c = try engine.createCollection(CollectionDefinition(name: "y", dimension: 4, rescore: 3))
+        XCTAssertEqual(c.defaultRescore, 3)
+        var request = SearchRequest(query: .vector([1, 0, 0, 0]), k: 1)
+        request.rescore = 101
+        XCTAssertThrowsError(try c.search(request))
+    }
+}
