@@ -298,7 +298,7 @@ public final class Collection: @unchecked Sendable {
                 touched.formUnion(try store.insert(id: id, record: ItemRecord(key: key, attributes: newAttributes),
                                                    vector: $0, txn))
             }
-            effects.append(.add(self, id: id, vector: write.indexVector!))
+            effects.append(.add(self, id: id, key: key, vector: write.indexVector!))
             membersChanged(touched, &effects)
             return old == nil ? .added : .updated
         case .remove(let key):
@@ -393,10 +393,10 @@ public final class Collection: @unchecked Sendable {
         }
     }
 
-    func appendCommitted(id: UInt64, vector: [Float]) {
+    func appendCommitted(id: UInt64, key: String, vector: [Float]) {
         // The mutable segment is frozen as soon as it fills, so it always has room here.
         let target = state.withLock { $0.mutable }
-        vector.withUnsafeBufferPointer { target.append(id: id, vector: $0.baseAddress!) }
+        vector.withUnsafeBufferPointer { target.append(id: id, key: key, vector: $0.baseAddress!) }
         if target is GraphSegment { engine.indexer.wake() }
         if target.isFull { freezeMutable() }
     }

@@ -168,8 +168,10 @@ extension Collection {
         if let index, let first = ids.first, let last = ids.last {
             let segmentName = String(format: "seg-%06d", manifest.nextSegment)
             manifest.nextSegment += 1
-            try SegmentFiles.write(index: index, ids: ids, name: segmentName, directory: segmentDirectory)
+            let keys = try keyTable(for: ids, from: old)
+            try SegmentFiles.write(index: index, ids: ids, keys: keys, name: segmentName, directory: segmentDirectory)
             built = try SealedSegment(name: segmentName, index: index, ids: ids, metric: definition.metric.faiss)
+            built!.attach(keys: keys)
             entry = .init(name: segmentName, firstId: first, lastId: last, count: ids.count)
         }
         if let newTemplate {
@@ -203,5 +205,24 @@ extension Collection {
         for seg in old { SegmentFiles.remove(name: seg.name, directory: segmentDirectory) }
         if newTemplate != nil, let oldTemplateName { SegmentFiles.remove(name: oldTemplateName, directory: segmentDirectory) }
         return built
+    }
+
+    /// The keys of `ids` (a merge's or compaction's new segment), from the key tables of the
+    /// segments they come from; LMDB for any those lack.
+    func keyTable(for ids: [UInt64], from segments: [SealedSegment]) throws -> KeyTable {
+        var missing = false
+        var keys = ids.map { id -> String in
+            for seg in segments where seg.firstId! <= id && id <= seg.lastId! {
+                if let p = seg.position(of: id), let table = seg.keys { return table.key(at: p) }
+            }
+            missing = true
+            return ""
+        }
+        if missing {
+            try engine.environment.read { txn in
+                for (i, id) in ids.enumerated() where keys[i].isEmpty { keys[i] = try store.key(id, txn) ?? "" }
+            }
+        }
+        return KeyTable(keys: keys)
     }
 }

@@ -76,9 +76,10 @@ extension Collection {
             defer { manifestLock.unlock() }
             var manifest = state.withLock { $0.manifest }
             let ids = frozen.idList
+            let keys = KeyTable(keys: frozen.keyList)
             let segmentName = String(format: "seg-%06d", manifest.nextSegment)
             manifest.nextSegment += 1
-            try SegmentFiles.write(index: index, ids: ids, name: segmentName, directory: segmentDirectory)
+            try SegmentFiles.write(index: index, ids: ids, keys: keys, name: segmentName, directory: segmentDirectory)
             if let newTemplate {
                 let templateName = String(format: "trained-%06d", manifest.nextSegment)
                 manifest.nextSegment += 1
@@ -87,6 +88,7 @@ extension Collection {
                 manifest.template = templateName
             }
             let sealed = try SealedSegment(name: segmentName, index: index, ids: ids, metric: definition.metric.faiss)
+            sealed.attach(keys: keys)
             manifest.segments.append(.init(name: segmentName, firstId: ids.first!, lastId: ids.last!, count: ids.count))
             manifest.sealedThrough = ids.last! + 1
             guard try engine.commitManifest(manifest, for: self) else {

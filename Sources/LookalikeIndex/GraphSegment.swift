@@ -55,9 +55,10 @@ public final class GraphSegment: GrowingSegment, ANNSegment, @unchecked Sendable
     /// the seal then builds the index anew from the rows).
     public var indexFailure: String? { failure.withLock { $0 } }
 
-    public func append(id: UInt64, vector: UnsafePointer<Float>) {
-        buffer.append(id: id, vector: vector)
+    public func append(id: UInt64, key: String, vector: UnsafePointer<Float>) {
+        buffer.append(id: id, key: key, vector: vector)
     }
+    public var keyList: [String] { buffer.keyList }
 
     /// Links up to `limit` waiting rows into the graph; returns how many. Indexer only.
     @discardableResult

@@ -214,3 +214,44 @@ final class RescoringTests: XCTestCase {
         XCTAssertThrowsError(try c.search(request))
     }
 }
+
+/// Hits take sealed items' keys from the segments' key tables (KeyTable.swift), and folders
+/// from before keys files are migrated at open.
+final class KeyTableTests: XCTestCase {
+    func testKeysFilesAreWrittenMigratedAndFollowRemovals() async throws {
+        let directory = temporaryDirectory(self)
+        var options = EngineOptions()
+        options.sealThreshold = 500
+        let vectors = clusteredVectors(count: 2400, dimension: 8, clusters: 6, seed: 4)
+        do {
+            let engine = try Engine(directory: directory, options: options)
+            let c = try engine.createCollection(CollectionDefinition(name: "items", dimension: 8, index: "HNSW16,SQ8"))
+            _ = await c.write(batch: vectors.enumerated().map { .upsert(key: "k\($0.offset)-ü", vector: $0.element, attributes: .keep) })
+            engine.waitForSealing()
+            engine.close()
+        }
+        let folder = try XCTUnwrap(FileManager.default.contentsOfDirectory(atPath: "\(directory)/segments").first)
+        let segments = "\(directory)/segments/\(folder)"
+        let keysFiles = try FileManager.default.contentsOfDirectory(atPath: segments).filter { $0.hasSuffix(".keys") }
+        let listing = (try? FileManager.default.contentsOfDirectory(atPath: segments)) ?? []
+        XCTAssertEqual(keysFiles.count, 2, "one keys file per sealed segment: \(listing)")
+        guard keysFiles.count == 2 else { return }
+        // A folder from before keys files: the next open writes them again from LMDB.
+        for f in keysFiles { try FileManager.default.removeItem(atPath: "\(segments)/\(f)") }
+        try Data("damaged".utf8).write(to: URL(fileURLWithPath: "\(segments)/\(keysFiles[0])"))
+        let engine = try Engine(directory: directory, options: options)
+        defer { engine.close() }
+        let c = try XCTUnwrap(engine.collection("items"))
+        let again = try FileManager.default.contentsOfDirectory(atPath: segments).filter { $0.hasSuffix(".keys") }
+        XCTAssertEqual(Set(again), Set(keysFiles))
+        for i in [0, 999, 1000, 2300] {
+            let hits = try c.search(SearchRequest(query: .vector(vectors[i]), k: 1))
+            XCTAssertEqual(hits.first?.key, "k\(i)-ü")
+        }
+        // A removed item is never a hit, though its key stays in the table.
+        _ = await c.write(batch: [.remove(key: "k7-ü")])
+        let hits = try c.search(SearchRequest(query: .vector(vectors[7]), k: 20))
+        XCTAssertFalse(hits.contains { $0.key == "k7-ü" })
+        XCTAssertEqual(hits.count, 20)
+    }
+}
