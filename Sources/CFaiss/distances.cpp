@@ -1,8 +1,10 @@
-// distances.cpp: the AVX2/FMA kernels declared in distances.h, and the swap to FastFlat storage.
+// distances.cpp: the AVX2/FMA kernels declared in distances.h, and the swap to the fast storages
+// (FastFlat here, FastSQ in sq_storage.h).
 // Debian's FAISS is built without SIMD code paths: HNSW spent ~90% of its time (search and
 // build) in the scalar fvec_inner_product_ref before these. Functions compiled with
 // target("avx2,fma") run only when kUseAVX2 says the CPU has them.
 #include "distances.h"
+#include "sq_storage.h"
 
 #include <faiss/IndexPreTransform.h>
 #include <immintrin.h>
@@ -83,12 +85,32 @@ __attribute__((target("avx2,fma"))) void four_avx2(bool ip, const float *x, cons
         for (int j = 0; j < 4; j++) out[j] += ip ? x[i] * y[j][i] : (x[i] - y[j][i]) * (x[i] - y[j][i]);
 }
 
-faiss::IndexHNSW *fast_hnsw(faiss::Index *index) {
+faiss::IndexHNSW *flat_hnsw(faiss::Index *index) {
     auto *hnsw = dynamic_cast<faiss::IndexHNSW *>(index);
     if (hnsw == nullptr || hnsw->storage == nullptr) return nullptr;
     if (typeid(*hnsw->storage) != typeid(FastFlat)) return nullptr;
     return hnsw;
 }
+
+faiss::IndexHNSW *fast_hnsw(faiss::Index *index) {
+    if (faiss::IndexHNSW *hnsw = flat_hnsw(index)) return hnsw;
+    auto *hnsw = dynamic_cast<faiss::IndexHNSW *>(index);
+    if (hnsw == nullptr || fast_sq(hnsw->storage) == nullptr) return nullptr;
+    return hnsw;
+}
+
+namespace {
+
+// Replaces an HNSW index's storage, moving the codes; the old storage is freed if owned.
+void swap_storage(faiss::IndexHNSW *hnsw, faiss::IndexFlatCodes *from, faiss::IndexFlatCodes *to) {
+    to->codes.swap(from->codes);
+    to->ntotal = from->ntotal;
+    if (hnsw->own_fields) delete from;
+    hnsw->storage = to;
+    hnsw->own_fields = true;
+}
+
+}  // namespace
 
 void use_fast_storage(faiss::Index *index) {
     while (auto *pt = dynamic_cast<faiss::IndexPreTransform *>(index)) index = pt->index;
@@ -96,18 +118,23 @@ void use_fast_storage(faiss::Index *index) {
     if (hnsw == nullptr || hnsw->storage == nullptr) return;
     faiss::Index *storage = hnsw->storage;
     const std::type_info &type = typeid(*storage);
+    if (type == typeid(faiss::IndexScalarQuantizer)) {
+        auto *sq = static_cast<faiss::IndexScalarQuantizer *>(storage);
+        if (!FastSQ::supports(*sq)) return;
+        std::vector<uint8_t> codes;
+        codes.swap(sq->codes);  // FastSQ copies the settings, not the codes
+        auto *fast = new FastSQ(*sq);
+        sq->codes.swap(codes);
+        swap_storage(hnsw, sq, fast);
+        return;
+    }
     if (type != typeid(faiss::IndexFlat) && type != typeid(faiss::IndexFlatL2) &&
         type != typeid(faiss::IndexFlatIP))
         return;
     auto *flat = static_cast<faiss::IndexFlat *>(storage);
     if (flat->metric_type != faiss::METRIC_L2 && flat->metric_type != faiss::METRIC_INNER_PRODUCT)
         return;
-    auto *fast = new FastFlat(flat->d, flat->metric_type);
-    fast->codes.swap(flat->codes);
-    fast->ntotal = flat->ntotal;
-    if (hnsw->own_fields) delete flat;
-    hnsw->storage = fast;
-    hnsw->own_fields = true;
+    swap_storage(hnsw, flat, new FastFlat(flat->d, flat->metric_type));
 }
 
 }  // namespace lk

@@ -1,7 +1,8 @@
 // distances.h: the distance kernels of the HNSW fast paths, and the flat storage that uses them.
 //
 // Owns: the kernels (AVX2/FMA and a scalar fallback, chosen once at start-up) and FastFlat, the
-// IndexFlat subclass every HNSW index with plain flat float storage gets (use_fast_storage).
+// IndexFlat subclass every HNSW index with plain flat float storage gets (use_fast_storage;
+// compressed storages get FastSQ, sq_storage.h).
 // Invariants:
 //   - dot/l2 compute the same value as FAISS's fvec_inner_product / fvec_L2sqr up to float
 //     rounding, for any dimension (tails handled); four() equals four calls of the single one.
@@ -105,11 +106,16 @@ struct FastFlat : faiss::IndexFlat {
     }
 };
 
-// The HNSW index (not behind a pre-transform) whose storage is FastFlat, or null.
+// The HNSW index (not behind a pre-transform) whose storage is FastFlat (the only kind a live
+// graph may have), or null.
+faiss::IndexHNSW *flat_hnsw(faiss::Index *index);
+// The HNSW index (not behind a pre-transform) whose storage is FastFlat or FastSQ (the shim's
+// search loop applies), or null.
 faiss::IndexHNSW *fast_hnsw(faiss::Index *index);
 
-// Gives an HNSW index with plain flat float storage (L2 or IP) the fast storage, moving the
-// vectors. Anything else is left as it is.
+// Gives an HNSW index with plain flat float storage (L2 or IP) the FastFlat storage, and one
+// with 8-bit or fp16 scalar-quantizer storage (L2 or IP) FastSQ, moving the codes. Anything
+// else is left as it is.
 void use_fast_storage(faiss::Index *index);
 
 }  // namespace lk

@@ -11,6 +11,7 @@
 
 #include "distances.h"
 #include "hnsw_graph.h"
+#include "sq_storage.h"
 
 #include <faiss/Index.h>
 #include <faiss/IndexFlat.h>
@@ -23,6 +24,7 @@
 #include <faiss/clone_index.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/index_factory.h>
+#include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 #include <faiss/invlists/OnDiskInvertedLists.h>
 #include <omp.h>
@@ -136,6 +138,9 @@ int lk_index_info_get(const lk_index *index, lk_index_info *info, char *err, siz
             info->hnsw_ef_search = hnsw->hnsw.efSearch;
             info->hnsw_ef_construction = hnsw->hnsw.efConstruction;
             info->fast_distances = lk::fast_hnsw(hnsw) != nullptr && lk::kUseAVX2 ? 1 : 0;
+            if (lk::flat_hnsw(hnsw)) info->storage = LK_STORAGE_FLAT;
+            else if (lk::FastSQ *sq = lk::fast_sq(hnsw->storage))
+                info->storage = sq->space.codec == lk::Codec::fp16 ? LK_STORAGE_FP16 : LK_STORAGE_SQ8;
         } else if (auto *ivf = dynamic_cast<faiss::IndexIVF *>(core)) {
             info->kind = LK_KIND_IVF;
             info->nlist = (int64_t)ivf->nlist;
@@ -164,14 +169,14 @@ int lk_index_add(lk_index *index, int64_t n, const float *x, char *err, size_t e
     return guarded(err, errlen, [&] {
         if (!index->index->is_trained) throw std::invalid_argument("index is not trained");
         // A reserved graph grows through the safe loop only (FAISS's add would move its arrays).
-        if (index->live) return lk::hnsw_insert(*lk::fast_hnsw(index->index), *index->live, n, x, 0);
+        if (index->live) return lk::hnsw_insert(*lk::flat_hnsw(index->index), *index->live, n, x, 0);
         index->index->add(n, x);
     });
 }
 
 int lk_hnsw_reserve(lk_index *index, int64_t capacity, char *err, size_t errlen) {
     return guarded(err, errlen, [&] {
-        faiss::IndexHNSW *hnsw = lk::fast_hnsw(index->index);
+        faiss::IndexHNSW *hnsw = lk::flat_hnsw(index->index);
         if (hnsw == nullptr)
             throw std::invalid_argument("lk_hnsw_reserve needs an HNSW index with flat L2/IP storage (HNSWn)");
         lk::hnsw_reserve(*hnsw, index->live, capacity);
@@ -181,7 +186,7 @@ int lk_hnsw_reserve(lk_index *index, int64_t capacity, char *err, size_t errlen)
 int lk_hnsw_insert(lk_index *index, int64_t n, const float *x, int threads, char *err, size_t errlen) {
     return guarded(err, errlen, [&] {
         if (!index->live) throw std::invalid_argument("lk_hnsw_insert before lk_hnsw_reserve");
-        lk::hnsw_insert(*lk::fast_hnsw(index->index), *index->live, n, x, threads);
+        lk::hnsw_insert(*lk::flat_hnsw(index->index), *index->live, n, x, threads);
     });
 }
 
@@ -249,7 +254,16 @@ int lk_index_reconstruct(const lk_index *index, int64_t position, float *out, ch
 int lk_index_clone(const lk_index *index, lk_index **out, char *err, size_t errlen) {
     *out = nullptr;
     return guarded(err, errlen, [&] {
-        std::unique_ptr<faiss::Index> copy(faiss::clone_index(index->index));
+        std::unique_ptr<faiss::Index> copy;
+        if (dynamic_cast<faiss::IndexHNSW *>(search_core(index->index)) != nullptr) {
+            faiss::VectorIOWriter writer;
+            faiss::write_index(index->index, &writer);
+            faiss::VectorIOReader reader;
+            reader.data.swap(writer.data);
+            copy.reset(faiss::read_index(&reader));
+        } else {
+            copy.reset(faiss::clone_index(index->index));
+        }
         lk::use_fast_storage(copy.get());
         *out = new lk_index{copy.release(), nullptr};
     });
@@ -316,6 +330,36 @@ int lk_index_hnsw_links(const lk_index *index, int64_t position, int *levels, in
             }
             if (level < max_levels) counts[level] = n;
         }
+    });
+}
+
+int lk_index_code_distances(const lk_index *index, const float *x, const int64_t *positions, int64_t n,
+                            int mode, float *out, char *err, size_t errlen) {
+    return guarded(err, errlen, [&] {
+        auto *hnsw = lk::fast_hnsw(search_core(index->index));
+        if (hnsw == nullptr || hnsw != index->index) throw std::invalid_argument("not an HNSW index on the shim's storage");
+        const auto *storage = static_cast<const faiss::IndexFlatCodes *>(hnsw->storage);
+        for (int64_t i = 0; i < n; i++)
+            if (positions[i] < 0 || positions[i] >= storage->ntotal) throw std::out_of_range("position out of range");
+        if (mode == 2) {
+            // FAISS's own computer: its ScalarQuantizer's, or fvec_* over the rows.
+            std::unique_ptr<faiss::DistanceComputer> dc;
+            if (const lk::FastSQ *sq = lk::fast_sq(storage)) {
+                auto *sqdc = sq->sq.get_distance_computer(sq->metric_type);
+                sqdc->codes = sq->codes.data();
+                sqdc->code_size = sq->code_size;
+                dc.reset(sqdc);
+            } else {
+                auto *flat = static_cast<const faiss::IndexFlat *>(storage);
+                dc.reset(flat->faiss::IndexFlat::get_FlatCodesDistanceComputer());
+            }
+            dc->set_query(x);
+            for (int64_t i = 0; i < n; i++) out[i] = (*dc)(positions[i]);
+            return;
+        }
+        lk::CodeSpace space = lk::code_space(*hnsw);
+        lk::QueryCodes query(space, x, mode == 1);
+        for (int64_t i = 0; i < n; i++) out[i] = query.faiss(storage->codes.data() + positions[i] * space.code_size);
     });
 }
 

@@ -32,6 +32,7 @@
 #define LOOKALIKE_HNSW_GRAPH_H
 
 #include "distances.h"
+#include "sq_storage.h"
 
 #include <omp.h>
 
@@ -68,7 +69,9 @@ struct GraphView {
     const int32_t *neighbors;
     const size_t *offsets;
     const int *cum;           // hnsw.cum_nneighbor_per_level
-    const float *base;        // storage rows
+    const float *base;        // storage rows (flat storage; what the insertion loop reads)
+    const uint8_t *codes;     // storage codes: the rows, or 8/16-bit codes (CodeSpace)
+    CodeSpace space;
     size_t d;
     bool ip;
     int64_t count;            // positions this search may touch: [0, count)
@@ -82,6 +85,7 @@ struct GraphView {
         end = o + cum[level + 1];
     }
     const float *row(int64_t v) const { return base + v * d; }
+    const uint8_t *code(int64_t v) const { return codes + v * space.code_size; }
 };
 
 // The view a search uses: the published state of a live graph, or the index's plain fields.
@@ -90,7 +94,7 @@ GraphView graph_view(const faiss::IndexHNSW &index, const LiveGraph *live);
 // The largest number of neighbours a node has on any level of this graph.
 int max_degree(const faiss::HNSW &hnsw);
 
-// hnsw_search.cpp. Runs the shim's search on an HNSW index with FastFlat storage.
+// hnsw_search.cpp. Runs the shim's search on an HNSW index with FastFlat or FastSQ storage.
 void fast_hnsw_search(const faiss::IndexHNSW &index, const LiveGraph *live, int64_t n, const float *x,
                       int64_t k, int ef, const uint8_t *members, size_t member_bytes, float *distances,
                       int64_t *labels);

@@ -1,5 +1,6 @@
 // hnsw_search.cpp: the shim's HNSW search loop, used for every HNSW index on FastFlat storage
-// (every HNSW with plain flat float storage) and always for a live graph (hnsw_graph.h).
+// (every HNSW with plain flat float storage) or FastSQ storage (8-bit and fp16 codes, scored
+// asymmetrically: sq_storage.h), and always for a live graph (hnsw_graph.h).
 //
 // FAISS 1.7.3's search loop computes one distance at a time, allocates and zeroes a visited
 // table of ntotal bytes per call (one call per query in the engine), and keeps candidates in a
@@ -32,12 +33,15 @@ int max_degree(const faiss::HNSW &hnsw) {
 
 GraphView graph_view(const faiss::IndexHNSW &index, const LiveGraph *live) {
     const faiss::HNSW &h = index.hnsw;
-    const auto *flat = static_cast<const faiss::IndexFlat *>(index.storage);
+    // FastFlat and FastSQ both keep their codes in IndexFlatCodes::codes.
+    const auto *flat = static_cast<const faiss::IndexFlatCodes *>(index.storage);
     GraphView v;
     v.neighbors = h.neighbors.data();
     v.offsets = h.offsets.data();
     v.cum = h.cum_nneighbor_per_level.data();
-    v.base = reinterpret_cast<const float *>(flat->codes.data());
+    v.codes = flat->codes.data();
+    v.base = reinterpret_cast<const float *>(v.codes);
+    v.space = code_space(index);
     v.d = (size_t)flat->d;
     v.ip = flat->metric_type == faiss::METRIC_INNER_PRODUCT;
     v.max_degree = max_degree(h);
@@ -70,10 +74,6 @@ namespace {
 struct Searcher {
     const GraphView &g;
 
-    void dists(const float *x, const int *ids, int n, float *out) const {
-        hnsw_distances(g.ip, x, g.base, g.d, ids, n, out);
-    }
-
     // members: a bitmap over positions (bit i of byte i/8), or null for every position.
     void search(const float *x, int64_t k, int ef, const uint8_t *members, size_t member_bytes,
                 float *out_d, int64_t *out_i) const {
@@ -89,8 +89,10 @@ struct Searcher {
         float *ds = d_buffer.data();
         const int32_t count = (int32_t)g.count;
 
+        QueryCodes query(g.space, x);
+        auto dists = [&](const float *, const int *id, int m, float *out) { query.hnsw_many(g.codes, id, m, out); };
         int ep = g.entry;
-        float d_ep = hnsw_distance(g.ip, x, g.row(ep), g.d);
+        float d_ep = query.hnsw(g.code(ep));
         for (int level = g.max_level; level >= 1; level--) {
             for (bool moved = true; moved;) {
                 moved = false;
@@ -140,7 +142,7 @@ struct Searcher {
                 if (v < 0) break;
                 if (v >= count || seen[v] == stamp) continue;
                 seen[v] = stamp;
-                _mm_prefetch(reinterpret_cast<const char *>(g.row(v)), _MM_HINT_T0);
+                _mm_prefetch(reinterpret_cast<const char *>(g.code(v)), _MM_HINT_T0);
                 ids[n++] = v;
             }
             dists(x, ids, n, ds);

@@ -49,6 +49,8 @@ public final class Collection: @unchecked Sendable {
     /// What the index spec builds, from an empty probe index: its kind, and how many vectors
     /// training wants (0 when it needs none).
     let specKind: FaissInfo.Kind
+    /// How an HNSW spec stores vectors (flat rows, 8-bit or fp16 codes); .other otherwise.
+    let specStorage: FaissInfo.Storage
     let trainHint: Int
     /// REDUCE's matrix, when the collection reduces dimensions (Projection.swift).
     let projection: Projection?
@@ -102,8 +104,9 @@ public final class Collection: @unchecked Sendable {
         memberCache = MemberCache(budget: engine.options.filterCacheBytes)
         let probe = try Collection.probe(definition)
         specKind = probe.kind
+        specStorage = probe.storage
         trainHint = probe.isTrained ? 0 : max(1, probe.trainHint)
-        usesGraph = probe.kind == .hnsw && probe.fastDistances && probe.isTrained
+        usesGraph = probe.kind == .hnsw && probe.fastDistances && probe.storage == .flat && probe.isTrained
         projection = try Self.loadProjection(definition, number: number, engine: engine)
         state = Mutex(State(mutable: FlatSegment(dimension: definition.dimension,
                                                  capacity: 1, metric: definition.metric.faiss)))
@@ -308,7 +311,7 @@ public final class Collection: @unchecked Sendable {
                 touched.formUnion(try store.insert(id: id, record: ItemRecord(key: key, attributes: newAttributes),
                                                    vector: $0, txn))
             }
-            effects.append(.add(self, id: id, vector: write.indexVector!))
+            effects.append(.add(self, id: id, key: key, vector: write.indexVector!))
             membersChanged(touched, &effects)
             return old == nil ? .added : .updated
         case .remove(let key):
@@ -403,13 +406,13 @@ public final class Collection: @unchecked Sendable {
         }
     }
 
-    func appendCommitted(id: UInt64, vector: [Float]) {
+    func appendCommitted(id: UInt64, key: String, vector: [Float]) {
         startLiveSegmentIfTrained()
         // The mutable segment is frozen as soon as it fills, so it always has room here. The
         // append is under the lock because SAVE freezes the mutable segment from another
         // thread: an item lands wholly before the freeze (and is sealed) or after it.
         let target = state.withLock { s in
-            vector.withUnsafeBufferPointer { s.mutable.append(id: id, vector: $0.baseAddress!) }
+            vector.withUnsafeBufferPointer { s.mutable.append(id: id, key: key, vector: $0.baseAddress!) }
             return s.mutable
         }
         if target is any LiveSegment { engine.indexer.wake() }

@@ -33,13 +33,16 @@ public struct CollectionDefinition: Codable, Sendable, Equatable {
     /// REDUCE: the dimension of the vectors given, which a random projection stored with the
     /// collection reduces to `dimension` (Projection.swift); nil for a collection without one.
     public var projectionInputDimension: Int?
+    /// Re-rank COUNT × this many candidates with the exact vectors (Rescoring.swift); 0 = off;
+    /// nil = on (×4) for compressed HNSW specs (HNSWn,SQ8, HNSWn,SQfp16), off for the others.
+    public var rescore: Int?
 
     public static let defaultAttributes = ["category", "author"]
 
     public init(name: String, dimension: Int, metric: Metric = .cosine, index: String = "HNSW32",
                 attributes: [String] = CollectionDefinition.defaultAttributes,
                 efSearch: Int? = nil, nprobe: Int? = nil, efConstruction: Int? = nil,
-                sealThreshold: Int? = nil, projectionInputDimension: Int? = nil) {
+                sealThreshold: Int? = nil, projectionInputDimension: Int? = nil, rescore: Int? = nil) {
         self.name = name
         self.dimension = dimension
         self.metric = metric
@@ -50,11 +53,12 @@ public struct CollectionDefinition: Codable, Sendable, Equatable {
         self.efConstruction = efConstruction
         self.sealThreshold = sealThreshold
         self.projectionInputDimension = projectionInputDimension
+        self.rescore = rescore
     }
 
     enum CodingKeys: String, CodingKey {
         case name, dimension, metric, index, attributes, efSearch, nprobe, efConstruction, sealThreshold
-        case projectionInputDimension
+        case projectionInputDimension, rescore
     }
 
     public init(from decoder: Decoder) throws {
@@ -70,6 +74,7 @@ public struct CollectionDefinition: Codable, Sendable, Equatable {
         efConstruction = try c.decodeIfPresent(Int.self, forKey: .efConstruction)
         sealThreshold = try c.decodeIfPresent(Int.self, forKey: .sealThreshold)
         projectionInputDimension = try c.decodeIfPresent(Int.self, forKey: .projectionInputDimension)
+        rescore = try c.decodeIfPresent(Int.self, forKey: .rescore)
     }
 
     /// Reads a definition from a JSON file (Indexes/*.json).
@@ -110,6 +115,9 @@ public struct CollectionDefinition: Codable, Sendable, Equatable {
         if let s = sealThreshold, s < 1 { throw EngineError.invalidDefinition("sealThreshold must be positive") }
         if let e = efSearch, e < 1 { throw EngineError.invalidDefinition("efSearch must be positive") }
         if let n = nprobe, n < 1 { throw EngineError.invalidDefinition("nprobe must be positive") }
+        if let r = rescore, r < 0 || r > Collection.maxOversampling {
+            throw EngineError.invalidDefinition("rescore must be from 0 (off) to \(Collection.maxOversampling)")
+        }
         if let p = projectionInputDimension { try Projection.validate(inputDimension: p, outputDimension: dimension, limits: limits) }
     }
 }

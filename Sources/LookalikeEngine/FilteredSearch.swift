@@ -103,16 +103,18 @@ extension Collection {
         let parts = try memberPositions(set)
         guard !parts.isEmpty else { return [] }
         let reachable = parts.reduce(0) { $0 + $1.positions.count }
-        var k = request.k + excluded.count
+        let oversampling = oversampling(request)
+        var k = (request.k + excluded.count) * max(1, oversampling)
         while true {
             let wanted = min(k, reachable)
             var top = TopK(k: max(1, wanted))
-            try query.withUnsafeBufferPointer { q in
+            let neighbors = try query.withUnsafeBufferPointer { q in
                 for part in parts {
                     top.push(contentsOf: try search(part, q.baseAddress!, k: wanted, request: request))
                 }
+                return oversampling > 0 ? try rescored(top.sorted(), query: q.baseAddress!) : top.sorted()
             }
-            var found = try hits(for: top.sorted(), excluding: excluded, limit: .max,
+            var found = try hits(for: neighbors, excluding: excluded, limit: .max,
                                  withAttributes: request.withAttributes || check != nil)
             if let check { found = found.filter { check.matches($0.attributes) } }
             if found.count >= request.k || wanted >= reachable {

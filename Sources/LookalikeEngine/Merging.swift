@@ -166,7 +166,7 @@ extension Collection {
         var built: SealedSegment?
         var entry: Manifest.Entry?
         if let index, !ids.isEmpty {
-            (built, entry) = try writeSegment(index, ids: ids, manifest: &manifest)
+            (built, entry) = try writeSegment(index, ids: ids, keys: try keyTable(for: ids, from: old), manifest: &manifest)
         }
         if let newTemplate { try writeTemplate(newTemplate, manifest: &manifest) }
         // In place of the run: segments sealed meanwhile stay after it, in order.
@@ -194,5 +194,24 @@ extension Collection {
         for seg in old { SegmentFiles.remove(name: seg.name, directory: segmentDirectory) }
         if newTemplate != nil, let oldTemplateName { SegmentFiles.remove(name: oldTemplateName, directory: segmentDirectory) }
         return built
+    }
+
+    /// The keys of `ids` (a merge's or compaction's new segment), from the key tables of the
+    /// segments they come from; LMDB for any those lack.
+    func keyTable(for ids: [UInt64], from segments: [SealedSegment]) throws -> KeyTable {
+        var missing = false
+        var keys = ids.map { id -> String in
+            for seg in segments where seg.firstId! <= id && id <= seg.lastId! {
+                if let p = seg.position(of: id), let table = seg.keys { return table.key(at: p) }
+            }
+            missing = true
+            return ""
+        }
+        if missing {
+            try engine.environment.read { txn in
+                for (i, id) in ids.enumerated() where keys[i].isEmpty { keys[i] = try store.key(id, txn) ?? "" }
+            }
+        }
+        return KeyTable(keys: keys)
     }
 }

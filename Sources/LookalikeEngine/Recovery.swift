@@ -2,7 +2,9 @@
 //
 //   1. load the sealed segments the manifest names (memory-mapped for IVF), and the template;
 //      a damaged segment file is dropped together with every later one, and their items are
-//      replayed instead (LMDB holds every vector: it is the source of truth);
+//      replayed instead (LMDB holds every vector: it is the source of truth); a segment
+//      without its keys file (a folder from before keys files: KeyTable.swift) gets one written
+//      from LMDB, once (the format migration: no version bump, old folders open as they are);
 //   2. apply the tombstones of sealed ids;
 //   3. replay the live items at or after `sealedThrough` into flat segments;
 //   4. remove segment files the manifest does not name (leftovers of an interrupted seal).
@@ -37,6 +39,7 @@ extension Collection {
                                                 mmap: engine.options.mmapIVF && specKind == .ivf,
                                                 metric: definition.metric.faiss)
                 if seg.info.kind == .hnsw { try seg.index.setHNSW(efConstruction: 0, efSearch: engine.options.maxEfSearch) }
+                if seg.keys == nil { try migrateKeys(seg) }
                 sealed.append(seg)
             } catch {
                 engine.logger.error("segment unreadable; its items are replayed from LMDB", metadata: [
@@ -68,7 +71,8 @@ extension Collection {
             var vector = [Float](repeating: 0, count: definition.dimension)
             try store.forEachVector(from: manifest.sealedThrough, txn) { id, bytes in
                 vector.withUnsafeMutableBytes { _ = bytes.copyBytes(to: $0) }
-                appendCommitted(id: id, vector: try indexVector(vector))
+                guard let key = try store.key(id, txn) else { throw EngineError.storage("item \(id) has a vector and no key record") }
+                appendCommitted(id: id, key: key, vector: try indexVector(vector))
                 nextId = max(nextId, id + 1)
                 return true
             }
@@ -81,5 +85,22 @@ extension Collection {
             engine.logger.info("removed leftover segment files", metadata: [
                 "collection": "\(name)", "files": "\(removed.joined(separator: ","))"])
         }
+    }
+
+    /// Writes the keys file of a segment sealed before keys files existed (or whose keys file
+    /// is damaged), from LMDB, and attaches it: a one-time migration per segment at open. (This
+    /// open reads the segment's item records once; later hits never do.)
+    private func migrateKeys(_ seg: SealedSegment) throws {
+        let keys = try engine.environment.read { txn in
+            try seg.idList.map { id -> String in
+                // A removed item has no record; its position is dead (tombstone), never a hit.
+                try store.key(id, txn) ?? ""
+            }
+        }
+        let table = KeyTable(keys: keys)
+        try SegmentFiles.writeKeys(table, name: seg.name, directory: segmentDirectory)
+        seg.attach(keys: table)
+        engine.logger.info("wrote the keys file of a segment from before keys files", metadata: [
+            "collection": "\(name)", "segment": "\(seg.name)", "items": "\(keys.count)"])
     }
 }

@@ -81,7 +81,7 @@ extension Collection {
             defer { manifestLock.unlock() }
             var manifest = state.withLock { $0.manifest }
             let ids = frozen.idList
-            let (sealed, entry) = try writeSegment(index, ids: ids, manifest: &manifest)
+            let (sealed, entry) = try writeSegment(index, ids: ids, keys: KeyTable(keys: frozen.keyList), manifest: &manifest)
             let segmentName = entry.name
             if let newTemplate { try writeTemplate(newTemplate, manifest: &manifest) }
             manifest.segments.append(entry)

@@ -1,4 +1,5 @@
-// Search: top-k over every segment of a collection, merged, then keys and attributes from LMDB.
+// Search: top-k over every segment of a collection, merged, then keys (from the sealed segments'
+// key tables) and attributes (from LMDB).
 // Threads: any thread; searches take a snapshot of the segment list and run without locks.
 import LookalikeIndex
 import LookalikeStorage
@@ -27,6 +28,9 @@ public struct SearchRequest: Sendable {
     /// For filtered queries: let the planner choose (the default), or force a plan
     /// (benchmarks and tests compare them).
     public var filterPlan: FilterPlan = .automatic
+    /// Re-rank COUNT × this many candidates with the exact vectors (Rescoring.swift); 0 = off;
+    /// nil = the collection's default.
+    public var rescore: Int? = nil
 
     public init(query: Query, k: Int = 10, efSearch: Int? = nil, nprobe: Int? = nil,
                 exact: Bool = false, withAttributes: Bool = false, excludeQueryItem: Bool = true) {
@@ -87,19 +91,24 @@ extension Collection {
         }
         if let e = request.efSearch, e < 1 { throw EngineError.invalidArgument("EF must be positive") }
         if let n = request.nprobe, n < 1 { throw EngineError.invalidArgument("NPROBE must be positive") }
+        if let r = request.rescore, r < 0 || r > Self.maxOversampling {
+            throw EngineError.invalidArgument("RESCORE must be from 1 to \(Self.maxOversampling) (or NORESCORE)")
+        }
     }
 
     private func unlimitedSearch(_ request: SearchRequest) throws -> [SearchHit] {
         let (query, excluded) = try resolveQuery(request)
-        var wanted = request.k + excluded.count
+        let oversampling = oversampling(request)
+        var wanted = (request.k + excluded.count) * max(1, oversampling)
         while true {
             var top = TopK(k: wanted)
-            try query.withUnsafeBufferPointer { q in
+            let neighbors = try query.withUnsafeBufferPointer { q in
                 for segment in segmentsSnapshot() {
                     top.push(contentsOf: try search(segment, q.baseAddress!, k: wanted, request: request))
                 }
+                return oversampling > 0 ? try rescored(top.sorted(), query: q.baseAddress!) : top.sorted()
             }
-            let found = try hits(for: top.sorted(), excluding: excluded, limit: request.k,
+            let found = try hits(for: neighbors, excluding: excluded, limit: request.k,
                                  withAttributes: request.withAttributes)
             // Short only when several of an item's views were among the nearest (or items went
             // away meanwhile): ask for more until k distinct items or the collection runs out.
@@ -168,28 +177,58 @@ extension Collection {
         return scan.finish()
     }
 
-    /// Turns neighbours (best first) into hits, reading keys and attributes in one read
-    /// transaction: each item once, at its best view's score (Views.swift); excluded items and
-    /// ids removed after the search started are skipped.
+    /// Turns neighbours (best first) into hits: each item once, at its best view's score
+    /// (Views.swift); excluded items and ids removed after the search started are skipped.
+    /// Keys of sealed items come from their segments' key tables (KeyTable.swift: no LMDB page
+    /// is touched); LMDB is read, in one read transaction, only for attributes and for items
+    /// still in a growing segment.
     func hits(for neighbors: [Neighbor], excluding excluded: Set<String>, limit: Int,
-                      withAttributes: Bool) throws -> [SearchHit] {
-        try wrapped {
+              withAttributes: Bool) throws -> [SearchHit] {
+        let sealed = state.withLock { $0.sealed }
+        // nil: ask LMDB; "": removed (dead in its segment).
+        let known: [String?] = neighbors.map { n in
+            guard !withAttributes, let seg = Self.sealedSegment(holding: n.id, in: sealed), let table = seg.keys,
+                  let p = seg.position(of: n.id) else { return nil }
+            return seg.live.isLive(p) ? table.key(at: p) : ""
+        }
+        func collect(_ record: (Int) throws -> ItemRecord?) rethrows -> [SearchHit] {
+            var out: [SearchHit] = []
+            var seen = Set<String>()
+            for (i, n) in neighbors.enumerated() {
+                guard out.count < limit else { break }
+                guard let record = try record(i) else { continue }
+                let (item, view) = Views.split(record.key)
+                guard !excluded.contains(item), seen.insert(item).inserted else { continue }
+                out.append(SearchHit(key: item, id: n.id, score: score(n.distance),
+                                     attributes: record.attributes, view: view))
+            }
+            return out
+        }
+        let fromTables = { (i: Int) -> ItemRecord? in
+            known[i].flatMap { $0.isEmpty ? nil : ItemRecord(key: $0, attributes: nil) }
+        }
+        if !known.contains(where: { $0 == nil }) { return collect(fromTables) }
+        return try wrapped {
             try engine.environment.read { txn in
-                var out: [SearchHit] = []
-                var seen = Set<String>()
-                for n in neighbors {
-                    guard out.count < limit else { break }
-                    let record = withAttributes ? try store.item(n.id, txn)
-                        : try store.key(n.id, txn).map { ItemRecord(key: $0, attributes: nil) }
-                    guard let record else { continue }
-                    let (item, view) = Views.split(record.key)
-                    guard !excluded.contains(item), seen.insert(item).inserted else { continue }
-                    out.append(SearchHit(key: item, id: n.id, score: score(n.distance),
-                                         attributes: record.attributes, view: view))
+                try collect { i in
+                    if known[i] != nil { return fromTables(i) }
+                    let id = neighbors[i].id
+                    return withAttributes ? try store.item(id, txn)
+                        : try store.key(id, txn).map { ItemRecord(key: $0, attributes: nil) }
                 }
-                return out
             }
         }
+    }
+
+    /// The sealed segment whose id range holds `id` (they ascend and are disjoint), or nil.
+    static func sealedSegment(holding id: UInt64, in sealed: [SealedSegment]) -> SealedSegment? {
+        var lo = 0, hi = sealed.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if sealed[mid].lastId! < id { lo = mid + 1 } else { hi = mid }
+        }
+        guard lo < sealed.count, sealed[lo].firstId! <= id else { return nil }
+        return sealed[lo]
     }
 
     /// The user-facing score of an internal distance (see Neighbor).

@@ -35,15 +35,17 @@ extension Collection {
         }
     }
 
-    /// Names and writes `index` (holding `ids`, at least one) as a new sealed segment,
-    /// advancing `manifest`'s counter; the files are durable on return (SegmentFiles). Returns
-    /// the opened segment and its manifest entry, for the caller to name in the manifest.
-    /// Caller holds `manifestLock`.
-    func writeSegment(_ index: FaissIndex, ids: [UInt64], manifest: inout Manifest) throws -> (SealedSegment, Manifest.Entry) {
+    /// Names and writes `index` (holding `ids`, at least one, whose keys are `keys`) as a new
+    /// sealed segment, advancing `manifest`'s counter; the files are durable on return
+    /// (SegmentFiles). Returns the opened segment, its key table attached, and its manifest
+    /// entry, for the caller to name in the manifest. Caller holds `manifestLock`.
+    func writeSegment(_ index: FaissIndex, ids: [UInt64], keys: KeyTable,
+                      manifest: inout Manifest) throws -> (SealedSegment, Manifest.Entry) {
         let name = String(format: "seg-%06d", manifest.nextSegment)
         manifest.nextSegment += 1
-        try SegmentFiles.write(index: index, ids: ids, name: name, directory: segmentDirectory)
+        try SegmentFiles.write(index: index, ids: ids, keys: keys, name: name, directory: segmentDirectory)
         let segment = try SealedSegment(name: name, index: index, ids: ids, metric: definition.metric.faiss)
+        segment.attach(keys: keys)
         return (segment, .init(name: name, firstId: ids.first!, lastId: ids.last!, count: ids.count))
     }
 

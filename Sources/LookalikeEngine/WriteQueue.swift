@@ -53,7 +53,7 @@ struct PreparedWrite: @unchecked Sendable {
 
 /// What a committed write changes in memory, applied in order after the commit.
 enum MemoryEffect {
-    case add(Collection, id: UInt64, vector: [Float])
+    case add(Collection, id: UInt64, key: String, vector: [Float])
     case tombstone(Collection, id: UInt64)
     /// Attribute values whose member lists changed (MemberCache).
     case membersChanged(Collection, IndexedValues)
@@ -174,7 +174,7 @@ final class WriteQueue: @unchecked Sendable {
 
     private func apply(_ effect: MemoryEffect) {
         switch effect {
-        case .add(let c, let id, let vector): c.appendCommitted(id: id, vector: vector)
+        case .add(let c, let id, let key, let vector): c.appendCommitted(id: id, key: key, vector: vector)
         case .tombstone(let c, let id): c.tombstoneCommitted(id: id)
         case .membersChanged(let c, let values): c.memberCache.invalidate(values)
         case .drop(let c):

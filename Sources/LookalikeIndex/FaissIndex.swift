@@ -53,6 +53,10 @@ public struct FaissInfo: Sendable, Equatable {
     public var fastDistances: Bool
     /// IVF: how uneven the inverted lists are (1 = even; FAISS's imbalance factor); else 0.
     public var ivfImbalance: Double = 0
+    /// HNSW: how the shim's loop scores its vectors (float rows, 8-bit or fp16 codes); else .other.
+    public var storage: Storage = .other
+
+    public enum Storage: Sendable, Equatable { case flat, sq8, fp16, other }
 }
 
 /// Per-query effort and an optional selector bitmap over positions.
@@ -107,7 +111,17 @@ public final class FaissIndex: @unchecked Sendable {
             hnswEfSearch: Int(raw.hnsw_ef_search),
             hnswEfConstruction: Int(raw.hnsw_ef_construction),
             trainHint: Int(raw.train_hint), codeSize: Int(raw.code_size),
-            fastDistances: raw.fast_distances != 0, ivfImbalance: raw.ivf_imbalance)
+            fastDistances: raw.fast_distances != 0, ivfImbalance: raw.ivf_imbalance,
+            storage: Self.storage(raw.storage))
+    }
+
+    private static func storage(_ raw: Int32) -> FaissInfo.Storage {
+        switch Int(raw) {
+        case Int(LK_STORAGE_FLAT): return .flat
+        case Int(LK_STORAGE_SQ8): return .sq8
+        case Int(LK_STORAGE_FP16): return .fp16
+        default: return .other
+        }
     }
 
     public func setHNSW(efConstruction: Int, efSearch: Int) throws {
@@ -199,6 +213,21 @@ public final class FaissIndex: @unchecked Sendable {
 
     public func write(to path: String) throws {
         try checkFaiss { lk_index_write(handle, path, $0, $1) }
+    }
+
+    /// How the distances of `codeDistances` are computed (tests and kernel A/B).
+    public enum DistanceCode: Int32, Sendable { case shim = 0, shimReference = 1, faiss = 2 }
+
+    /// HNSW on the shim's storage: FAISS-convention distances (inner product, or squared L2) of
+    /// `query` to the stored vectors at `positions`, by the shim's kernels, its scalar
+    /// references, or FAISS's own distance computer.
+    public func codeDistances(_ query: [Float], positions: [Int], using code: DistanceCode) throws -> [Float] {
+        var out = [Float](repeating: 0, count: positions.count)
+        let p = positions.map(Int64.init)
+        try out.withUnsafeMutableBufferPointer { o in
+            try checkFaiss { lk_index_code_distances(handle, query, p, Int64(p.count), code.rawValue, o.baseAddress, $0, $1) }
+        }
+        return out
     }
 
     /// OpenMP threads FAISS may use within one call (1 when many threads call in parallel).

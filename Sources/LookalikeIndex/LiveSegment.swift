@@ -59,9 +59,10 @@ extension LiveSegment {
     public var idList: [UInt64] { buffer.idList }
     public var rows: UnsafePointer<Float>? { buffer.vectors }
 
-    public func append(id: UInt64, vector: UnsafePointer<Float>) {
-        buffer.append(id: id, vector: vector)
+    public func append(id: UInt64, key: String, vector: UnsafePointer<Float>) {
+        buffer.append(id: id, key: key, vector: vector)
     }
+    public var keyList: [String] { buffer.keyList }
 
     public func exactSearch(_ query: UnsafePointer<Float>, k: Int) -> [Neighbor]? {
         try? buffer.search(query, k: k, effort: SearchEffort())

@@ -33,8 +33,11 @@ public protocol GrowingSegment: Segment {
     var isFull: Bool { get }
     /// The ids of positions 0..<count, in order.
     var idList: [UInt64] { get }
-    /// Appends one vector (normalised for cosine); not full, and `id` above every id here.
-    func append(id: UInt64, vector: UnsafePointer<Float>)
+    /// Appends one vector (normalised for cosine) of the item `key`; not full, and `id` above
+    /// every id here.
+    func append(id: UInt64, key: String, vector: UnsafePointer<Float>)
+    /// The keys of positions 0..<count, in order (what the seal writes as the segment's keys).
+    var keyList: [String] { get }
 }
 
 /// A segment searched through a FAISS index (sealed, or the mutable graph): what the planners
@@ -86,6 +89,8 @@ public final class FlatSegment: GrowingSegment, @unchecked Sendable {
     let norms: UnsafeMutablePointer<Float>
     let ids: UnsafeMutablePointer<UInt64>
     private let published = Atomic<Int>(0)
+    /// The keys appended, for the seal (searches read keys of growing segments from LMDB).
+    private let keys = Mutex<[String]>([])
 
     public init(dimension: Int, capacity: Int, metric: FaissMetric) {
         precondition(capacity > 0 && dimension > 0)
@@ -117,7 +122,8 @@ public final class FlatSegment: GrowingSegment, @unchecked Sendable {
 
     /// Appends one vector (already normalised for cosine). Single appender only.
     /// Precondition: not full, and `id` larger than every id here.
-    public func append(id: UInt64, vector: UnsafePointer<Float>) {
+    public func append(id: UInt64, key: String, vector: UnsafePointer<Float>) {
+        keys.withLock { $0.append(key) }
         let n = published.load(ordering: .relaxed)
         precondition(n < capacity, "append to a full segment")
         precondition(n == 0 || ids[n - 1] < id, "ids must ascend")
@@ -131,6 +137,7 @@ public final class FlatSegment: GrowingSegment, @unchecked Sendable {
     /// The first `count` rows, contiguous: what sealing feeds to FAISS.
     public var vectors: UnsafePointer<Float> { UnsafePointer(rows) }
     public var idList: [UInt64] { Array(UnsafeBufferPointer(start: ids, count: count)) }
+    public var keyList: [String] { keys.withLock { Array($0.prefix(count)) } }
 
     public func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort) throws
         -> [Neighbor]
@@ -191,6 +198,15 @@ public final class SealedSegment: ANNSegment, @unchecked Sendable {
     public let rows: UnsafePointer<Float>?
     /// Squared norms of `rows`, for L2 exact scans.
     private let norms: [Float]
+    /// The keys of its positions (KeyTable.swift); nil only until recovery attaches them to a
+    /// segment written before keys files existed. Set before the segment is published.
+    public private(set) nonisolated(unsafe) var keys: KeyTable?
+
+    /// Attaches the keys table (recovery and the seal, before the segment is published).
+    public func attach(keys: KeyTable) {
+        precondition(keys.count == ids.count, "a key per position")
+        self.keys = keys
+    }
 
     /// Wraps a fully built index whose position i holds ids[i]; ids must ascend.
     public init(name: String, index: FaissIndex, ids: [UInt64], metric: FaissMetric) throws {

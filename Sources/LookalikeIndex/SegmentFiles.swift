@@ -1,8 +1,9 @@
 // SegmentFiles: how a sealed segment is stored next to the LMDB files.
 //
-// A segment "seg-000042" is two files: seg-000042.faiss (FAISS's own format) and
-// seg-000042.ids (a header, the ascending ids as little-endian UInt64, and a checksum).
-// Both are written under a temporary name, fsynced, renamed, and the directory fsynced; only
+// A segment "seg-000042" is three files: seg-000042.faiss (FAISS's own format),
+// seg-000042.ids (a header, the ascending ids as little-endian UInt64, and a checksum) and
+// seg-000042.keys (its positions' keys: KeyTable.swift; absent in folders written before it,
+// which recovery migrates by writing it from LMDB). All are written under a temporary name, fsynced, renamed, and the directory fsynced; only
 // then does the engine name the segment in the LMDB manifest. A crash before the manifest
 // commit leaves files no manifest names, which `removeUnlisted` deletes at the next start.
 // Threads: callers serialise writes to one segment name; reads are independent.
@@ -17,10 +18,11 @@ public enum SegmentFiles {
 
     public static func indexPath(_ dir: String, _ name: String) -> String { "\(dir)/\(name).faiss" }
     public static func idsPath(_ dir: String, _ name: String) -> String { "\(dir)/\(name).ids" }
+    public static func keysPath(_ dir: String, _ name: String) -> String { "\(dir)/\(name).keys" }
 
     /// Writes both files of a segment durably; returns the bytes written.
     @discardableResult
-    public static func write(index: FaissIndex, ids: [UInt64], name: String, directory: String)
+    public static func write(index: FaissIndex, ids: [UInt64], keys: KeyTable? = nil, name: String, directory: String)
         throws -> Int
     {
         try FileManager.default.createDirectory(
@@ -30,16 +32,32 @@ public enum SegmentFiles {
         let indexTemp = indexFinal + ".tmp"
         let idsTemp = idsFinal + ".tmp"
         // A failed write (a full disk) leaves nothing behind: the space goes back at once.
+        let keysFinal = keysPath(directory, name)
         var published = false
-        defer { if !published { for f in [indexTemp, idsTemp, indexFinal, idsFinal] { unlink(f) } } }
+        defer {
+            if !published { for f in [indexTemp, idsTemp, indexFinal, idsFinal, keysFinal + ".tmp", keysFinal] { unlink(f) } }
+        }
         try index.write(to: indexTemp)
         try fsyncFile(indexTemp)
         try writeDurably(encodeIds(ids), to: idsTemp)
+        if let keys {
+            precondition(keys.count == ids.count, "a key per id")
+            try writeDurably(keys.encode(), to: keysFinal + ".tmp")
+            try rename(keysFinal + ".tmp", keysFinal)
+        }
         try rename(indexTemp, indexFinal)
         try rename(idsTemp, idsFinal)
         published = true
         try fsyncFile(directory)
-        return fileSize(indexFinal) + fileSize(idsFinal)
+        return bytes(name: name, directory: directory)
+    }
+
+    /// Writes (or replaces) a sealed segment's keys file durably (recovery's migration).
+    public static func writeKeys(_ keys: KeyTable, name: String, directory: String) throws {
+        let path = keysPath(directory, name)
+        try writeDurably(keys.encode(), to: path + ".tmp")
+        try rename(path + ".tmp", path)
+        try fsyncFile(directory)
     }
 
     public static func read(name: String, directory: String, mmap: Bool, metric: FaissMetric)
@@ -48,16 +66,25 @@ public enum SegmentFiles {
         let ids = try decodeIds(
             Data(contentsOf: URL(fileURLWithPath: idsPath(directory, name))), name: name)
         let index = try FaissIndex.read(path: indexPath(directory, name), mmap: mmap)
-        return try SealedSegment(name: name, index: index, ids: ids, metric: metric)
+        let segment = try SealedSegment(name: name, index: index, ids: ids, metric: metric)
+        // A missing keys file is a folder from before them (recovery writes it); a damaged
+        // one is rebuilt the same way, from LMDB.
+        let keysURL = URL(fileURLWithPath: keysPath(directory, name))
+        if let data = try? Data(contentsOf: keysURL), let keys = try? KeyTable.decode(data, name: name),
+           keys.count == ids.count {
+            segment.attach(keys: keys)
+        }
+        return segment
     }
 
     public static func remove(name: String, directory: String) {
         unlink(indexPath(directory, name))
         unlink(idsPath(directory, name))
+        unlink(keysPath(directory, name))
     }
 
     public static func bytes(name: String, directory: String) -> Int {
-        fileSize(indexPath(directory, name)) + fileSize(idsPath(directory, name))
+        fileSize(indexPath(directory, name)) + fileSize(idsPath(directory, name)) + fileSize(keysPath(directory, name))
     }
 
     /// Deletes segment files (and temporaries) in `directory` whose name is not in `keep`.
@@ -67,7 +94,8 @@ public enum SegmentFiles {
         var removed: [String] = []
         for entry in entries {
             let base = entry.split(separator: ".", maxSplits: 1).first.map(String.init) ?? entry
-            let ours = entry.hasSuffix(".faiss") || entry.hasSuffix(".ids") || entry.hasSuffix(".tmp")
+            let ours = entry.hasSuffix(".faiss") || entry.hasSuffix(".ids") || entry.hasSuffix(".keys")
+                || entry.hasSuffix(".tmp")
             if ours && !keep.contains(base) {
                 unlink("\(directory)/\(entry)")
                 removed.append(entry)

@@ -119,10 +119,12 @@ enum VectorCommands {
     }
 
     /// Redis's quantization words as index specs: Q8 stores HNSW vectors in 8 bits
-    /// (FAISS's HNSW over SQ8), NOQUANT in float32; nil when none was given.
+    /// (FAISS's HNSW over SQ8, rescored with the exact vectors by default: Rescoring.swift),
+    /// NOQUANT in float32; nil when none was given. (Sets made before kept "HNSWn_SQ8", the
+    /// same index to FAISS's factory.)
     static func quantizedSpec(_ quantization: String?, m: Int?) -> String? {
         switch quantization {
-        case "Q8": return "HNSW\(m ?? 32)_SQ8"
+        case "Q8": return "HNSW\(m ?? 32),SQ8"
         case "NOQUANT": return "HNSW\(m ?? 32)"
         default: return nil
         }
@@ -195,6 +197,7 @@ enum VectorCommands {
 
     /// VSIM key (ELE element | FP32 blob | VALUES n ...) [WITHSCORES] [WITHATTRIBS] [COUNT n]
     ///      [EPSILON d] [EF n] [FILTER expr] [FILTER-EF n] [TRUTH] [NOTHREAD] [NPROBE n]
+    ///      [RESCORE oversampling | NORESCORE]
     static func vsim(_ inv: Invocation) throws -> Reply {
         var i = 2
         let query = try parseQuery(inv, at: &i)
@@ -234,6 +237,9 @@ enum VectorCommands {
                 case "COUNT": request.k = try positive(inv, i + 1, "COUNT", atMost: inv.engine.options.maxK); i += 2
                 case "EF": request.efSearch = try positive(inv, i + 1, "EF", atMost: inv.engine.options.maxEfSearch); i += 2
                 case "NPROBE": request.nprobe = try positive(inv, i + 1, "NPROBE", atMost: maxNprobe); i += 2
+                case "RESCORE":
+                    request.rescore = try positive(inv, i + 1, "RESCORE", atMost: Collection.maxOversampling); i += 2
+                case "NORESCORE": request.rescore = 0; i += 1
                 case "EPSILON":
                     guard i + 1 < inv.count, let e = Double(inv.string(i + 1)), e >= 0 else {
                         throw CommandError("EPSILON must be a non-negative number")
@@ -461,6 +467,7 @@ enum VectorCommands {
                 (.simple("ef-construction"), .integer(c.efConstructionForInfo)),
                 (.simple("index-state"), .string(c.indexState)),
                 (.simple("hnsw-m"), .integer(hnswM(d.index))),
+                (.simple("rescore"), .integer(c.defaultRescore)),
             ] + categoryFields(c.categoryPredictorStatus()))
         }
     }

@@ -253,7 +253,7 @@ final class HNSWInsertTests: XCTestCase {
         let segment = try GraphSegment(spec: "HNSW16", dimension: dimension, capacity: 1_000, metric: .innerProduct,
                                        efConstruction: 40, maxEfSearch: 512)
         base.withUnsafeBufferPointer { b in
-            for i in 0..<count { segment.append(id: UInt64(i + 1), vector: b.baseAddress! + i * dimension) }
+            for i in 0..<count { segment.append(id: UInt64(i + 1), key: "k\(i)", vector: b.baseAddress! + i * dimension) }
         }
         XCTAssertEqual(try segment.indexPending(limit: linked, threads: 1), linked)
         let qs = queries(base, count: 20, seed: 12)

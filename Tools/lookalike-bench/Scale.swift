@@ -1,7 +1,9 @@
 // `lookalike-bench scale`: a large generated collection end to end — bulk load with
 // lookalike-ingest (time, peak memory), start-up of the server on it (recovery, nothing
-// rebuilt), its memory per item against the raw vectors, recall@10 and queries/s over TCP,
-// and restarts after SIGTERM and after SIGKILL.
+// rebuilt), its memory per item against the raw vectors (anonymous and file-backed resident
+// memory apart: LMDB pages mapped by reads are file pages the kernel may reclaim), recall@10
+// and queries/s over TCP, and restarts after SIGTERM and after SIGKILL. Several `--index`
+// specs run one after another on the same generated data, with a side-by-side summary.
 import ArgumentParser
 import Foundation
 import LookalikeClient
@@ -16,7 +18,7 @@ struct Scale: AsyncParsableCommand {
 
     @Option(help: "Generated items.") var count = 1_000_000
     @Option(help: "Generated dimension.") var dimension = 128
-    @Option(help: "FAISS index spec.") var index = "HNSW32"
+    @Option(parsing: .upToNextOption, help: "FAISS index specs, each loaded and measured in turn on the same data.") var index: [String] = ["HNSW32"]
     @Option(help: "Held-out queries.") var queries = 1_000
     @Option(parsing: .upToNextOption, help: "Query efforts: EF for HNSW, NPROBE for IVF.") var efforts: [Int] = [32, 64, 128]
     @Option(help: "Port for the server under test.") var port = 6479
@@ -26,42 +28,58 @@ struct Scale: AsyncParsableCommand {
     mutating func run() async throws {
         lineBufferedOutput()
         let n = quick ? 100_000 : count
-        var t0 = now()
+        let t0 = now()
         let (set, rawQueries) = Dataset.generate(count: n + queries, dimension: dimension, seed: 42).split(queries: queries, seed: 5)
-        print("# Scale: \(set.name) → base \(set.count), \(index); \(machineLine())")
+        print("# Scale: \(set.name) → base \(set.count), \(index.joined(separator: " | ")); \(machineLine())")
         print("generated in \(String(format: "%.1f", now() - t0)) s")
         try? FileManager.default.removeItem(atPath: scratch)
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        var rows: [(String, String)] = []
-        let raw = Double(set.count * set.dimension * 4)
-        rows.append(("raw float32 vectors", mib(raw)))
-
-        // Bulk load through the real tool, from files.
-        let npy = scratch + "/vectors.npy", meta = scratch + "/meta.jsonl", data = scratch + "/data"
+        let npy = scratch + "/vectors.npy", meta = scratch + "/meta.jsonl"
         try VectorFile.writeNPY(set.vectors, rows: set.count, dimension: set.dimension, to: npy)
         try (0..<set.count).map { "{\"id\":\"\(set.keys[$0])\",\"category\":\"\(set.categories[$0])\"}" }
             .joined(separator: "\n").write(toFile: meta, atomically: true, encoding: .utf8)
+        let prepared = set.prepared()
+        let truth = GroundTruth(base: prepared, rows: set.count, queries: rawQueries, dimension: set.dimension, k: 10, normalise: true)
+        var summary: [String] = []
+        for spec in index {
+            summary += try measure(spec, set: set, npy: npy, meta: meta, prepared: prepared, truth: truth, rawQueries: rawQueries)
+        }
+        print("")
+        print("| \(set.count) × \(set.dimension) | RSS after queries (anon + file) | × raw (anon) | " + efforts.map { "effort \($0): recall@10, q/s" }.joined(separator: " | ") + " |")
+        print("|---|---|---|" + efforts.map { _ in "---|" }.joined())
+        for line in summary { print(line) }
+    }
+
+    /// Loads `spec` into a fresh folder, serves it, queries it at every effort; prints its table
+    /// and returns its summary row.
+    func measure(_ spec: String, set: Dataset, npy: String, meta: String, prepared: [Float], truth: GroundTruth,
+                 rawQueries: [[Float]]) throws -> [String] {
+        var rows: [(String, String)] = []
+        let raw = Double(set.count * set.dimension * 4)
+        rows.append(("raw float32 vectors", mib(raw)))
+        let data = scratch + "/data"
+        try? FileManager.default.removeItem(atPath: data)
+        defer { try? FileManager.default.removeItem(atPath: data) }
         let tool = try siblingExecutable("lookalike-ingest")
-        t0 = now()
-        try runProgram(tool, ["--data", data, "--collection", "items", "--vectors", npy, "--meta", meta, "--index", index, "--attributes", "category"])
+        var before = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &before)
+        var t0 = now()
+        try runProgram(tool, ["--data", data, "--collection", "items", "--vectors", npy, "--meta", meta, "--index", spec, "--attributes", "category"])
         let loadSeconds = now() - t0
         var usage = rusage()
         getrusage(RUSAGE_CHILDREN.rawValue, &usage)
-        rows.append(("bulk load (lookalike-ingest, one segment built, synced)", String(format: "%.1f s, %.0f items/s, peak RSS ", loadSeconds, Double(set.count) / loadSeconds) + mib(Double(usage.ru_maxrss) * 1024)))
+        rows.append(("bulk load (lookalike-ingest, one segment built, synced)", String(format: "%.1f s, %.0f items/s, peak RSS of the children so far ", loadSeconds, Double(set.count) / loadSeconds) + mib(Double(usage.ru_maxrss) * 1024)))
         rows.append(("data folder on disk", mib(Double(folderBytes(data))) + String(format: " (%.2f× raw)", Double(folderBytes(data)) / raw)))
-        try? FileManager.default.removeItem(atPath: npy)
-        try? FileManager.default.removeItem(atPath: meta)
 
         // Start-up, memory, queries.
         var server = try ServerProcess(data: data, port: port)
         rows.append(("server start-up (cold: first open after the load)", String(format: "%.2f s", server.startSeconds)))
-        let afterStart = try server.residentBytes()
-        let prepared = set.prepared()
-        let truth = GroundTruth(base: prepared, rows: set.count, queries: rawQueries, dimension: set.dimension, k: 10, normalise: true)
+        let afterStart = residentSplit(server.process.processIdentifier)
         let rowOfKey = Dictionary(uniqueKeysWithValues: set.keys.enumerated().map { ($1, $0) })
         let blobs = rawQueries.map { q in q.withUnsafeBytes { Array($0) } }
-        let word = index.hasPrefix("IVF") ? "NPROBE" : "EF"
+        let word = spec.hasPrefix("IVF") ? "NPROBE" : "EF"
+        var cells: [String] = []
         for effort in efforts {
             let command = { @Sendable (i: Int) -> [[UInt8]] in
                 [Array("VSIM".utf8), Array("items".utf8), Array("FP32".utf8), blobs[i % blobs.count], Array("COUNT".utf8), Array("10".utf8),
@@ -73,12 +91,17 @@ struct Scale: AsyncParsableCommand {
                 guard case .array(let items?) = r else { return [] }
                 return items.map { $0.text.flatMap { rowOfKey[$0] } ?? -1 }
             }
-            rows.append(("VSIM \(word) \(effort) over TCP (2 connections, pipelined)", String(format: "%.0f q/s, recall@10 %.3f", qps, truth.recall(hits, base: prepared))))
+            let recall = truth.recall(hits, base: prepared)
+            rows.append(("VSIM \(word) \(effort) over TCP (2 connections, pipelined)", String(format: "%.0f q/s, recall@10 %.3f", qps, recall)))
+            cells.append(String(format: "%.3f, %.0f", recall, qps))
         }
-        let rss = try server.residentBytes()
-        rows.append(("server RSS after start-up / after the queries", "\(mib(Double(afterStart))) / \(mib(Double(rss)))"
-                     + String(format: " = %.0f bytes per item, %.2f× raw", Double(rss) / Double(set.count), Double(rss) / raw)))
+        let rss = residentSplit(server.process.processIdentifier)
+        rows.append(("server RSS after start-up (anon + file)", "\(mib(Double(afterStart.anon + afterStart.file))) (\(mib(Double(afterStart.anon))) + \(mib(Double(afterStart.file))))"))
+        rows.append(("server RSS after the queries (anon + file)", "\(mib(Double(rss.anon + rss.file))) (\(mib(Double(rss.anon))) + \(mib(Double(rss.file))))"
+                     + String(format: " = %.0f bytes per item, %.2f× raw (anon alone %.2f×)", Double(rss.anon + rss.file) / Double(set.count),
+                              Double(rss.anon + rss.file) / raw, Double(rss.anon) / raw)))
         server.stop()
+        t0 = now()
         server = try ServerProcess(data: data, port: port)
         rows.append(("restart after SIGTERM", String(format: "%.2f s", server.startSeconds)))
         kill(server.process.processIdentifier, SIGKILL)
@@ -90,10 +113,24 @@ struct Scale: AsyncParsableCommand {
         server.stop()
 
         print("")
-        print("| \(set.count) × \(set.dimension), \(index) | |")
+        print("| \(set.count) × \(set.dimension), \(spec) | |")
         print("|---|---|")
         for r in rows { print("| \(r.0) | \(r.1) |") }
+        let total = Double(rss.anon + rss.file)
+        return ["| \(spec) | \(mib(total)) (\(mib(Double(rss.anon))) + \(mib(Double(rss.file)))) | " + String(format: "%.2f× (%.2f×)", total / raw, Double(rss.anon) / raw)
+                + " | " + cells.joined(separator: " | ") + " |"]
     }
+}
+
+/// Resident memory of a process by kind (/proc/<pid>/status): anonymous (heap, FAISS's
+/// arrays) and file-backed (mapped pages of LMDB and binaries, which the kernel may reclaim).
+func residentSplit(_ pid: Int32) -> (anon: Int, file: Int) {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
+    func kib(_ field: String) -> Int {
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(field) }) else { return 0 }
+        return (Int(String(line.drop { !$0.isNumber }.prefix { $0.isNumber })) ?? 0) * 1024
+    }
+    return (kib("RssAnon:"), kib("RssFile:") + kib("RssShmem:"))
 }
 
 func mib(_ bytes: Double) -> String { String(format: "%.0f MiB", bytes / 1_048_576) }

@@ -37,6 +37,14 @@ enum {
     LK_KIND_IVF = 3,
 };
 
+/* How an HNSW index stores its vectors (lk_index_info.storage). */
+enum {
+    LK_STORAGE_OTHER = 0,  /* not HNSW, or a storage the shim's loop does not score (PQ, SQ4...) */
+    LK_STORAGE_FLAT = 1,   /* float32 rows (HNSWn) */
+    LK_STORAGE_SQ8 = 2,    /* one byte a component, a min and a range per dimension (HNSWn,SQ8) */
+    LK_STORAGE_FP16 = 3,   /* IEEE half floats (HNSWn,SQfp16) */
+};
+
 typedef struct {
     int kind;              /* LK_KIND_* of the outermost searchable index */
     int dim;
@@ -50,6 +58,7 @@ typedef struct {
     int64_t train_hint;    /* vectors training wants before it gives good centroids/codebooks */
     int64_t code_size;     /* bytes per stored vector */
     int fast_distances;    /* 1 when HNSW storage uses the shim's AVX2 distances */
+    int storage;           /* HNSW: LK_STORAGE_*, else LK_STORAGE_OTHER */
     double ivf_imbalance;  /* IVF: sum(list size^2) * nlist / ntotal^2 (1 = even lists); else 0 */
 } lk_index_info;
 
@@ -113,7 +122,8 @@ int lk_hnsw_insert(lk_index *index, int64_t n, const float *x, int threads, char
 void lk_set_build_nice(int nice);
 
 /* Search n queries; distances and labels are n*k each; missing results have label -1.
- * Every HNSW index with flat L2/IP storage is searched by the shim's loop (hnsw_search.cpp);
+ * Every HNSW index with flat, 8-bit or fp16 L2/IP storage is searched by the shim's loop
+ * (hnsw_search.cpp, sq_storage.h);
  * on a live graph it reads the published count once and returns only positions below it. */
 int lk_index_search(const lk_index *index, int64_t n, const float *x, int64_t k,
                     const lk_search_params *params, float *distances, int64_t *labels,
@@ -122,7 +132,9 @@ int lk_index_search(const lk_index *index, int64_t n, const float *x, int64_t k,
 int lk_index_reconstruct(const lk_index *index, int64_t position, float *out,
                          char *err, size_t errlen);
 
-/* A deep copy (e.g. of a trained, empty IVF index used as the template for new segments). */
+/* A deep copy (e.g. of a trained, empty IVF index used as the template for new segments).
+ * An HNSW index is copied through FAISS's writer and reader (1.7.3's clone_index turns every
+ * IndexHNSW* into a plain IndexHNSW, which write_index then refuses). */
 int lk_index_clone(const lk_index *index, lk_index **out, char *err, size_t errlen);
 
 int lk_index_write(const lk_index *index, const char *path, char *err, size_t errlen);
@@ -152,6 +164,16 @@ const float *lk_index_flat_vectors(const lk_index *index);
 int lk_index_hnsw_links(const lk_index *index, int64_t position, int *levels, int *counts,
                         int max_levels, int64_t *links, size_t capacity, size_t *total,
                         char *err, size_t errlen);
+
+/* Tests and kernels' A/B: the distances (FAISS's convention: inner product, or squared L2) of
+ * query x to the stored vectors at positions[0..n-1] of an HNSW index, as computed by
+ * mode 0: the shim's kernels (what the search loop uses; AVX2 when available),
+ * mode 1: the shim's scalar reference kernels,
+ * mode 2: FAISS 1.7.3's own distance computer for the storage (its ScalarQuantizer's or
+ *         IndexFlat's, not the shim's).
+ * Error for an index that is not HNSW or a position out of range. */
+int lk_index_code_distances(const lk_index *index, const float *x, const int64_t *positions, int64_t n,
+                            int mode, float *out, char *err, size_t errlen);
 
 /* OpenMP threads FAISS may use inside one call. */
 void lk_set_omp_threads(int n);

@@ -1,0 +1,336 @@
+// sq_storage.cpp: the compressed-code kernels and FastSQ declared in sq_storage.h.
+// Functions compiled with target("avx2,fma,f16c") run only when kUseAVX2 says the CPU has
+// AVX2 and FMA (every such x86 CPU also has F16C); Debian's FAISS scores SQ codes with scalar
+// code only.
+#include "sq_storage.h"
+
+#include <immintrin.h>
+
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <typeinfo>
+
+namespace lk {
+
+// MARK: scalar references
+
+float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0) {
+        float f = (float)mant * (1.0f / 16777216.0f);  // subnormal (or zero): mant * 2^-24
+        return sign ? -f : f;
+    }
+    if (exp == 31) bits = sign | 0x7f800000u | (mant << 13);  // inf, nan
+    else bits = sign | ((exp + 112) << 23) | (mant << 13);
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+float sq8_ip_ref(const float *w, const uint8_t *c, size_t d) {
+    float s = 0;
+    for (size_t i = 0; i < d; i++) s += w[i] * (float)c[i];
+    return s;
+}
+float sq8_l2_ref(const float *r, const float *b, const uint8_t *c, size_t d) {
+    float s = 0;
+    for (size_t i = 0; i < d; i++) {
+        float t = r[i] - b[i] * (float)c[i];
+        s += t * t;
+    }
+    return s;
+}
+float fp16_ip_ref(const float *q, const uint16_t *c, size_t d) {
+    float s = 0;
+    for (size_t i = 0; i < d; i++) s += q[i] * half_to_float(c[i]);
+    return s;
+}
+float fp16_l2_ref(const float *q, const uint16_t *c, size_t d) {
+    float s = 0;
+    for (size_t i = 0; i < d; i++) {
+        float t = q[i] - half_to_float(c[i]);
+        s += t * t;
+    }
+    return s;
+}
+
+// MARK: AVX2 kernels
+
+#define LK_SIMD __attribute__((target("avx2,fma,f16c")))
+
+namespace {
+LK_SIMD inline float hsum8(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 shuf = _mm_movehdup_ps(lo);
+    __m128 sums = _mm_add_ps(lo, shuf);
+    return _mm_cvtss_f32(_mm_add_ss(sums, _mm_movehl_ps(shuf, sums)));
+}
+LK_SIMD inline __m256 load_u8(const uint8_t *c) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(c))));
+}
+LK_SIMD inline __m256 load_f16(const uint16_t *c) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(c)));
+}
+}  // namespace
+
+LK_SIMD float sq8_ip_avx2(const float *w, const uint8_t *c, size_t d) {
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+        a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), load_u8(c + i), a);
+        b = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), load_u8(c + i + 8), b);
+    }
+    for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), load_u8(c + i), a);
+    float s = hsum8(_mm256_add_ps(a, b));
+    for (; i < d; i++) s += w[i] * (float)c[i];
+    return s;
+}
+
+LK_SIMD float sq8_l2_avx2(const float *r, const float *bs, const uint8_t *c, size_t d) {
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+        __m256 t = _mm256_fnmadd_ps(_mm256_loadu_ps(bs + i), load_u8(c + i), _mm256_loadu_ps(r + i));
+        __m256 u = _mm256_fnmadd_ps(_mm256_loadu_ps(bs + i + 8), load_u8(c + i + 8), _mm256_loadu_ps(r + i + 8));
+        a = _mm256_fmadd_ps(t, t, a);
+        b = _mm256_fmadd_ps(u, u, b);
+    }
+    for (; i + 8 <= d; i += 8) {
+        __m256 t = _mm256_fnmadd_ps(_mm256_loadu_ps(bs + i), load_u8(c + i), _mm256_loadu_ps(r + i));
+        a = _mm256_fmadd_ps(t, t, a);
+    }
+    float s = hsum8(_mm256_add_ps(a, b));
+    for (; i < d; i++) {
+        float t = r[i] - bs[i] * (float)c[i];
+        s += t * t;
+    }
+    return s;
+}
+
+LK_SIMD void sq8_four_avx2(bool ip, const float *w, const float *bs, const uint8_t *const c[4], size_t d,
+                           float out[4]) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    size_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        __m256 wv = _mm256_loadu_ps(w + i);
+        if (ip) {
+            for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(wv, load_u8(c[j] + i), acc[j]);
+        } else {
+            __m256 bv = _mm256_loadu_ps(bs + i);
+            for (int j = 0; j < 4; j++) {
+                __m256 t = _mm256_fnmadd_ps(bv, load_u8(c[j] + i), wv);
+                acc[j] = _mm256_fmadd_ps(t, t, acc[j]);
+            }
+        }
+    }
+    for (int j = 0; j < 4; j++) out[j] = hsum8(acc[j]);
+    for (; i < d; i++)
+        for (int j = 0; j < 4; j++) {
+            if (ip) {
+                out[j] += w[i] * (float)c[j][i];
+            } else {
+                float t = w[i] - bs[i] * (float)c[j][i];
+                out[j] += t * t;
+            }
+        }
+}
+
+LK_SIMD float fp16_ip_avx2(const float *q, const uint16_t *c, size_t d) {
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+        a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(c + i), a);
+        b = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_f16(c + i + 8), b);
+    }
+    for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(c + i), a);
+    float s = hsum8(_mm256_add_ps(a, b));
+    for (; i < d; i++) s += q[i] * half_to_float(c[i]);
+    return s;
+}
+
+LK_SIMD float fp16_l2_avx2(const float *q, const uint16_t *c, size_t d) {
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+        __m256 t = _mm256_sub_ps(_mm256_loadu_ps(q + i), load_f16(c + i));
+        __m256 u = _mm256_sub_ps(_mm256_loadu_ps(q + i + 8), load_f16(c + i + 8));
+        a = _mm256_fmadd_ps(t, t, a);
+        b = _mm256_fmadd_ps(u, u, b);
+    }
+    for (; i + 8 <= d; i += 8) {
+        __m256 t = _mm256_sub_ps(_mm256_loadu_ps(q + i), load_f16(c + i));
+        a = _mm256_fmadd_ps(t, t, a);
+    }
+    float s = hsum8(_mm256_add_ps(a, b));
+    for (; i < d; i++) {
+        float t = q[i] - half_to_float(c[i]);
+        s += t * t;
+    }
+    return s;
+}
+
+LK_SIMD void fp16_four_avx2(bool ip, const float *q, const uint16_t *const c[4], size_t d, float out[4]) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    size_t i = 0;
+    for (; i + 8 <= d; i += 8) {
+        __m256 qv = _mm256_loadu_ps(q + i);
+        for (int j = 0; j < 4; j++) {
+            __m256 x = load_f16(c[j] + i);
+            if (ip) {
+                acc[j] = _mm256_fmadd_ps(qv, x, acc[j]);
+            } else {
+                __m256 t = _mm256_sub_ps(qv, x);
+                acc[j] = _mm256_fmadd_ps(t, t, acc[j]);
+            }
+        }
+    }
+    for (int j = 0; j < 4; j++) out[j] = hsum8(acc[j]);
+    for (; i < d; i++)
+        for (int j = 0; j < 4; j++) {
+            float x = half_to_float(c[j][i]);
+            out[j] += ip ? q[i] * x : (q[i] - x) * (q[i] - x);
+        }
+}
+
+// MARK: QueryCodes
+
+QueryCodes::QueryCodes(const CodeSpace &space, const float *query, bool use_reference)
+        : s(space), q(query), reference(use_reference) {
+    if (s.codec != Codec::sq8) return;
+    w.resize(s.d);
+    if (s.ip) {
+        for (size_t i = 0; i < s.d; i++) w[i] = q[i] * s.b[i], bias += q[i] * s.a[i];
+    } else {
+        for (size_t i = 0; i < s.d; i++) w[i] = q[i] - s.a[i];
+    }
+}
+
+float QueryCodes::faiss(const uint8_t *code) const {
+    const size_t d = s.d;
+    switch (s.codec) {
+    case Codec::f32: {
+        const float *y = reinterpret_cast<const float *>(code);
+        if (reference) return s.ip ? faiss::fvec_inner_product(q, y, d) : faiss::fvec_L2sqr(q, y, d);
+        return s.ip ? dot(q, y, d) : l2(q, y, d);
+    }
+    case Codec::sq8:
+        if (s.ip) return bias + (reference ? sq8_ip_ref(w.data(), code, d) : sq8_ip_avx2(w.data(), code, d));
+        return reference ? sq8_l2_ref(w.data(), s.b, code, d) : sq8_l2_avx2(w.data(), s.b, code, d);
+    case Codec::fp16: {
+        const uint16_t *c = reinterpret_cast<const uint16_t *>(code);
+        if (s.ip) return reference ? fp16_ip_ref(q, c, d) : fp16_ip_avx2(q, c, d);
+        return reference ? fp16_l2_ref(q, c, d) : fp16_l2_avx2(q, c, d);
+    }
+    }
+    return 0;
+}
+
+void QueryCodes::hnsw_many(const uint8_t *base, const int *ids, int n, float *out) const {
+    if (s.codec == Codec::f32 && !reference) {
+        hnsw_distances(s.ip, q, reinterpret_cast<const float *>(base), s.d, ids, n, out);
+        return;
+    }
+    const size_t cs = s.code_size;
+    int j = 0;
+    if (!reference) {
+        for (; j + 4 <= n; j += 4) {
+            for (int t = j + 4; t < j + 8 && t < n; t++) prefetch_bytes(base + (int64_t)ids[t] * cs, cs);
+            const uint8_t *c[4] = {base + (int64_t)ids[j] * cs, base + (int64_t)ids[j + 1] * cs,
+                                   base + (int64_t)ids[j + 2] * cs, base + (int64_t)ids[j + 3] * cs};
+            if (s.codec == Codec::sq8) {
+                sq8_four_avx2(s.ip, w.data(), s.b, c, s.d, out + j);
+                if (s.ip) for (int t = 0; t < 4; t++) out[j + t] += bias;
+            } else {
+                const uint16_t *h[4] = {reinterpret_cast<const uint16_t *>(c[0]), reinterpret_cast<const uint16_t *>(c[1]),
+                                        reinterpret_cast<const uint16_t *>(c[2]), reinterpret_cast<const uint16_t *>(c[3])};
+                fp16_four_avx2(s.ip, q, h, s.d, out + j);
+            }
+            if (s.ip) for (int t = 0; t < 4; t++) out[j + t] = -out[j + t];
+        }
+    }
+    for (; j < n; j++) out[j] = hnsw(base + (int64_t)ids[j] * cs);
+}
+
+// MARK: FastSQ
+
+namespace {
+
+// FAISS's SQDistanceComputer contract (inner product or L2, not negated), with our kernels.
+struct FastSQDistance : faiss::FlatCodesDistanceComputer {
+    const FastSQ &storage;
+    std::unique_ptr<QueryCodes> query;
+    std::vector<float> decoded;
+
+    explicit FastSQDistance(const FastSQ &s)
+            : FlatCodesDistanceComputer(s.codes.data(), s.code_size), storage(s) {}
+
+    void set_query(const float *x) override { query.reset(new QueryCodes(storage.space, x)); }
+    float distance_to_code(const uint8_t *code) override { return query->faiss(code); }
+    float symmetric_dis(idx_t i, idx_t j) override {
+        decoded.resize(storage.d);
+        storage.sa_decode(1, codes + i * code_size, decoded.data());
+        QueryCodes other(storage.space, decoded.data());
+        return other.faiss(codes + j * code_size);
+    }
+};
+
+}  // namespace
+
+bool FastSQ::supports(const faiss::IndexScalarQuantizer &sq) {
+    auto qt = sq.sq.qtype;
+    bool codec = qt == faiss::ScalarQuantizer::QT_8bit || qt == faiss::ScalarQuantizer::QT_8bit_uniform ||
+                 qt == faiss::ScalarQuantizer::QT_fp16;
+    bool metric = sq.metric_type == faiss::METRIC_L2 || sq.metric_type == faiss::METRIC_INNER_PRODUCT;
+    return codec && metric;
+}
+
+FastSQ::FastSQ(const faiss::IndexScalarQuantizer &src) : IndexScalarQuantizer(src) { refresh(); }
+
+void FastSQ::refresh() {
+    const bool fp16 = sq.qtype == faiss::ScalarQuantizer::QT_fp16;
+    const bool uniform = sq.qtype == faiss::ScalarQuantizer::QT_8bit_uniform;
+    space.codec = fp16 ? Codec::fp16 : Codec::sq8;
+    space.d = (size_t)d;
+    space.code_size = code_size;
+    space.ip = metric_type == faiss::METRIC_INNER_PRODUCT;
+    a.assign((size_t)d, 0.0f);
+    b.assign((size_t)d, 0.0f);
+    size_t need = uniform ? 2 : 2 * (size_t)d;
+    if (!fp16 && sq.trained.size() >= need) {
+        for (size_t i = 0; i < (size_t)d; i++) {
+            float vmin = uniform ? sq.trained[0] : sq.trained[i];
+            float vdiff = uniform ? sq.trained[1] : sq.trained[(size_t)d + i];
+            b[i] = vdiff / 255.0f;
+            a[i] = vmin + 0.5f * b[i];
+        }
+    }
+    space.a = a.data();
+    space.b = b.data();
+}
+
+void FastSQ::train(idx_t n, const float *x) {
+    IndexScalarQuantizer::train(n, x);
+    refresh();
+}
+
+faiss::FlatCodesDistanceComputer *FastSQ::get_FlatCodesDistanceComputer() const {
+    return new FastSQDistance(*this);
+}
+
+FastSQ *fast_sq(const faiss::Index *storage) {
+    if (storage == nullptr || typeid(*storage) != typeid(FastSQ)) return nullptr;
+    return const_cast<FastSQ *>(static_cast<const FastSQ *>(storage));
+}
+
+CodeSpace code_space(const faiss::IndexHNSW &index) {
+    if (FastSQ *sq = fast_sq(index.storage)) return sq->space;
+    CodeSpace s;
+    s.codec = Codec::f32;
+    s.d = (size_t)index.storage->d;
+    s.code_size = s.d * sizeof(float);
+    s.ip = index.storage->metric_type == faiss::METRIC_INNER_PRODUCT;
+    return s;
+}
+
+}  // namespace lk

@@ -1,0 +1,49 @@
+// Rescoring: re-ranking a search's nearest candidates with the exact float vectors LMDB holds,
+// so that compressed indexes (HNSW over 8-bit or fp16 codes, SQ, PQ) return exact scores and
+// the exact order among what they found (Qdrant's "rescore", Milvus's "refine").
+//
+// A search with oversampling r asks every segment for r × (COUNT + excluded) candidates, merges
+// them, reads just those candidates' vectors (one read transaction, one LMDB get each: no scan)
+// and scores them exactly with OpenBLAS (StoredVectorScan, the exact scans' one scorer). The
+// collection's default is its definition's `rescore` (0 = off); without one, compressed HNSW
+// specs (`HNSW32,SQ8`, `HNSW32,SQfp16`, and VADD … Q8's sets) rescore with r = 4 and every other
+// spec does not (their scores are exact already, or the definition opts in). A query overrides
+// it (VSIM … RESCORE r | NORESCORE). Exact (TRUTH) searches are exact already and skip it.
+// Threads: any thread (the caller's: the server's search pool); reads LMDB only.
+import LookalikeIndex
+import LookalikeStorage
+
+extension Collection {
+    /// Oversampling without a definition's `rescore`, for specs whose index scores codes.
+    static let defaultOversampling = 4
+    /// The most a definition or query may oversample.
+    public static let maxOversampling = 100
+
+    /// The oversampling a collection uses when a query says nothing: 0 = no rescoring.
+    public var defaultRescore: Int {
+        if let r = definition.rescore { return r }
+        return specStorage == .sq8 || specStorage == .fp16 ? Self.defaultOversampling : 0
+    }
+
+    /// The oversampling of one search: 0 when it does not rescore.
+    func oversampling(_ request: SearchRequest) -> Int {
+        request.exact ? 0 : (request.rescore ?? defaultRescore)
+    }
+
+    /// `candidates` (closest first, by the index's distances) re-ranked by exact distances to
+    /// `query` (the index's query: normalised for cosine), computed from the stored vectors.
+    /// Candidates whose vector has gone (removed meanwhile) are left out.
+    func rescored(_ candidates: [Neighbor], query: UnsafePointer<Float>) throws -> [Neighbor] {
+        guard !candidates.isEmpty else { return [] }
+        var scan = StoredVectorScan(dimension: definition.dimension, metric: definition.metric, query: query,
+                                    k: candidates.count)
+        try wrapped {
+            try engine.environment.read { txn in
+                for n in candidates {
+                    if let bytes = try store.vectorBytes(n.id, txn) { scan.add(id: n.id, bytes: bytes) }
+                }
+            }
+        }
+        return scan.finish()
+    }
+}
