@@ -71,7 +71,7 @@ enum InfoCommand {
             ]),
             ("Persistence", [
                 ("loading", "0"), ("async_loading", "0"), ("rdb_changes_since_last_save", "0"),
-                ("rdb_bgsave_in_progress", "0"), ("rdb_last_save_time", String(server.lastSave.load(ordering: .relaxed))),
+                ("rdb_bgsave_in_progress", server.snapshots.isRunning ? "1" : "0"), ("rdb_last_save_time", String(server.lastSave.load(ordering: .relaxed))),
                 ("rdb_last_bgsave_status", "ok"), ("aof_enabled", "0"), ("aof_rewrite_in_progress", "0"),
                 ("lookalike_sync", server.options.engine.storage.sync.rawValue),
                 ("lookalike_data_dir", server.options.dataDirectory),
@@ -80,7 +80,7 @@ enum InfoCommand {
                 ("lookalike_linked_items", String(indexing.linked)),
                 ("lookalike_write_throttled_seconds", String(format: "%.3f", indexing.throttledSeconds)),
                 ("lookalike_write_throttled_batches", String(indexing.throttledBatches)),
-            ]),
+            ] + server.snapshots.infoLines()),
             ("Stats", [
                 ("total_connections_received", String(server.totalConnections.load(ordering: .relaxed))),
                 ("total_commands_processed", String(server.totalCommands.load(ordering: .relaxed))),

@@ -41,6 +41,8 @@ public struct ServerOptions: Sendable {
     public var defaultIndex = "HNSW32"
     public var defaultMetric = Metric.cosine
     public var engine = EngineOptions()
+    /// SAVE TO / BGSAVE TO and full syncs write snapshots at most this fast (0: no limit).
+    public var snapshotBytesPerSecond = 0
     public init() {}
 }
 
@@ -71,6 +73,8 @@ public final class ServerContext: @unchecked Sendable {
     let stats: CommandStats
     /// Unix time of the last successful SAVE (or of the start), for LASTSAVE.
     let lastSave = Atomic<Int>(Int(Date().timeIntervalSince1970))
+    /// The executor that writes snapshots (backups, replicas' full syncs).
+    let snapshots = Snapshots()
     /// Highest heap use INFO has seen.
     let peakMemory = Atomic<Int>(0)
     private let sampler: DispatchSourceTimer

@@ -73,6 +73,7 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Most items a category model fit reads (a seeded sample above it).") var categoryModelMaxItems = 200_000
     @Option(help: "SLOWLOG keeps commands taking at least this many microseconds (negative: none).") var slowlogLogSlowerThan = 10_000
     @Option(help: "SLOWLOG entries kept.") var slowlogMaxLen = 128
+    @Option(help: "MiB per second a snapshot (SAVE TO, BGSAVE TO, a replica's full sync) may write; 0: no limit.") var snapshotRateMb = 0
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     func validate() throws {
@@ -109,7 +110,8 @@ struct LookalikeServer: ParsableCommand {
             throw ValidationError("--ranking-refresh-seconds must be zero or more")
         }
         for (name, v) in [("--exact-filter-limit", exactFilterLimit), ("--filter-cache-mb", filterCacheMb),
-                          ("--build-threads", buildThreads), ("--batch-job-threads", batchJobThreads)] where v < 0 {
+                          ("--build-threads", buildThreads), ("--batch-job-threads", batchJobThreads),
+                          ("--snapshot-rate-mb", snapshotRateMb)] where v < 0 {
             throw ValidationError("\(name) must be zero or more")
         }
     }
@@ -145,6 +147,7 @@ struct LookalikeServer: ParsableCommand {
         o.filterLimits.maxDepth = maxFilterDepth
         o.slowlogLogSlowerThan = slowlogLogSlowerThan
         o.slowlogMaxLen = max(0, slowlogMaxLen)
+        o.snapshotBytesPerSecond = snapshotRateMb << 20
         o.maxClients = maxClients
         o.idleTimeoutSeconds = timeout
         o.maxPipeline = maxPipeline
