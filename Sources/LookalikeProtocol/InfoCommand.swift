@@ -58,7 +58,7 @@ enum InfoCommand {
             ("Clients", [
                 ("connected_clients", String(server.connectedClients.load(ordering: .relaxed))),
                 ("maxclients", String(server.options.maxClients)),
-                ("blocked_clients", "0"), ("tracking_clients", "0"), ("pubsub_clients", "0"), ("watching_clients", "0"),
+                ("blocked_clients", "0"), ("tracking_clients", "0"), ("pubsub_clients", String(server.pubsub.counts.clients)), ("watching_clients", "0"),
                 ("clients_in_timeout_table", "0"),
             ]),
             ("Memory", [
@@ -89,17 +89,14 @@ enum InfoCommand {
                 ("expired_keys", "0"), ("evicted_keys", "0"),
                 ("keyspace_hits", String(stats.keyspaceHits.load(ordering: .relaxed))),
                 ("keyspace_misses", String(stats.keyspaceMisses.load(ordering: .relaxed))),
-                ("pubsub_channels", "0"), ("pubsub_patterns", "0"),
+                ("pubsub_channels", String(server.pubsub.counts.channels)), ("pubsub_patterns", String(server.pubsub.counts.patterns)),
                 ("total_error_replies", String(stats.totalErrors)),
                 ("client_output_buffer_limit_disconnections", String(server.outputLimitDisconnections.load(ordering: .relaxed))),
                 ("client_timeout_disconnections", String(server.timedOutClients.load(ordering: .relaxed))),
                 ("client_protocol_errors", String(server.protocolErrors.load(ordering: .relaxed))),
                 ("lookalike_items", String(items)),
             ]),
-            ("Replication", [
-                ("role", "master"), ("connected_slaves", "0"), ("master_failover_state", "no-failover"),
-                ("master_replid", server.runId), ("master_repl_offset", "0"),
-            ]),
+            ("Replication", server.replication.infoLines(server: server)),
             ("CPU", [
                 ("used_cpu_sys", seconds(usage.ru_stime)), ("used_cpu_user", seconds(usage.ru_utime)),
             ]),

@@ -92,7 +92,7 @@ enum ServerCommands {
             (.string("proto"), .integer(version)),
             (.string("id"), .integer(inv.connection.id)),
             (.string("mode"), .string("standalone")),
-            (.string("role"), .string("master")),
+            (.string("role"), .string(inv.server.replication.isReplica ? "replica" : "master")),
             (.string("modules"), .array([])),
         ]))
     }

@@ -73,6 +73,9 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Most items a category model fit reads (a seeded sample above it).") var categoryModelMaxItems = 200_000
     @Option(help: "SLOWLOG keeps commands taking at least this many microseconds (negative: none).") var slowlogLogSlowerThan = 10_000
     @Option(help: "SLOWLOG entries kept.") var slowlogMaxLen = 128
+    @Option(help: "Follow this primary: \"host port\" (REPLICAOF at runtime; Docs/replication.md).") var replicaof: String?
+    @Option(help: "MiB of the latest write stream kept so a replica that lost its link briefly resumes without a full sync.") var replBacklogMb = 64
+    @Option(help: "INFO slave_priority: Sentinel promotes the replica with the lowest non-zero value; 0: never.") var replicaPriority = 100
     @Option(help: "MiB per second a snapshot (SAVE TO, BGSAVE TO, a replica's full sync) may write; 0: no limit.") var snapshotRateMb = 0
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
@@ -111,7 +114,8 @@ struct LookalikeServer: ParsableCommand {
         }
         for (name, v) in [("--exact-filter-limit", exactFilterLimit), ("--filter-cache-mb", filterCacheMb),
                           ("--build-threads", buildThreads), ("--batch-job-threads", batchJobThreads),
-                          ("--snapshot-rate-mb", snapshotRateMb)] where v < 0 {
+                          ("--snapshot-rate-mb", snapshotRateMb), ("--repl-backlog-mb", replBacklogMb),
+                          ("--replica-priority", replicaPriority)] where v < 0 {
             throw ValidationError("\(name) must be zero or more")
         }
     }
@@ -134,6 +138,16 @@ struct LookalikeServer: ParsableCommand {
         return nil
     }
 
+    /// --replicaof "host port" (or "host:port").
+    func replicaOfAddress() throws -> (host: String, port: Int)? {
+        guard let replicaof else { return nil }
+        let words = replicaof.split(whereSeparator: { $0 == " " || $0 == ":" }).map(String.init)
+        guard words.count == 2, let port = Int(words[1]), (1...65535).contains(port) else {
+            throw ValidationError("--replicaof must be \"host port\", e.g. --replicaof \"10.0.0.5 6379\"")
+        }
+        return (words[0], port)
+    }
+
     func options() throws -> ServerOptions {
         var o = ServerOptions()
         o.host = host
@@ -148,6 +162,9 @@ struct LookalikeServer: ParsableCommand {
         o.slowlogLogSlowerThan = slowlogLogSlowerThan
         o.slowlogMaxLen = max(0, slowlogMaxLen)
         o.snapshotBytesPerSecond = snapshotRateMb << 20
+        o.replicaOf = try replicaOfAddress()
+        o.replicaPriority = replicaPriority
+        o.engine.replicationBacklogBytes = replBacklogMb << 20
         o.maxClients = maxClients
         o.idleTimeoutSeconds = timeout
         o.maxPipeline = maxPipeline
@@ -270,6 +287,7 @@ struct LookalikeServer: ParsableCommand {
         }
         let boundPort = channel.localAddress?.port ?? options.port
         server.boundPort.store(boundPort, ordering: .relaxed)
+        server.startReplication()
         let collections = engine.collectionNames().map { name in
             "\(name) (\((try? engine.collection(name)?.count()) ?? 0) items)"
         }
