@@ -63,9 +63,12 @@ final class ReplicaFeeder: ChannelInboundHandler, RemovableChannelHandler {
         }
         if offset > 0, log.canContinue(replid: replid, from: from) {
             server.logger.info("replica continues from the backlog", metadata: ["replica": "\(id)", "offset": "\(from)"])
+            server.replication.replicas.partialSyncs.wrappingAdd(1, ordering: .relaxed)
             send("+CONTINUE \(log.position.replid)\r\n")
             goOnline(at: from)
         } else {
+            if replid != "?" { server.replication.replicas.refusedPartialSyncs.wrappingAdd(1, ordering: .relaxed) }
+            server.replication.replicas.fullSyncs.wrappingAdd(1, ordering: .relaxed)
             fullSync(bound: bound)
         }
     }

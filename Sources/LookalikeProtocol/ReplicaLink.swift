@@ -64,11 +64,14 @@ final class ReplicaLink: Sendable {
     private var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
     private func run() {
+        var failures = 0
         while !isStopping {
             do {
                 try session()
             } catch {
-                if !isStopping {
+                // Every second while the primary is away: the first failure and one a minute.
+                failures = status.withLock { $0.up } ? 1 : failures + 1
+                if !isStopping && failures % 60 == 1 {
                     server.logger.warning("replication link to the primary lost; retrying", metadata: [
                         "primary": "\(host):\(port)", "error": "\(error)"])
                 }
@@ -97,7 +100,8 @@ final class ReplicaLink: Sendable {
         try conn.command(["REPLCONF", "listening-port", String(server.boundPort.load(ordering: .relaxed))], expect: "+OK")
         try conn.command(["REPLCONF", "capa", "eof", "capa", "psync2"], expect: "+OK")
         let mine = server.engine.replication.position
-        try conn.send(["PSYNC", mine.replid, String(mine.offset + 1)])
+        // An empty node has nothing to continue: it asks for a full sync, as a new Redis replica does.
+        try conn.send(mine.offset == 0 ? ["PSYNC", "?", "-1"] : ["PSYNC", mine.replid, String(mine.offset + 1)])
         status.withLock { $0.roleState = "sync" }
         let answer = try conn.line(timeout: 3600)  // the primary writes its snapshot first
         let words = answer.split(separator: " ").map(String.init)

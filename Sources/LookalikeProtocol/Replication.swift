@@ -115,6 +115,10 @@ final class ReplicaRegistry: Sendable {
     }
 
     private let replicas = Mutex<[Int: Replica]>([:])
+    /// INFO stats sync_full, sync_partial_ok, sync_partial_err (as Redis counts them).
+    let fullSyncs = Atomic<Int>(0)
+    let partialSyncs = Atomic<Int>(0)
+    let refusedPartialSyncs = Atomic<Int>(0)
     /// REPLCONF listening-port, by connection, until its PSYNC.
     private let ports = Mutex<[Int: Int]>([:])
 
