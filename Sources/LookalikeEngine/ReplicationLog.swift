@@ -28,6 +28,8 @@ public final class ReplicationLog: @unchecked Sendable {
     }
 
     static let metaKey = "replication"
+    /// Batches are appended to the last chunk until it holds this many bytes.
+    static let chunkBytes = 256 << 10
     private let meta: MetaStore
     private let commitLock = NSLock()
     private let state: Mutex<State>
@@ -89,7 +91,12 @@ public final class ReplicationLog: @unchecked Sendable {
         state.withLock { s in
             s.offset += UInt64(bytes.count)
             guard s.limit > 0 else { s.start = s.offset; return }
-            s.chunks.append(bytes)
+            // Small batches share a chunk: reads and trimming walk few chunks.
+            if let last = s.chunks.indices.last, s.chunks[last].count < Self.chunkBytes {
+                s.chunks[last].append(contentsOf: bytes)
+            } else {
+                s.chunks.append(bytes)
+            }
             s.bytes += bytes.count
             while s.bytes > s.limit, s.chunks.count > 1 {
                 let first = s.chunks.removeFirst()
