@@ -59,10 +59,10 @@ final class LinkSocket {
     }
 
     /// Sends a command and checks that its reply line starts with `expect`.
-    func command(_ words: [String], expect: String) throws {
+    func command(_ words: [String], expect: String, or alternative: String? = nil) throws {
         try send(words)
         let reply = try line(timeout: 30)
-        guard reply.hasPrefix(expect) else {
+        guard reply.hasPrefix(expect) || alternative.map(reply.hasPrefix) == true else {
             throw LinkError("the primary answered \(words[0]) with \(reply.prefix(120))")
         }
     }

@@ -1,6 +1,6 @@
 // ReplicaLink: a replica's connection to its primary, on a thread of its own.
 //
-// Handshake as Redis's: PING, REPLCONF listening-port <port>, REPLCONF capa eof capa psync2,
+// Handshake as Redis's: PING, AUTH (with --masterauth-file), REPLCONF listening-port <port>, REPLCONF capa eof capa psync2,
 // PSYNC <replid> <offset+1> with this node's stream position (ReplicationLog). Then either
 //   +FULLRESYNC <replid> <offset>: the snapshot files (ReplicaFeeder's framing) are written to
 //     <data>/replica-sync.partial, installed in place of the data folder (the engine is
@@ -96,13 +96,14 @@ final class ReplicaLink: Sendable {
             conn.close()
         }
         if isStopping { return }
-        try conn.command(["PING"], expect: "+PONG")
+        try conn.command(["PING"], expect: "+PONG", or: "-NOAUTH")
+        if let password = server.options.masterPassword { try conn.command(["AUTH", password], expect: "+OK") }
         try conn.command(["REPLCONF", "listening-port", String(server.boundPort.load(ordering: .relaxed))], expect: "+OK")
         try conn.command(["REPLCONF", "capa", "eof", "capa", "psync2"], expect: "+OK")
         let mine = server.engine.replication.position
         // An empty node has nothing to continue: it asks for a full sync, as a new Redis replica does.
         try conn.send(mine.offset == 0 ? ["PSYNC", "?", "-1"] : ["PSYNC", mine.replid, String(mine.offset + 1)])
-        status.withLock { $0.roleState = "sync" }
+        status.withLock { s in s.roleState = "sync"; s.syncing = true; s.syncRead = 0; s.syncTotal = 0 }
         let answer = try conn.line(timeout: 3600)  // the primary writes its snapshot first
         let words = answer.split(separator: " ").map(String.init)
         switch words.first {
@@ -135,7 +136,6 @@ final class ReplicaLink: Sendable {
         let folder = server.options.dataDirectory + "/" + Engine.installFolder + ".partial"
         try? FileManager.default.removeItem(atPath: folder)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        status.withLock { s in s.syncing = true; s.syncRead = 0; s.syncTotal = 0 }
         while true {
             let line = try conn.line(timeout: Self.timeoutSeconds)
             if line == "END" { break }

@@ -47,6 +47,8 @@ public struct ServerOptions: Sendable {
     public var replicaOf: (host: String, port: Int)?
     /// INFO slave_priority: Sentinel promotes the replica with the lowest non-zero one.
     public var replicaPriority = 100
+    /// The primary's password, for a replica's link (--masterauth-file, LOOKALIKE_MASTERAUTH).
+    public var masterPassword: String?
     public init() {}
 }
 

@@ -214,3 +214,20 @@ def test_sentinel_failover_transaction_and_client_kill_types(primary):
         c.execute_command("CLIENT", "KILL", "TYPE", "bogus")
     for s in (normal, subscriber, sentinel):
         s.close()
+
+
+def test_replica_authenticates_to_a_primary_with_a_password(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    primary = Server(tmp_path / "primary", "--requirepass-file", str(secret)).start()
+    replica = Server(tmp_path / "replica", "--requirepass-file", str(secret), "--masterauth-file", str(secret),
+                     "--replicaof", f"127.0.0.1 {primary.port}").start()
+    try:
+        c, r = primary.client(password="s3cret"), replica.client(password="s3cret")
+        c.execute_command("VADD", "items", "VALUES", 2, 1, 2, "a")
+        until("the replica online", lambda: r.info("replication")["master_link_status"] == "up")
+        assert c.execute_command("WAIT", 1, 10000) == 1
+        assert r.execute_command("VCARD", "items") == 1
+    finally:
+        replica.stop()
+        primary.stop()

@@ -9,7 +9,8 @@ Starts a release lookalike-server as primary on a fresh data folder, loads N ran
   - replication lag under a stream of writes: WAIT 1 round trips after pipelines of 100 writes.
 Prints one JSON line per measurement.
 
-  Tools/bench/full_sync.py --bin .build/release --items 100000 --dim 384 --work /tmp/fullsync
+  Tools/bench/full_sync.py --bin .build/release --items 100000 --dim 384 --work /tmp/fullsync \
+      [--server-args "--default-index Flat"]
 Needs redis-py (.build/py from Tools/test.sh).
 """
 import argparse
@@ -53,12 +54,13 @@ def main():
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--work", default="/tmp/lookalike-full-sync")
+    ap.add_argument("--server-args", default="", help='extra primary flags, e.g. "--default-index Flat"')
     a = ap.parse_args()
     work = Path(a.work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     binary = Path(a.bin) / "lookalike-server"
-    primary, pport, c = start(binary, work / "primary")
+    primary, pport, c = start(binary, work / "primary", *a.server_args.split())
     try:
         rng = random.Random(1)
 
