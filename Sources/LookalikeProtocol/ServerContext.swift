@@ -123,7 +123,9 @@ public final class ServerContext: @unchecked Sendable {
     }
 
     /// Replaces the data folder with a replica's full-sync download and reopens the engine on it
-    /// (Engine.installSnapshot). Commands running meanwhile may fail with "shutting down".
+    /// (Engine.installSnapshot). Commands running meanwhile may fail with "shutting down"; new
+    /// ones wait for the reopen (0.3 s for 100k × 384 with sealed segments) rather than see the
+    /// closed engine's empty registry and answer that a collection does not exist.
     func replaceData(withSnapshot folder: String) throws {
         try engineBox.withLock { engine in
             engine.close()
