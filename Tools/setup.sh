@@ -5,8 +5,9 @@
 #   liblmdb-dev      LMDB
 #   redis-tools      redis-cli and redis-benchmark, real clients for the server tests
 #   prometheus-redis-exporter  redis_exporter, a real monitoring tool for the server tests
+#   redis-sentinel   the real Redis Sentinel, for the replication failover test
 set -euo pipefail
-packages=(libfaiss-dev libopenblas-dev liblmdb-dev redis-tools prometheus-redis-exporter)
+packages=(libfaiss-dev libopenblas-dev liblmdb-dev redis-tools prometheus-redis-exporter redis-sentinel)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

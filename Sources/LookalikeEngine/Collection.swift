@@ -504,6 +504,12 @@ public final class Collection: @unchecked Sendable {
     /// Queues a write; `completion` runs once it is durable and visible, or failed.
     public func submit(_ given: WriteRequest,
                        completion: @escaping @Sendable (Result<WriteOutcome, EngineError>) -> Void) {
+        submit(given, replicated: nil, completion: completion)
+    }
+
+    /// `replicated`: on a replica, the primary's stream entry of this write (ReplicaApply).
+    func submit(_ given: WriteRequest, replicated: [UInt8]?,
+                completion: @escaping @Sendable (Result<WriteOutcome, EngineError>) -> Void) {
         let request: WriteRequest
         let prepared: [Float]?
         do {
@@ -513,8 +519,8 @@ public final class Collection: @unchecked Sendable {
             completion(.failure(EngineError.wrap(error)))
             return
         }
-        engine.writeQueue.submit(PreparedWrite(collection: self, request: request,
-                                               indexVector: prepared, completion: completion))
+        engine.writeQueue.submit(PreparedWrite(collection: self, request: request, indexVector: prepared,
+                                               replicated: replicated, completion: completion))
     }
 
     public func write(_ request: WriteRequest) async throws -> WriteOutcome {

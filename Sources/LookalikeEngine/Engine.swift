@@ -32,6 +32,10 @@ public final class Engine: @unchecked Sendable {
     private let directoryLock: DirectoryLock
     let meta: MetaStore
     let writeQueue: WriteQueue
+    /// The stream of committed changes replicas follow, with its backlog (ReplicationLog).
+    public let replication: ReplicationLog
+    /// Keeps segment files from being deleted while a snapshot copies them (Snapshot.swift).
+    let segmentPins = SegmentPins()
     let sealer: Sealer
     /// Merges sealed segments in the background, and runs compactions (Merging.swift).
     let merger: Merger
@@ -61,6 +65,7 @@ public final class Engine: @unchecked Sendable {
         self.directory = directory
         self.options = options
         self.logger = logger
+        Self.finishInterruptedInstall(directory, logger: logger)
         // The engine runs its own threads; BLAS threads inside each call would oversubscribe.
         VectorMath.setBLASThreads(1)
         do {
@@ -69,7 +74,9 @@ public final class Engine: @unchecked Sendable {
             environment = try Environment(path: directory, options: options.storage)
             meta = try MetaStore(environment: environment)
         } catch { throw EngineError.wrap(error) }
-        writeQueue = WriteQueue(environment: environment, maxBatch: options.maxBatch)
+        do { replication = try ReplicationLog(meta: meta, environment: environment, limit: options.replicationBacklogBytes) }
+        catch { throw EngineError.wrap(error) }
+        writeQueue = WriteQueue(environment: environment, log: replication, maxBatch: options.maxBatch)
         merger = Merger(nice: options.buildNice)
         sealer = Sealer(nice: options.buildNice)
         indexer = Indexer(options: options, collections: { [weak self] in
@@ -146,6 +153,12 @@ public final class Engine: @unchecked Sendable {
     /// Creates a collection; throws `.collectionExists` if the name is taken.
     @discardableResult
     public func createCollection(_ definition: CollectionDefinition) throws -> Collection {
+        try createCollection(definition, replicated: nil)
+    }
+
+    /// `replicated`: on a replica, the primary's stream entry of this creation.
+    @discardableResult
+    func createCollection(_ definition: CollectionDefinition, replicated: [UInt8]?) throws -> Collection {
         try definition.validate(limits: options)
         _ = try Collection.probe(definition)
         adminLock.lock()
@@ -153,7 +166,8 @@ public final class Engine: @unchecked Sendable {
         guard !closed else { throw EngineError.closed }
         if collection(definition.name) != nil { throw EngineError.collectionExists(definition.name) }
         let number: UInt32 = try wrap {
-            try environment.write { txn in
+            try replication.transaction(environment) { txn, emit in
+                emit(replicated ?? StreamEntry.create(definition).encoded())
                 let n = UInt32(try meta.getUInt64(Self.counterKey, txn) ?? 0) + 1
                 try meta.putUInt64(Self.counterKey, UInt64(n), txn)
                 let stored = StoredDefinition(number: n, definition: definition)
@@ -205,7 +219,7 @@ public final class Engine: @unchecked Sendable {
     /// Called on the commit thread after a drop committed.
     func forget(_ c: Collection) {
         registry.withLock { r in if r[Array(c.name.utf8)] === c { r[Array(c.name.utf8)] = nil } }
-        try? FileManager.default.removeItem(atPath: c.segmentDirectory)
+        segmentPins.removeFolder(c.segmentDirectory)
     }
 
     /// Records a manifest, unless the collection was dropped meanwhile. Any thread.

@@ -191,8 +191,8 @@ extension Collection {
             s.manifest = manifest
             if let newTemplate { s.template = newTemplate }
         }
-        for seg in old { SegmentFiles.remove(name: seg.name, directory: segmentDirectory) }
-        if newTemplate != nil, let oldTemplateName { SegmentFiles.remove(name: oldTemplateName, directory: segmentDirectory) }
+        for seg in old { engine.segmentPins.remove(name: seg.name, directory: segmentDirectory) }
+        if newTemplate != nil, let oldTemplateName { engine.segmentPins.remove(name: oldTemplateName, directory: segmentDirectory) }
         return built
     }
 

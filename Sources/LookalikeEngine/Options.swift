@@ -61,6 +61,9 @@ public struct EngineOptions: Sendable {
     public var categoryModelRetrainFraction = 0.1
     /// Most items a fit reads (a seeded sample above it): bounds training time and memory.
     public var categoryModelMaxItems = 200_000
+    /// Bytes of the latest replication stream kept in memory, so a replica that lost its link
+    /// briefly resumes from there (PSYNC) instead of a full sync (ReplicationLog).
+    public var replicationBacklogBytes = 64 << 20
 
     public init() {}
 }

@@ -7,7 +7,8 @@
 //      from LMDB, once (the format migration: no version bump, old folders open as they are);
 //   2. apply the tombstones of sealed ids;
 //   3. replay the live items at or after `sealedThrough` into flat segments;
-//   4. remove segment files the manifest does not name (leftovers of an interrupted seal).
+//   4. remove segment files the manifest does not name (leftovers of an interrupted seal);
+//      this comes before step 3, whose replay may start seals of its own.
 // Time grows with what came after the last seal, not with the collection's size.
 // Threads: runs in Engine.init, before the commit thread or any reader sees the collection.
 import Foundation
@@ -60,6 +61,15 @@ extension Collection {
         let fresh = newGrowingSegment()
         state.withLock { $0.mutable = fresh }
 
+        // Before the replay: replaying more than a segment's worth starts seals, whose
+        // temporary files no manifest names yet.
+        var keep = Set(manifest.segments.map(\.name))
+        if let t = manifest.template { keep.insert(t) }
+        let removed = SegmentFiles.removeUnlisted(directory: segmentDirectory, keep: keep)
+        if !removed.isEmpty {
+            engine.logger.info("removed leftover segment files", metadata: [
+                "collection": "\(name)", "files": "\(removed.joined(separator: ","))"])
+        }
         try engine.environment.read { txn in
             try store.forEachTombstone(txn) { id in
                 guard id < manifest.sealedThrough else { return }
@@ -78,13 +88,6 @@ extension Collection {
             }
         }
         engine.merger.schedule(self)  // a merge the last run did not get to
-        var keep = Set(manifest.segments.map(\.name))
-        if let t = manifest.template { keep.insert(t) }
-        let removed = SegmentFiles.removeUnlisted(directory: segmentDirectory, keep: keep)
-        if !removed.isEmpty {
-            engine.logger.info("removed leftover segment files", metadata: [
-                "collection": "\(name)", "files": "\(removed.joined(separator: ","))"])
-        }
     }
 
     /// Writes the keys file of a segment sealed before keys files existed (or whose keys file

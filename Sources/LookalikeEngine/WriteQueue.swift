@@ -8,6 +8,8 @@
 //   - Writes commit and apply in submission order; ids are allocated on the commit thread only.
 //   - A failed transaction is retried write by write, so one bad write (or a full disk at one
 //     moment) fails only the writes it must.
+//   - Every committed change becomes a replication stream entry in the same transaction, in
+//     commit order (ReplicationLog): replicas and backups see exactly what was acknowledged.
 // Threads: `submit` from any thread; staging, committing and applying run on the commit thread.
 // Completions run on the commit thread and must not block (they resume async callers).
 // Rejected alternative: a transaction per write. LMDB's fsync per commit caps that at a few
@@ -48,6 +50,8 @@ struct PreparedWrite: @unchecked Sendable {
     let collection: Collection
     let request: WriteRequest
     let indexVector: [Float]?
+    /// On a replica: the primary's stream entry for this write, recorded as it came.
+    var replicated: [UInt8]? = nil
     let completion: @Sendable (Result<WriteOutcome, EngineError>) -> Void
 }
 
@@ -66,14 +70,17 @@ final class WriteQueue: @unchecked Sendable {
     private var stopping = false
     private var finished = false
     private let environment: Environment
+    /// Where committed writes become stream entries (ReplicationLog).
+    private let log: ReplicationLog
     private let maxBatch: Int
     private var thread: Thread?
     /// Backpressure: called before each batch is taken, may wait (Indexing.swift). Set before
     /// `start`.
     var throttle: () -> Void = {}
 
-    init(environment: Environment, maxBatch: Int) {
+    init(environment: Environment, log: ReplicationLog, maxBatch: Int) {
         self.environment = environment
+        self.log = log
         self.maxBatch = max(1, maxBatch)
     }
 
@@ -139,10 +146,12 @@ final class WriteQueue: @unchecked Sendable {
         var outcomes: [Result<WriteOutcome, EngineError>] = []
         var effects: [MemoryEffect] = []
         do {
-            try environment.write { txn in
+            try log.transaction(environment) { txn, emit in
                 for w in batch {
                     do {
-                        outcomes.append(.success(try w.collection.stage(w, txn, &effects)))
+                        let outcome = try w.collection.stage(w, txn, &effects)
+                        outcomes.append(.success(outcome))
+                        if let entry = Self.streamEntry(w, outcome) { emit(entry) }
                     } catch let e as EngineError where e.isPerWrite {
                         outcomes.append(.failure(e))
                     }
@@ -165,6 +174,16 @@ final class WriteQueue: @unchecked Sendable {
         }
         for e in effects { apply(e) }
         for (w, outcome) in zip(batch, outcomes) { w.completion(outcome) }
+    }
+
+    /// The stream entry of a committed write: the primary's own bytes on a replica; else the
+    /// write itself when it changed something (an unchanged upsert is not replicated).
+    private static func streamEntry(_ w: PreparedWrite, _ outcome: WriteOutcome) -> [UInt8]? {
+        if let replicated = w.replicated { return replicated }
+        switch outcome {
+        case .added, .updated, .removed: return StreamEntry.write(collection: w.collection.name, w.request).encoded()
+        case .unchanged, .notFound: return nil
+        }
     }
 
     private func uniqueCollections(_ list: [Collection]) -> [Collection] {

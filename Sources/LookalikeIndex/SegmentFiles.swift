@@ -151,7 +151,7 @@ public enum SegmentFiles {
 
     // MARK: - Durable file operations
 
-    static func writeDurably(_ data: Data, to path: String) throws {
+    public static func writeDurably(_ data: Data, to path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw IndexError.io("cannot create \(path): \(errnoText())") }
         defer { close(fd) }
@@ -169,23 +169,23 @@ public enum SegmentFiles {
         guard fsync(fd) == 0 else { throw IndexError.io("cannot sync \(path): \(errnoText())") }
     }
 
-    static func fsyncFile(_ path: String) throws {
+    public static func fsyncFile(_ path: String) throws {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw IndexError.io("cannot open \(path): \(errnoText())") }
         defer { close(fd) }
         guard fsync(fd) == 0 else { throw IndexError.io("cannot sync \(path): \(errnoText())") }
     }
 
-    static func rename(_ from: String, _ to: String) throws {
+    public static func rename(_ from: String, _ to: String) throws {
         guard Glibc.rename(from, to) == 0 else {
             throw IndexError.io("cannot rename \(from): \(errnoText())")
         }
     }
 
-    static func fileSize(_ path: String) -> Int {
+    public static func fileSize(_ path: String) -> Int {
         var st = stat()
         return stat(path, &st) == 0 ? Int(st.st_size) : 0
     }
 
-    static func errnoText() -> String { String(cString: strerror(errno)) }
+    public static func errnoText() -> String { String(cString: strerror(errno)) }
 }

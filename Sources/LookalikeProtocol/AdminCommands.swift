@@ -1,5 +1,5 @@
 // AdminCommands: what clients and tools send to look at and tune a server: CLIENT, CONFIG,
-// SLOWLOG, LATENCY, MONITOR, TIME, LASTSAVE, ROLE. Redis's syntax and reply shapes, so
+// SLOWLOG, LATENCY, MONITOR, TIME, LASTSAVE (ROLE: ReplicationCommands). Redis's syntax and reply shapes, so
 // redis-cli, redis-benchmark, redis_exporter and client libraries work unchanged.
 // Threads: all run on the connection's event loop (cheap); the registries they read are
 // thread-safe (ClientRegistry, CommandStats).
@@ -17,9 +17,6 @@ enum AdminCommands {
         CommandSpec(name: "time", arity: 1, ordering: .connection, flags: ["fast"], firstKey: 0, lastKey: 0, run: time),
         CommandSpec(name: "lastsave", arity: 1, ordering: .connection, flags: ["fast"], firstKey: 0, lastKey: 0, run: {
             .now(.integer($0.server.lastSave.load(ordering: .relaxed)))
-        }),
-        CommandSpec(name: "role", arity: 1, ordering: .connection, flags: ["fast"], firstKey: 0, lastKey: 0, run: { _ in
-            .now(.array([.string("master"), .integer(0), .array([])]))
         }),
     ]
 
@@ -77,11 +74,10 @@ enum AdminCommands {
         while i < inv.count {
             switch inv.keyword(i) {
             case "TYPE":
-                let type = inv.keyword(i + 1)
-                guard ["NORMAL", "MASTER", "REPLICA", "SLAVE", "PUBSUB"].contains(type) else {
+                guard let kind = ClientKind(typeName: inv.keyword(i + 1)) else {
                     throw CommandError("Unknown client type '\(inv.string(i + 1).prefix(32))'")
                 }
-                if type != "NORMAL" { records = [] }
+                records = records.filter { $0.kind == kind }
                 i += 2
             case "ID":
                 let ids = try (i + 1..<inv.count).map { try inv.integer($0) }
@@ -117,11 +113,10 @@ enum AdminCommands {
             case "LADDR": matching = matching.filter { $0.localAddress == value }
             case "USER": if value != "default" { matching = [] }
             case "TYPE":
-                let type = inv.keyword(i + 1)
-                guard ["NORMAL", "MASTER", "REPLICA", "SLAVE", "PUBSUB"].contains(type) else {
+                guard let kind = ClientKind(typeName: inv.keyword(i + 1)) else {
                     throw CommandError("Unknown client type '\(value.prefix(32))'")
                 }
-                if type != "NORMAL" { matching = [] }
+                matching = matching.filter { $0.kind == kind }
             case "SKIPME":
                 guard ["YES", "NO"].contains(inv.keyword(i + 1)) else { throw CommandError.syntax() }
                 skipMe = inv.keyword(i + 1) == "YES"

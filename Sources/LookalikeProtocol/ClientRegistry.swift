@@ -11,6 +11,22 @@ import Foundation
 import NIOCore
 import Synchronization
 
+/// CLIENT LIST / KILL TYPE. `master` is a replica's own link to its primary, which is not a
+/// connection this server accepted: no record has it.
+enum ClientKind: Sendable {
+    case normal, replica, pubsub, master
+
+    init?(typeName: String) {
+        switch typeName {
+        case "NORMAL": self = .normal
+        case "REPLICA", "SLAVE": self = .replica
+        case "PUBSUB": self = .pubsub
+        case "MASTER": self = .master
+        default: return nil
+        }
+    }
+}
+
 struct ClientRecord: Sendable {
     let id: Int
     let address: String
@@ -25,11 +41,12 @@ struct ClientRecord: Sendable {
     var lastCommandAt: Date
     var inTransaction = false
     var isMonitor = false
+    var kind = ClientKind.normal
 
     /// One line of CLIENT LIST / CLIENT INFO, with Redis's field names.
     func line(now: Date) -> String {
         let age = Int(now.timeIntervalSince(createdAt)), idle = Int(now.timeIntervalSince(lastCommandAt))
-        let flags = (isMonitor ? "O" : "") + (inTransaction ? "x" : "")
+        let flags = (isMonitor ? "O" : "") + (inTransaction ? "x" : "") + (kind == .replica ? "S" : "") + (kind == .pubsub ? "P" : "")
         return "id=\(id) addr=\(address) laddr=\(localAddress) fd=-1 name=\(name) age=\(age) idle=\(idle) "
             + "flags=\(flags.isEmpty ? "N" : flags) db=0 sub=0 psub=0 ssub=0 multi=\(inTransaction ? 0 : -1) "
             + "watch=0 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 "

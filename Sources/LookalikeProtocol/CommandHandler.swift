@@ -105,6 +105,7 @@ public final class CommandHandler: ChannelInboundHandler {
     private func dispatch(_ command: RESPCommand, context: ChannelHandlerContext) {
         let name = Names.string(command.arguments.first?.readableBytesView ?? ByteBuffer().readableBytesView).lowercased()
         noteCommand(command, name: name)
+        if ReplicationCommands.takesOver(command, name: name, server: server, connection: connection, context: context) { return }
         if transaction != nil || name == "multi" {
             if let answer = transactionStep(command, name: name, context: context) {
                 return reply(.now(answer), version: connection.protocolVersion, context: context)
@@ -208,6 +209,9 @@ public final class CommandHandler: ChannelInboundHandler {
         }
         guard spec.acceptsArity(inv.count) else {
             return .failure(Refusal(value: .error("ERR wrong number of arguments for '\(name)' command")))
+        }
+        if spec.flags.contains("write"), server.replication.isReplica {
+            return .failure(Refusal(value: .error("READONLY You can't write against a read only replica.")))
         }
         return .success(spec)
     }

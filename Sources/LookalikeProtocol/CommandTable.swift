@@ -29,7 +29,8 @@ struct CommandSpec: Sendable {
 enum CommandTable {
     static let commands: [String: CommandSpec] = {
         var all: [String: CommandSpec] = [:]
-        for spec in VectorCommands.specs + RecommendationCommands.specs + ServerCommands.specs + AdminCommands.specs { all[spec.name] = spec }
+        for spec in VectorCommands.specs + RecommendationCommands.specs + ServerCommands.specs + AdminCommands.specs
+                    + ReplicationCommands.specs + PubSub.specs { all[spec.name] = spec }
         return all
     }()
 

@@ -58,7 +58,7 @@ enum InfoCommand {
             ("Clients", [
                 ("connected_clients", String(server.connectedClients.load(ordering: .relaxed))),
                 ("maxclients", String(server.options.maxClients)),
-                ("blocked_clients", "0"), ("tracking_clients", "0"), ("pubsub_clients", "0"), ("watching_clients", "0"),
+                ("blocked_clients", "0"), ("tracking_clients", "0"), ("pubsub_clients", String(server.pubsub.counts.clients)), ("watching_clients", "0"),
                 ("clients_in_timeout_table", "0"),
             ]),
             ("Memory", [
@@ -71,7 +71,7 @@ enum InfoCommand {
             ]),
             ("Persistence", [
                 ("loading", "0"), ("async_loading", "0"), ("rdb_changes_since_last_save", "0"),
-                ("rdb_bgsave_in_progress", "0"), ("rdb_last_save_time", String(server.lastSave.load(ordering: .relaxed))),
+                ("rdb_bgsave_in_progress", server.snapshots.isRunning ? "1" : "0"), ("rdb_last_save_time", String(server.lastSave.load(ordering: .relaxed))),
                 ("rdb_last_bgsave_status", "ok"), ("aof_enabled", "0"), ("aof_rewrite_in_progress", "0"),
                 ("lookalike_sync", server.options.engine.storage.sync.rawValue),
                 ("lookalike_data_dir", server.options.dataDirectory),
@@ -80,7 +80,7 @@ enum InfoCommand {
                 ("lookalike_linked_items", String(indexing.linked)),
                 ("lookalike_write_throttled_seconds", String(format: "%.3f", indexing.throttledSeconds)),
                 ("lookalike_write_throttled_batches", String(indexing.throttledBatches)),
-            ]),
+            ] + server.snapshots.infoLines()),
             ("Stats", [
                 ("total_connections_received", String(server.totalConnections.load(ordering: .relaxed))),
                 ("total_commands_processed", String(server.totalCommands.load(ordering: .relaxed))),
@@ -89,17 +89,17 @@ enum InfoCommand {
                 ("expired_keys", "0"), ("evicted_keys", "0"),
                 ("keyspace_hits", String(stats.keyspaceHits.load(ordering: .relaxed))),
                 ("keyspace_misses", String(stats.keyspaceMisses.load(ordering: .relaxed))),
-                ("pubsub_channels", "0"), ("pubsub_patterns", "0"),
+                ("pubsub_channels", String(server.pubsub.counts.channels)), ("pubsub_patterns", String(server.pubsub.counts.patterns)),
                 ("total_error_replies", String(stats.totalErrors)),
                 ("client_output_buffer_limit_disconnections", String(server.outputLimitDisconnections.load(ordering: .relaxed))),
                 ("client_timeout_disconnections", String(server.timedOutClients.load(ordering: .relaxed))),
                 ("client_protocol_errors", String(server.protocolErrors.load(ordering: .relaxed))),
+                ("sync_full", String(server.replication.replicas.fullSyncs.load(ordering: .relaxed))),
+                ("sync_partial_ok", String(server.replication.replicas.partialSyncs.load(ordering: .relaxed))),
+                ("sync_partial_err", String(server.replication.replicas.refusedPartialSyncs.load(ordering: .relaxed))),
                 ("lookalike_items", String(items)),
             ]),
-            ("Replication", [
-                ("role", "master"), ("connected_slaves", "0"), ("master_failover_state", "no-failover"),
-                ("master_replid", server.runId), ("master_repl_offset", "0"),
-            ]),
+            ("Replication", server.replication.infoLines(server: server)),
             ("CPU", [
                 ("used_cpu_sys", seconds(usage.ru_stime)), ("used_cpu_user", seconds(usage.ru_utime)),
             ]),

@@ -17,6 +17,10 @@ public enum RESPValue: Sendable, Equatable {
     case map([(RESPValue, RESPValue)])
     case double(Double)
     case bool(Bool)
+    /// Out-of-band data (pub/sub messages): RESP3's push type, an array in RESP2.
+    case push([RESPValue])
+    /// Several replies to one command, back to back (SUBSCRIBE a b answers once per channel).
+    case sequence([RESPValue])
 
     /// A bulk string of the bytes `s` carries (Names.swift: the inverse of Invocation.string).
     public static func string(_ s: String) -> RESPValue { .bulk(Names.bytes(s)) }
@@ -33,6 +37,7 @@ public enum RESPValue: Sendable, Equatable {
             return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
         case (.double(let x), .double(let y)): return x == y
         case (.bool(let x), .bool(let y)): return x == y
+        case (.push(let x), .push(let y)), (.sequence(let x), .sequence(let y)): return x == y
         default: return false
         }
     }
@@ -79,6 +84,11 @@ public enum RESPValue: Sendable, Equatable {
             }
         case .bool(let b):
             buffer.writeStaticString(version >= 3 ? (b ? "#t\r\n" : "#f\r\n") : (b ? ":1\r\n" : ":0\r\n"))
+        case .push(let items):
+            buffer.writeString((version >= 3 ? ">" : "*") + "\(items.count)\r\n")
+            for item in items { item.write(to: &buffer, version: version) }
+        case .sequence(let replies):
+            for r in replies { r.write(to: &buffer, version: version) }
         }
     }
 

@@ -1,6 +1,6 @@
 // ServerCommands: what clients send around the vector commands: connection setup (HELLO, AUTH,
 // CLIENT, SELECT), introspection (COMMAND, INFO, TYPE, KEYS, SCAN, MEMORY), keyspace (DEL,
-// FLUSHALL, EXISTS, DBSIZE), persistence (SAVE, BGSAVE, DEBUG RELOAD) and SHUTDOWN/QUIT.
+// FLUSHALL, EXISTS, DBSIZE), persistence (SAVE, BGSAVE [TO folder]: Snapshots.swift, DEBUG RELOAD) and SHUTDOWN/QUIT.
 // Threads: parsing on the event loop; engine work through `offload` or `task`.
 import Foundation
 import LookalikeEngine
@@ -29,7 +29,7 @@ enum ServerCommands {
         CommandSpec(name: "unlink", arity: -2, ordering: .exclusive, flags: ["write", "fast"], firstKey: 1, lastKey: -1, run: del),
         CommandSpec(name: "flushall", arity: -1, ordering: .exclusive, flags: ["write"], firstKey: 0, lastKey: 0, run: flushall),
         CommandSpec(name: "flushdb", arity: -1, ordering: .exclusive, flags: ["write"], firstKey: 0, lastKey: 0, run: flushall),
-        CommandSpec(name: "save", arity: 1, ordering: .exclusive, flags: [], firstKey: 0, lastKey: 0, run: save),
+        CommandSpec(name: "save", arity: -1, ordering: .exclusive, flags: [], firstKey: 0, lastKey: 0, run: save),
         CommandSpec(name: "bgsave", arity: -1, ordering: .exclusive, flags: [], firstKey: 0, lastKey: 0, run: bgsave),
         CommandSpec(name: "debug", arity: -2, ordering: .exclusive, flags: [], firstKey: 0, lastKey: 0, run: debug),
         CommandSpec(name: "memory", arity: -2, ordering: .read, flags: ["readonly"], firstKey: 2, lastKey: 2, run: memory),
@@ -92,7 +92,7 @@ enum ServerCommands {
             (.string("proto"), .integer(version)),
             (.string("id"), .integer(inv.connection.id)),
             (.string("mode"), .string("standalone")),
-            (.string("role"), .string("master")),
+            (.string("role"), .string(inv.server.replication.isReplica ? "replica" : "master")),
             (.string("modules"), .array([])),
         ]))
     }
@@ -209,6 +209,7 @@ enum ServerCommands {
 
     /// SAVE: seal every mutable segment, so a restart replays nothing.
     static func save(_ inv: Invocation) throws -> Reply {
+        if let path = try SnapshotCommands.target(inv) { return SnapshotCommands.save(inv, to: path) }
         let engine = inv.engine
         let server = inv.server
         return inv.offload(evenIfDisconnected: true) {
@@ -219,6 +220,7 @@ enum ServerCommands {
     }
 
     static func bgsave(_ inv: Invocation) throws -> Reply {
+        if let path = try SnapshotCommands.target(inv) { return try SnapshotCommands.bgsave(inv, to: path) }
         let engine = inv.engine
         let server = inv.server
         inv.server.pool.submit { _ in

@@ -196,6 +196,13 @@ public final class Environment: @unchecked Sendable {
         try StorageError.check(mdb_env_sync(env, 1), "sync")
     }
 
+    /// Writes a consistent copy of the whole environment to `fd` (mdb_env_copyfd2 without
+    /// compaction): one read transaction for its duration, so writers are never blocked. The
+    /// copy is what that transaction saw. Blocks the calling thread until everything is written.
+    public func copy(to fd: Int32) throws {
+        try StorageError.check(mdb_env_copyfd2(env, fd, 0), "copying the database")
+    }
+
     /// Bytes the data file uses (last used page), for INFO and MEMORY reports.
     public func usedBytes() -> Int {
         var info = MDB_envinfo()

@@ -73,6 +73,11 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Most items a category model fit reads (a seeded sample above it).") var categoryModelMaxItems = 200_000
     @Option(help: "SLOWLOG keeps commands taking at least this many microseconds (negative: none).") var slowlogLogSlowerThan = 10_000
     @Option(help: "SLOWLOG entries kept.") var slowlogMaxLen = 128
+    @Option(help: "Follow this primary: \"host port\" (REPLICAOF at runtime; Docs/replication.md).") var replicaof: String?
+    @Option(help: "A replica authenticates to its primary with the first line of this file (or LOOKALIKE_MASTERAUTH).") var masterauthFile: String?
+    @Option(help: "MiB of the latest write stream kept so a replica that lost its link briefly resumes without a full sync.") var replBacklogMb = 64
+    @Option(help: "INFO slave_priority: Sentinel promotes the replica with the lowest non-zero value; 0: never.") var replicaPriority = 100
+    @Option(help: "MiB per second a snapshot (SAVE TO, BGSAVE TO, a replica's full sync) may write; 0: no limit.") var snapshotRateMb = 0
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
 
     func validate() throws {
@@ -109,7 +114,9 @@ struct LookalikeServer: ParsableCommand {
             throw ValidationError("--ranking-refresh-seconds must be zero or more")
         }
         for (name, v) in [("--exact-filter-limit", exactFilterLimit), ("--filter-cache-mb", filterCacheMb),
-                          ("--build-threads", buildThreads), ("--batch-job-threads", batchJobThreads)] where v < 0 {
+                          ("--build-threads", buildThreads), ("--batch-job-threads", batchJobThreads),
+                          ("--snapshot-rate-mb", snapshotRateMb), ("--repl-backlog-mb", replBacklogMb),
+                          ("--replica-priority", replicaPriority)] where v < 0 {
             throw ValidationError("\(name) must be zero or more")
         }
     }
@@ -118,18 +125,32 @@ struct LookalikeServer: ParsableCommand {
     /// LOOKALIKE_REQUIREPASS environment variable; the last two keep it out of `ps`.
     func password() throws -> String? {
         if let requirepass { return requirepass }
-        if let requirepassFile {
-            guard let text = try? String(contentsOfFile: requirepassFile, encoding: .utf8),
-                  let line = text.split(separator: "\n", omittingEmptySubsequences: false).first,
-                  !line.isEmpty else {
-                throw ValidationError("--requirepass-file \(requirepassFile): cannot read a password from its first line")
-            }
-            return String(line.hasSuffix("\r") ? line.dropLast() : line)
-        }
+        if let fromFile = try firstLine(of: requirepassFile, flag: "--requirepass-file") { return fromFile }
         if let fromEnvironment = ProcessInfo.processInfo.environment["LOOKALIKE_REQUIREPASS"], !fromEnvironment.isEmpty {
             return fromEnvironment
         }
         return nil
+    }
+
+    /// The first line of a password file (nil without a file).
+    func firstLine(of file: String?, flag: String) throws -> String? {
+        guard let file else { return nil }
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8),
+              let line = text.split(separator: "\n", omittingEmptySubsequences: false).first,
+              !line.isEmpty else {
+            throw ValidationError("\(flag) \(file): cannot read a password from its first line")
+        }
+        return String(line.hasSuffix("\r") ? line.dropLast() : line)
+    }
+
+    /// --replicaof "host port" (or "host:port").
+    func replicaOfAddress() throws -> (host: String, port: Int)? {
+        guard let replicaof else { return nil }
+        let words = replicaof.split(whereSeparator: { $0 == " " || $0 == ":" }).map(String.init)
+        guard words.count == 2, let port = Int(words[1]), (1...65535).contains(port) else {
+            throw ValidationError("--replicaof must be \"host port\", e.g. --replicaof \"10.0.0.5 6379\"")
+        }
+        return (words[0], port)
     }
 
     func options() throws -> ServerOptions {
@@ -145,6 +166,12 @@ struct LookalikeServer: ParsableCommand {
         o.filterLimits.maxDepth = maxFilterDepth
         o.slowlogLogSlowerThan = slowlogLogSlowerThan
         o.slowlogMaxLen = max(0, slowlogMaxLen)
+        o.snapshotBytesPerSecond = snapshotRateMb << 20
+        o.replicaOf = try replicaOfAddress()
+        o.replicaPriority = replicaPriority
+        o.masterPassword = try firstLine(of: masterauthFile, flag: "--masterauth-file")
+            ?? ProcessInfo.processInfo.environment["LOOKALIKE_MASTERAUTH"].flatMap { $0.isEmpty ? nil : $0 }
+        o.engine.replicationBacklogBytes = replBacklogMb << 20
         o.maxClients = maxClients
         o.idleTimeoutSeconds = timeout
         o.maxPipeline = maxPipeline
@@ -267,6 +294,7 @@ struct LookalikeServer: ParsableCommand {
         }
         let boundPort = channel.localAddress?.port ?? options.port
         server.boundPort.store(boundPort, ordering: .relaxed)
+        server.startReplication()
         let collections = engine.collectionNames().map { name in
             "\(name) (\((try? engine.collection(name)?.count()) ?? 0) items)"
         }
