@@ -62,7 +62,8 @@ final class CommandStats: Sendable {
     /// `rejected`: refused before running (unknown, arity, auth). `collection`: its metrics
     /// label (ServerMetrics.collectionLabel), for the vector commands.
     func record(_ name: String, micros: Int, error: String?, rejected: Bool, collection: String? = nil) {
-        metrics?.record(command: name, collection: collection, nanoseconds: Int64(micros) * 1000, failed: error != nil)
+        // The metrics count what commandstats' calls count: refused commands are not calls.
+        if !rejected { metrics?.record(command: name, collection: collection, nanoseconds: Int64(micros) * 1000, failed: error != nil) }
         perCommand.withLock { all in
             var s = all[name, default: PerCommand()]
             if rejected { s.rejected += 1 } else {
