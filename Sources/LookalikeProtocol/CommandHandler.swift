@@ -180,10 +180,10 @@ public final class CommandHandler: ChannelInboundHandler {
         let known = spec != nil
         // The arguments (possibly megabytes of vectors) are copied only for a logged command.
         let arguments: @Sendable () -> [[UInt8]] = { command.arguments.map { Array($0.readableBytesView) } }
-        // The name and first argument: a vector command's collection, a subcommand.
-        let head = command.arguments.prefix(2).map { Array($0.readableBytesView) }
-        let collection = spec.flatMap { stats.metrics?.collectionLabel(command: name, firstKey: $0.firstKey, arguments: head) }
-        let audited = known && OperatorLog.isAudited(name, arguments: head)
+        // The first argument: a vector command's collection (its metrics label), or a subcommand.
+        let first = { command.arguments.count > 1 ? Names.string(command.arguments[1].readableBytesView) : "" }
+        let collection = spec.flatMap { stats.metrics?.collectionLabel(command: name, firstKey: $0.firstKey, key: first) }
+        let audited = known && OperatorLog.isAudited(name, firstArgument: first)
         let record: @Sendable (RESPValue) -> Void = { value in
             let micros = Int((NIODeadline.now() - started).nanoseconds / 1000)
             var error: String?

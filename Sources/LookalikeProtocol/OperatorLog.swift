@@ -22,10 +22,11 @@ enum OperatorLog {
     static let auditedSubcommands: [String: Set<String>] = ["config": ["SET", "REWRITE", "RESETSTAT"],
                                                             "client": ["KILL"]]
 
-    static func isAudited(_ name: String, arguments: [[UInt8]]) -> Bool {
+    /// `firstArgument` is read only for CONFIG and CLIENT (it is a password for AUTH).
+    static func isAudited(_ name: String, firstArgument: () -> String) -> Bool {
         if audited.contains(name) { return true }
-        guard let subcommands = auditedSubcommands[name], arguments.count > 1 else { return false }
-        return subcommands.contains(Names.string(arguments[1]).uppercased())
+        guard let subcommands = auditedSubcommands[name] else { return false }
+        return subcommands.contains(firstArgument().uppercased())
     }
 
     /// One audit line: `command`, `client`, `arguments` (keys, subcommands, settings; each cut

@@ -57,11 +57,16 @@ public final class ServerMetrics: Sendable {
     }
 
     /// The collection label of a command: its key for the vector commands (the V… commands,
-    /// whose first argument is the collection), nil for the others.
-    func collectionLabel(command: String, firstKey: Int, arguments: [[UInt8]]) -> String? {
-        guard command.hasPrefix("v"), firstKey == 1, arguments.count > 1 else { return nil }
-        let name = Names.string(arguments[1])
-        return labelledCollections.withLock { known in
+    /// whose first argument is the collection), nil for the others. `key` is read only then.
+    func collectionLabel(command: String, firstKey: Int, key: () -> String) -> String? {
+        guard command.hasPrefix("v"), firstKey == 1 else { return nil }
+        return label(key())
+    }
+
+    /// A collection's label: its name while fewer than `maxCollections` names have one (the
+    /// first seen keep theirs, for commands and gauges alike), else `_other`.
+    func label(_ name: String) -> String {
+        labelledCollections.withLock { known in
             if known.contains(name) { return name }
             guard known.count < maxCollections else { return Self.otherCollections }
             known.insert(name)
@@ -117,10 +122,11 @@ public final class ServerMetrics: Sendable {
     }
 
     /// Per-collection gauges, within the label cap (collections past it are summed in `_other`).
+    /// A dropped collection's gauges go; its label stays taken (its command counters remain).
     private func refreshCollections(_ all: [CollectionStatistics]) {
         var rows: [String: [Int]] = [:]
         for c in all.sorted(by: { $0.name < $1.name }) {
-            let label = rows.count < maxCollections || rows[c.name] != nil ? c.name : Self.otherCollections
+            let label = label(c.name)
             let values = [c.items, c.sealedSegments, c.sealingSegments, c.mutableItems, c.unindexedItems,
                           c.segmentsDueToMerge, c.estimatedBytes]
             rows[label] = zip(rows[label] ?? Array(repeating: 0, count: values.count), values).map { $0 + $1 }
