@@ -1,12 +1,16 @@
 """The Prometheus endpoint (--metrics-port): scraped over HTTP and parsed with prometheus_client's
 own text parser; counters must move by exactly the traffic sent."""
+import fcntl
 import os
+import subprocess
+import time
 import urllib.error
 import urllib.request
 
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Server, free_port
+from conftest import SERVER, Server, free_port
 
 
 def scrape(port):
@@ -147,3 +151,42 @@ def test_healthz_and_unknown_paths(tmp_path):
             assert e.code == 405
     finally:
         s.stop()
+
+
+def test_healthz_says_loading_until_the_server_listens(tmp_path):
+    """The metrics port opens before the data folder: while the engine cannot open, /healthz
+    answers 503 loading, then 200 serving once the server listens. The open is held here by a
+    write lock on byte 0 of LMDB's lock file (what LMDB's own open waits on), taken on a folder
+    a first run created, so LMDB finds its lock file initialised when the lock goes."""
+    data = tmp_path / "data"
+    first = Server(data).start()
+    first.client().execute_command("VADD", "kept", "VALUES", 2, 1, 2, "a")
+    first.stop()
+    held = open(data / "lock.mdb", "r+b")
+    fcntl.lockf(held, fcntl.LOCK_EX, 1, 0)
+    mport, port = free_port(), free_port()
+    p = subprocess.Popen([str(SERVER), "--port", str(port), "--data", str(data), "--metrics-port", str(mport)],
+                         stderr=subprocess.DEVNULL)
+    try:
+        health = None
+        for _ in range(600):
+            try:
+                health = get(mport, "/healthz")
+                break
+            except urllib.error.URLError:
+                time.sleep(0.05)
+        assert health == (503, "loading\n")
+        assert get(mport, "/metrics")[0] == 200
+        assert p.poll() is None
+        fcntl.lockf(held, fcntl.LOCK_UN, 1, 0)
+        held.close()
+        for _ in range(600):
+            health = get(mport, "/healthz")
+            if health[0] == 200:
+                break
+            time.sleep(0.05)
+        assert health == (200, "serving\n")
+        assert redis.Redis(port=port, protocol=2).execute_command("VCARD", "kept") == 1
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
