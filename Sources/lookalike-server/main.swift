@@ -23,7 +23,7 @@ struct LookalikeServer: ParsableCommand {
         abstract: "Serves look-alike search over Redis's protocol (RESP2/RESP3, inline commands, vector-set commands).",
         discussion: "Every flag is described in Docs/server.md.")
 
-    @Option(help: "Settings file, Redis's format: one `flag value` per line (Docs/operations.md); flags given here override it.") var config: String?
+    @Option(help: "Settings file in Redis's format, one `flag value` per line (Docs/operations.md); flags on the command line override it.") var config: String?
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "TCP port (0 picks a free one).") var port = 6379
     @Option(help: "Data folder (LMDB and segment files); created if missing.") var data = "./data"
