@@ -43,6 +43,8 @@ final class CommandStats: Sendable {
     let keyspaceMisses = Atomic<Int>(0)
     /// AUTH (and HELLO AUTH) attempts with a wrong password (INFO acl_access_denied_auth).
     let authFailures = Atomic<Int>(0)
+    /// Commands at or past the slow-log threshold (logged rate-limited; metrics).
+    let slowCommands = Atomic<Int>(0)
     /// Nil unless --metrics-port is set.
     let metrics: ServerMetrics?
     private let logger: Logger
@@ -79,18 +81,22 @@ final class CommandStats: Sendable {
         }
     }
 
+    /// A command at or past the threshold: a log line (rate-limited), and a SLOWLOG entry
+    /// unless the slow log keeps none.
     func logIfSlow(_ name: String, micros: Int, arguments argumentsOf: () -> [[UInt8]], client: String, clientName: String) {
         let settings = slowLogSettings.withLock { $0 }
-        guard settings.slowerThanMicros >= 0, micros >= settings.slowerThanMicros, settings.maxLength > 0 else { return }
-        let arguments = argumentsOf()
-        // As Redis: at most 32 arguments, each cut at 128 bytes.
-        var kept = arguments.prefix(32).map { $0.count > 128 ? Array($0.prefix(128)) + Array(" ... (\($0.count - 128) more bytes)".utf8) : $0 }
-        if arguments.count > 32 { kept[31] = Array("... (\(arguments.count - 31) more arguments)".utf8) }
+        guard settings.slowerThanMicros >= 0, micros >= settings.slowerThanMicros else { return }
+        slowCommands.wrappingAdd(1, ordering: .relaxed)
         slowLines.note { count in
             logger.warning("slow command", metadata: [
                 "command": "\(name.uppercased())", "micros": "\(micros)", "client": "\(client)",
                 "threshold-micros": "\(settings.slowerThanMicros)", "slow-commands-since-last-line": "\(count)"])
         }
+        guard settings.maxLength > 0 else { return }
+        let arguments = argumentsOf()
+        // As Redis: at most 32 arguments, each cut at 128 bytes.
+        var kept = arguments.prefix(32).map { $0.count > 128 ? Array($0.prefix(128)) + Array(" ... (\($0.count - 128) more bytes)".utf8) : $0 }
+        if arguments.count > 32 { kept[31] = Array("... (\(arguments.count - 31) more arguments)".utf8) }
         slowLog.withLock { log in
             log.entries.insert(SlowLogEntry(id: log.nextId, timestamp: Int(Date().timeIntervalSince1970), micros: micros,
                                             arguments: kept, client: client, name: clientName), at: 0)

@@ -103,6 +103,7 @@ public final class ServerMetrics: Sendable {
             ("lookalike_client_output_limit_disconnections_total", server.outputLimitDisconnections.load(ordering: .relaxed)),
             ("lookalike_protocol_errors_total", server.protocolErrors.load(ordering: .relaxed)),
             ("lookalike_auth_failures_total", stats.authFailures.load(ordering: .relaxed)),
+            ("lookalike_slow_commands_total", stats.slowCommands.load(ordering: .relaxed)),
             ("lookalike_keyspace_hits_total", stats.keyspaceHits.load(ordering: .relaxed)),
             ("lookalike_keyspace_misses_total", stats.keyspaceMisses.load(ordering: .relaxed)),
         ] { counter(name, value) }

@@ -88,6 +88,7 @@ def test_counters_move_with_the_traffic(tmp_path):
                 pass
         r.ping()
         after = scrape(mport)
+        slow_logged = r.slowlog_len()  # before any later command could be slow
 
         def delta(name, **labels):
             return value(after, name, **labels) - value(before, name, **labels)
@@ -109,6 +110,8 @@ def test_counters_move_with_the_traffic(tmp_path):
         assert value(after, "lookalike_collections") == 1
         assert value(after, "lookalike_connected_clients") >= 1
         assert value(after, "lookalike_lmdb_used_bytes") > 0
+        # The commands past the 10 ms threshold are the ones SLOWLOG kept (fewer than 128).
+        assert delta("lookalike_slow_commands_total") == slow_logged
         # INFO commandstats counts the same commands as the metrics.
         info = r.info("commandstats")["cmdstat_vsim"]
         assert info["calls"] == value(after, "lookalike_commands_total", command="vsim", collection="shop")

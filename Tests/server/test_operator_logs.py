@@ -5,10 +5,13 @@ import json
 import re
 import time
 
+import urllib.request
+
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Server
+from conftest import Server, free_port
 
 LOGFMT_PAIR = re.compile(r'([^\s=]+)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
 
@@ -98,12 +101,21 @@ def test_auth_failures_are_counted_and_rate_limited(tmp_path):
 
 
 def test_slow_commands_are_logged_rate_limited(tmp_path):
-    s = Server(tmp_path / "data", "--log-format", "json", "--slowlog-log-slower-than", "0").start()
+    mport = free_port()
+    s = Server(tmp_path / "data", "--log-format", "json", "--slowlog-log-slower-than", "0",
+               "--slowlog-max-len", "0", "--metrics-port", str(mport)).start()
     started = time.time()
     try:
         r = s.client()
         for _ in range(50):
             r.ping()
+        # Every command counts (the threshold is 0), though the slow log keeps none.
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=30) as reply:
+            text = reply.read().decode()
+        slow_total = [sm.value for f in text_string_to_metric_families(text) for sm in f.samples
+                      if sm.name == "lookalike_slow_commands_total"]
+        assert slow_total and slow_total[0] >= 50
+        assert r.slowlog_len() == 0
     finally:
         s.stop()
     elapsed = time.time() - started
