@@ -5,8 +5,9 @@
 #   liblmdb-dev      LMDB
 #   redis-tools      redis-cli and redis-benchmark, real clients for the server tests
 #   prometheus-redis-exporter  redis_exporter, a real monitoring tool for the server tests
+#   systemd          systemd-analyze, which checks Tools/lookalike.service (test_service.py)
 set -euo pipefail
-packages=(libfaiss-dev libopenblas-dev liblmdb-dev redis-tools prometheus-redis-exporter)
+packages=(libfaiss-dev libopenblas-dev liblmdb-dev redis-tools prometheus-redis-exporter systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
