@@ -35,12 +35,13 @@ extension LookalikeServer {
         return fromFile + arguments
     }
 
-    /// The value of --config (or --config=FILE), if given.
+    /// The value of --config (or --config=FILE), if given; the last one, as for every option.
     static func configPath(_ arguments: [String]) -> String? {
+        var path: String?
         for (i, a) in arguments.enumerated() {
-            if a == "--config", i + 1 < arguments.count { return arguments[i + 1] }
-            if a.hasPrefix("--config=") { return String(a.dropFirst("--config=".count)) }
+            if a == "--config", i + 1 < arguments.count { path = arguments[i + 1] }
+            if a.hasPrefix("--config=") { path = String(a.dropFirst("--config=".count)) }
         }
-        return nil
+        return path
     }
 }
