@@ -3,6 +3,9 @@
 //
 // Pipeline of a connection: ConnectionLimiter -> RESPDecoder -> CommandHandler (the decoder and
 // the handler share the connection's AUTH state: the decoder's limits are smaller before AUTH).
+// Start: the --config file's directives become flags the command line overrides
+// (ConfigArguments.swift); with --metrics-port the metrics endpoint opens before the engine,
+// so /healthz says `loading` meanwhile; READY=1 goes to systemd once the port listens.
 // Shutdown: stop accepting, let every connection finish the commands it sent
 // (ServerQuiescingHelper), close the engine (which commits queued writes), exit 0.
 import ArgumentParser
