@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.24.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // C modules: the only place C and C++ are spoken.
@@ -57,17 +59,24 @@ let package = Package(
             dependencies: [
                 "LookalikeStorage", "LookalikeIndex", "CBLAS", "LookalikeFormats",
                 .product(name: "Logging", package: "swift-log"),
+                // The metrics API only (as Logging is the logging API): events such as commit
+                // batch sizes; the Prometheus backend is chosen by the server (Docs/operations.md).
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
 
-        // Protocol: RESP2/RESP3 and inline framing, the command table, replies.
+        // Protocol: RESP2/RESP3 and inline framing, the command table, replies; the metrics
+        // endpoint (HTTP /metrics and /healthz).
         .target(
             name: "LookalikeProtocol",
             dependencies: [
                 "LookalikeEngine", "CLibc",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // The server: flags, the TCP bootstrap, signals and graceful shutdown.
@@ -80,7 +89,9 @@ let package = Package(
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // main.swift holds the @main type and is not the only file: not top-level code.
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),
 
         // Input formats for the tools: vector files (npy, fvecs, raw, Amazon) and metadata

@@ -6,8 +6,9 @@
 #   redis-tools      redis-cli and redis-benchmark, real clients for the server tests
 #   prometheus-redis-exporter  redis_exporter, a real monitoring tool for the server tests
 #   redis-sentinel   the real Redis Sentinel, for the replication failover test
+#   systemd          systemd-analyze, which checks Tools/lookalike.service (test_service.py)
 set -euo pipefail
-packages=(libfaiss-dev libopenblas-dev liblmdb-dev redis-tools prometheus-redis-exporter redis-sentinel)
+packages=(libfaiss-dev libopenblas-dev liblmdb-dev redis-tools prometheus-redis-exporter redis-sentinel systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -8,7 +8,7 @@ Tools/setup.sh
 swift build --build-tests
 swift test --skip-build
 # Python clients for the server tests, in virtual environments under .build/ (not committed).
-[ -x .build/py/bin/pytest ] || { python3 -m venv .build/py && .build/py/bin/pip install -q "redis>=6,<9" pytest; }
+[ -x .build/py/bin/pytest ] && .build/py/bin/python -c "import prometheus_client" 2>/dev/null || { python3 -m venv .build/py && .build/py/bin/pip install -q "redis>=6,<9" pytest prometheus_client; }
 [ -x .build/py-redis5/bin/python ] || { python3 -m venv .build/py-redis5 && .build/py-redis5/bin/pip install -q "redis>=5,<6"; }
 LOOKALIKE_BIN="$(swift build --show-bin-path)" .build/py/bin/pytest -q Tests/server
 # Signals and restarts once more against the release build: the optimizer changes lifetimes

@@ -204,12 +204,14 @@ public final class Engine: @unchecked Sendable {
     @discardableResult
     public func dropCollection(_ name: String) async throws -> Bool {
         guard let c = collection(name) else { return false }
+        let items = (try? c.count()) ?? 0  // for the log line: a table statistic, cheap
         do {
             let outcome: WriteOutcome = try await withCheckedThrowingContinuation { cont in
                 writeQueue.submit(PreparedWrite(collection: c, request: .dropCollection, indexVector: nil) {
                     cont.resume(with: $0.mapError { $0 as Error })
                 })
             }
+            if outcome == .removed { logger.notice("dropped collection", metadata: ["collection": "\(name)", "items": "\(items)"]) }
             return outcome == .removed
         } catch EngineError.unknownCollection {
             return false  // dropped meanwhile (another DEL, or its last element removed)

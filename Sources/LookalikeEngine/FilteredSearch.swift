@@ -129,6 +129,7 @@ extension Collection {
     private func search(_ part: MemberPositions, _ q: UnsafePointer<Float>, k: Int,
                         request: SearchRequest) throws -> [Neighbor] {
         guard !request.exact, let sealed = part.segment as? any ANNSegment, let selector = part.selector else {
+            EngineMetrics.filtered(.exact)
             return try exactSearch(part, q, k: k)
         }
         let reachable = min(k, part.positions.count)
@@ -137,6 +138,7 @@ extension Collection {
         if plan == .automatic {
             plan = part.positions.count <= engine.options.exactFilterLimit || costs.exact <= costs.postFilter ? .exact : .postFilter
         }
+        EngineMetrics.filtered(plan == .postFilter ? .postFilter : plan == .approximate ? .selector : .exact)
         switch plan {
         case .exact, .automatic:
             return try exactSearch(part, q, k: k)
@@ -146,13 +148,20 @@ extension Collection {
             let wide = min(sealed.liveCount, Int((Double(k) * 2 * costs.inverseSelectivity).rounded(.up)) + k)
             // Asking for every item: a graph walk may not reach them all (HNSW can leave a few
             // nodes without in-links), a scan of the members is the same answer, complete.
-            if wide >= sealed.liveCount { return try exactSearch(part, q, k: k) }
+            if wide >= sealed.liveCount {
+                EngineMetrics.filtered(.fallbackExact)
+                return try exactSearch(part, q, k: k)
+            }
             let found = try wrapped { try sealed.search(q, k: wide, effort: postFilterEffort(sealed, wide: wide, request: request)) }
                 .filter { n in sealed.position(of: n.id).map { selector[$0 >> 3] & UInt8(1 << ($0 & 7)) != 0 } ?? false }
             if found.count >= reachable || request.filterPlan == .postFilter { return Array(found.prefix(k)) }
             // Too few members near the query (a category that lies elsewhere): the cheaper of
             // a selector walk and a scan.
-            if costs.exact <= costs.selector { return try exactSearch(part, q, k: k) }
+            if costs.exact <= costs.selector {
+                EngineMetrics.filtered(.fallbackExact)
+                return try exactSearch(part, q, k: k)
+            }
+            EngineMetrics.filtered(.fallbackSelector)
         case .approximate:
             break
         }
@@ -163,7 +172,9 @@ extension Collection {
             effort.efSearch = min(effort.efSearch * 4, engine.options.maxEfSearch)
             found = try wrapped { try sealed.search(q, k: k, effort: effort, selector: selector) }
         }
-        return found.count < reachable && request.filterPlan != .approximate ? try exactSearch(part, q, k: k) : found
+        guard found.count < reachable && request.filterPlan != .approximate else { return found }
+        EngineMetrics.filtered(.fallbackExact)
+        return try exactSearch(part, q, k: k)
     }
 
     /// Exact over the members of one segment: from its own rows, or by id from LMDB.

@@ -143,6 +143,7 @@ extension Collection {
         if isCancelled() { throw EngineError.closed }
         let report = try publishMerged(replacing: run, index: ids.isEmpty ? nil : index, ids: ids, dropped: dropped)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+        EngineMetrics.mergeDuration.recordSeconds(seconds)
         engine.logger.info("merged segments", metadata: [
             "collection": "\(name)", "segments": "\(run.map(\.name).joined(separator: "+"))->\(report?.name ?? "none")",
             "items": "\(ids.count)", "dropped": "\(dropped.count)", "copied-first": "\(copyBase)",

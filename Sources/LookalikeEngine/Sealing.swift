@@ -100,6 +100,7 @@ extension Collection {
             }
             engine.merger.schedule(self)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
+            EngineMetrics.sealDuration.recordSeconds(seconds)
             engine.logger.info("sealed segment", metadata: [
                 "collection": "\(name)", "segment": "\(segmentName)", "items": "\(ids.count)",
                 "seconds": "\(String(format: "%.2f", seconds))"])

@@ -138,6 +138,7 @@ final class WriteQueue: @unchecked Sendable {
     }
 
     private func commit(_ batch: [PreparedWrite]) {
+        let started = DispatchTime.now().uptimeNanoseconds
         let collections = batch.map(\.collection)
         var saved: [ObjectIdentifier: UInt64] = [:]
         for c in collections where saved[ObjectIdentifier(c)] == nil {
@@ -172,6 +173,10 @@ final class WriteQueue: @unchecked Sendable {
             }
             return
         }
+        // Operators' view of the group commit (Statistics.swift): its size, and its time with
+        // the fsync, for the batches that committed (a failed one is retried write by write).
+        EngineMetrics.commitBatchSize.record(batch.count)
+        EngineMetrics.commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
         for e in effects { apply(e) }
         for (w, outcome) in zip(batch, outcomes) { w.completion(outcome) }
     }

@@ -216,14 +216,29 @@ enum AdminCommands {
                 changes.append((s, inv.string(i + 1)))
             }
             for (s, value) in changes { try s.set!(inv.server, value) }
+            // Remembered for CONFIG REWRITE; the settings accepted only for tools (save,
+            // appendonly) are no flag of ours and are not written.
+            inv.server.changedSettings.withLock { $0.formUnion(changes.map(\.0.name).filter { !["save", "appendonly"].contains($0) }) }
             return .now(.ok)
         case "RESETSTAT":
             return .now(.ok)
         case "REWRITE":
-            throw CommandError("The server is running without a config file")
+            return .now(try rewrite(inv.server))
         default:
             throw CommandError("unknown subcommand '\(inv.string(1).prefix(32))'. Try CONFIG GET, SET, RESETSTAT, REWRITE.")
         }
+    }
+
+    /// CONFIG REWRITE: the settings CONFIG SET changed, written into the --config file
+    /// (ConfigFile.rewrite keeps its comments and order), as Redis does.
+    static func rewrite(_ server: ServerContext) throws -> RESPValue {
+        guard let path = server.options.configFile else { throw CommandError("The server is running without a config file") }
+        let changed = server.changedSettings.withLock { $0 }
+        let values = settings().filter { changed.contains($0.name) }.map { (flag: ConfigFile.flag(for: $0.name), value: $0.get(server)) }
+        do { try ConfigFile.rewrite(path, values: values) } catch {
+            throw CommandError("Rewriting config file: \(error)")
+        }
+        return .ok
     }
 
     // MARK: SLOWLOG, LATENCY, MONITOR, TIME

@@ -176,16 +176,25 @@ public final class CommandHandler: ChannelInboundHandler {
     /// Times a command from dispatch to its reply, for INFO commandstats and SLOWLOG.
     private func measured(_ command: RESPCommand, name: String, _ r: Reply, context: ChannelHandlerContext) -> Reply {
         let started = NIODeadline.now()
-        let (stats, client, clientName) = (server.stats, connection.remote, connection.name ?? "")
-        let known = CommandTable.commands[name] != nil
+        let (stats, client, clientName, logger) = (server.stats, connection.remote, connection.name ?? "", server.logger)
+        let spec = CommandTable.commands[name]
+        let known = spec != nil
+        // The arguments (possibly megabytes of vectors) are copied only for a logged command.
+        let arguments: @Sendable () -> [[UInt8]] = { command.arguments.map { Array($0.readableBytesView) } }
+        // The first argument: a vector command's collection (its metrics label), or a subcommand.
+        let first = { command.arguments.count > 1 ? Names.string(command.arguments[1].readableBytesView) : "" }
+        let collection = spec.flatMap { stats.metrics?.collectionLabel(command: name, firstKey: $0.firstKey, key: first) }
+        let audited = known && OperatorLog.isAudited(name, firstArgument: first)
         let record: @Sendable (RESPValue) -> Void = { value in
             let micros = Int((NIODeadline.now() - started).nanoseconds / 1000)
             var error: String?
             if case .error(let e) = value { error = e }
             let rejected = !known || (error?.hasPrefix("NOAUTH") ?? false) || (error?.hasPrefix("ERR wrong number") ?? false)
-            stats.record(known ? name : "unknown", micros: micros, error: error, rejected: rejected)
-            // The arguments (possibly megabytes of vectors) are copied only for a logged command.
-            if known { stats.logIfSlow(name, micros: micros, arguments: { command.arguments.map { Array($0.readableBytesView) } }, client: client, clientName: clientName) }
+            stats.record(known ? name : "unknown", micros: micros, error: error, rejected: rejected, collection: collection)
+            if known { stats.logIfSlow(name, micros: micros, arguments: arguments, client: client, clientName: clientName) }
+            if audited && !rejected {
+                OperatorLog.audit(name, arguments: arguments(), client: client, clientName: clientName, result: value, micros: micros, logger: logger)
+            }
         }
         switch r {
         case .now(let v): record(v); return r

@@ -53,7 +53,7 @@ enum InfoCommand {
                 ("process_id", String(getpid())), ("run_id", server.runId),
                 ("tcp_port", String(server.boundPort.load(ordering: .relaxed))),
                 ("uptime_in_seconds", String(Int(uptime))), ("uptime_in_days", String(Int(uptime / 86400))),
-                ("hz", "10"), ("executable", CommandLine.arguments.first ?? ""), ("config_file", ""),
+                ("hz", "10"), ("executable", CommandLine.arguments.first ?? ""), ("config_file", server.options.configFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? ""),
             ]),
             ("Clients", [
                 ("connected_clients", String(server.connectedClients.load(ordering: .relaxed))),
@@ -91,6 +91,7 @@ enum InfoCommand {
                 ("keyspace_misses", String(stats.keyspaceMisses.load(ordering: .relaxed))),
                 ("pubsub_channels", String(server.pubsub.counts.channels)), ("pubsub_patterns", String(server.pubsub.counts.patterns)),
                 ("total_error_replies", String(stats.totalErrors)),
+                ("acl_access_denied_auth", String(stats.authFailures.load(ordering: .relaxed))),
                 ("client_output_buffer_limit_disconnections", String(server.outputLimitDisconnections.load(ordering: .relaxed))),
                 ("client_timeout_disconnections", String(server.timedOutClients.load(ordering: .relaxed))),
                 ("client_protocol_errors", String(server.protocolErrors.load(ordering: .relaxed))),

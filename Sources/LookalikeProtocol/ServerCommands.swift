@@ -113,6 +113,7 @@ enum ServerCommands {
         var diff = a.count ^ b.count
         for i in 0..<max(a.count, b.count) { diff |= Int((i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)) }
         guard user == "default", diff == 0 else {
+            inv.server.stats.noteAuthFailure(client: inv.connection.remote)
             throw CommandError(code: "WRONGPASS", "invalid username-password pair or user is disabled.")
         }
         inv.connection.authenticated = true

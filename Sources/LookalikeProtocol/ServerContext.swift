@@ -49,6 +49,8 @@ public struct ServerOptions: Sendable {
     public var replicaPriority = 100
     /// The primary's password, for a replica's link (--masterauth-file, LOOKALIKE_MASTERAUTH).
     public var masterPassword: String?
+    /// The --config file the settings came from; CONFIG REWRITE writes it (ConfigFile.swift).
+    public var configFile: String?
     public init() {}
 }
 
@@ -92,15 +94,19 @@ public final class ServerContext: @unchecked Sendable {
     public let shutdownHook = Mutex<(@Sendable () -> Void)?>(nil)
     /// The port actually bound (when 0 was asked for).
     public let boundPort = Atomic<Int>(0)
+    /// Settings CONFIG SET changed since the start, which CONFIG REWRITE writes.
+    let changedSettings = Mutex<Set<String>>([])
 
-    public init(options: ServerOptions, engine: Engine, logger: Logger) {
+    /// `metrics`: the Prometheus metrics commands feed (nil: no metrics port).
+    public init(options: ServerOptions, engine: Engine, logger: Logger, metrics: ServerMetrics? = nil) {
         self.options = options
         self.logger = logger
         engineBox = Mutex(engine)
         replication = Replication(priority: options.replicaPriority)
         pool = NIOThreadPool(numberOfThreads: max(1, options.searchThreads))
         pool.start()
-        stats = CommandStats(slowerThanMicros: options.slowlogLogSlowerThan, maxLength: options.slowlogMaxLen)
+        stats = CommandStats(slowerThanMicros: options.slowlogLogSlowerThan, maxLength: options.slowlogMaxLen,
+                             metrics: metrics, logger: logger)
         sampler = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
         sampler.schedule(deadline: .now() + .milliseconds(100), repeating: .milliseconds(100))
         sampler.setEventHandler { [weak self] in

@@ -3,6 +3,9 @@
 //
 // Pipeline of a connection: ConnectionLimiter -> RESPDecoder -> CommandHandler (the decoder and
 // the handler share the connection's AUTH state: the decoder's limits are smaller before AUTH).
+// Start: the --config file's directives become flags the command line overrides
+// (ConfigArguments.swift); with --metrics-port the metrics endpoint opens before the engine,
+// so /healthz says `loading` meanwhile; READY=1 goes to systemd once the port listens.
 // Shutdown: stop accepting, let every connection finish the commands it sent
 // (ServerQuiescingHelper), close the engine (which commits queued writes), exit 0.
 import ArgumentParser
@@ -23,6 +26,7 @@ struct LookalikeServer: ParsableCommand {
         abstract: "Serves look-alike search over Redis's protocol (RESP2/RESP3, inline commands, vector-set commands).",
         discussion: "Every flag is described in Docs/server.md.")
 
+    @Option(help: "Settings file in Redis's format, one `flag value` per line (Docs/operations.md); flags on the command line override it.") var config: String?
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "TCP port (0 picks a free one).") var port = 6379
     @Option(help: "Data folder (LMDB and segment files); created if missing.") var data = "./data"
@@ -79,12 +83,19 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "INFO slave_priority: Sentinel promotes the replica with the lowest non-zero value; 0: never.") var replicaPriority = 100
     @Option(help: "MiB per second a snapshot (SAVE TO, BGSAVE TO, a replica's full sync) may write; 0: no limit.") var snapshotRateMb = 0
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+    @Option(help: "Log line format: text, logfmt, json.") var logFormat = "text"
+    @Option(help: "HTTP port of the Prometheus metrics and /healthz (0: off).") var metricsPort = 0
+    @Option(help: "Address the metrics port listens on.") var metricsHost = "127.0.0.1"
+    @Option(help: "Distinct collections with metrics of their own; the others share the label _other.") var metricsMaxCollections = 100
 
     func validate() throws {
         guard SyncMode(rawValue: sync) != nil else { throw ValidationError("--sync must be full, nometasync or none") }
         guard Metric(rawValue: defaultMetric) != nil else { throw ValidationError("--default-metric must be cosine, l2 or ip") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
+        guard (0...65535).contains(metricsPort) else { throw ValidationError("--metrics-port must be 0 to 65535") }
+        guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text, logfmt or json") }
+        guard metricsMaxCollections >= 0 else { throw ValidationError("--metrics-max-collections must be zero or more") }
         guard maxKeyBytes >= 1 && maxKeyBytes <= 511 else { throw ValidationError("--max-key-bytes must be 1 to 511") }
         for (name, v) in [("--max-clients", maxClients), ("--max-pipeline", maxPipeline), ("--threads", threads),
                           ("--map-size-gib", mapSizeGib), ("--seal-threshold", sealThreshold), ("--max-batch", maxBatch),
@@ -158,6 +169,7 @@ struct LookalikeServer: ParsableCommand {
         o.host = host
         o.port = port
         o.dataDirectory = data
+        o.configFile = config
         o.password = try password()
         o.clientOutputBufferLimit = clientOutputBufferLimit
         o.protocolLimits.unauthenticatedBytes = maxUnauthenticatedBytes
@@ -211,17 +223,16 @@ struct LookalikeServer: ParsableCommand {
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel)!
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let (level, format) = (Logger.Level(rawValue: logLevel)!, LogFormat(rawValue: logFormat)!)
+        LoggingSystem.bootstrap { LineLogHandler(label: $0, format: format, level: level) }
         let logger = Logger(label: "lookalike.server")
         let options = try options()
         if options.password == nil && !Self.isLoopback(options.host) {
             logger.warning("listening on \(options.host) without a password: anyone who can reach this port can read and delete every collection; set --requirepass-file or LOOKALIKE_REQUIREPASS")
         }
+        // Before the engine opens: its metrics bind to the backend on first use, and /healthz
+        // answers `loading` meanwhile.
+        let metrics = try startMetrics(logger: logger)
         let engine: Engine
         do {
             engine = try Engine(directory: options.dataDirectory, options: options.engine,
@@ -232,7 +243,7 @@ struct LookalikeServer: ParsableCommand {
         }
         if let indexes { try createPresets(from: indexes, in: engine, logger: logger) }
 
-        let server = ServerContext(options: options, engine: engine, logger: logger)
+        let server = ServerContext(options: options, engine: engine, logger: logger, metrics: metrics?.metrics)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(options.searchThreads, System.coreCount)))
         let quiesce = ServerQuiescingHelper(group: group)
         let limits = options.protocolLimits
@@ -270,6 +281,8 @@ struct LookalikeServer: ParsableCommand {
             }
             guard first else { return }
             logger.info("shutting down: finishing in-flight commands")
+            SystemdNotify.send("STOPPING=1")
+            metrics?.setHealth(.stopping)
             let promise = group.next().makePromise(of: Void.self)
             quiesce.initiateShutdown(promise: promise)
             promise.futureResult.whenComplete { _ in stopped.signal() }
@@ -299,6 +312,8 @@ struct LookalikeServer: ParsableCommand {
             "\(name) (\((try? engine.collection(name)?.count()) ?? 0) items)"
         }
         logger.info("lookalike-server listening on \(options.host):\(boundPort), data \(options.dataDirectory), collections: \(collections.isEmpty ? "none" : collections.joined(separator: ", "))")
+        metrics?.attach(server)
+        SystemdNotify.send("READY=1\nMAINPID=\(getpid())")
 
         // The signal sources must outlive the wait: `_ = signals` would not keep them alive in a
         // release build, and SIGTERM would then be ignored.
@@ -306,10 +321,25 @@ struct LookalikeServer: ParsableCommand {
         // The listening channel closes on its event loop; wait for it before stopping the loops.
         try? channel.closeFuture.wait()
         server.shutdown()
+        metrics?.close()
         // The event loops are left to the process exit: every channel is closed and the engine
         // is closed by now, and shutting the group down here races a late task of the
         // quiescing helper onto a closed loop (NIO then reports a scheduling error).
         logger.info("stopped; every acknowledged write is on disk")
+    }
+
+    /// The metrics endpoint, when --metrics-port is set: swift-metrics bootstrapped with
+    /// Prometheus, and the HTTP port open (on one event loop of its own).
+    func startMetrics(logger: Logger) throws -> MetricsEndpoint? {
+        guard metricsPort > 0 else { return nil }
+        do {
+            let endpoint = try MetricsEndpoint.bootstrap(host: metricsHost, port: metricsPort, maxCollections: metricsMaxCollections)
+            logger.info("metrics on http://\(metricsHost):\(endpoint.port)/metrics, health on /healthz")
+            return endpoint
+        } catch {
+            logger.critical("cannot listen on \(metricsHost):\(metricsPort) for metrics: \(error)")
+            throw ExitCode(1)
+        }
     }
 
     static func isLoopback(_ host: String) -> Bool {
