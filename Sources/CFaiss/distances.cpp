@@ -17,15 +17,6 @@ namespace lk {
 const bool kUseAVX2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                       std::getenv("LOOKALIKE_REFERENCE_DISTANCES") == nullptr;
 
-namespace {
-__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    __m128 shuf = _mm_movehdup_ps(lo);
-    __m128 sums = _mm_add_ps(lo, shuf);
-    return _mm_cvtss_f32(_mm_add_ss(sums, _mm_movehl_ps(shuf, sums)));
-}
-}  // namespace
-
 __attribute__((target("avx2,fma"))) float dot_avx2(const float *x, const float *y, size_t d) {
     __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
     size_t i = 0;

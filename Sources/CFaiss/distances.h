@@ -23,11 +23,21 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/utils/distances.h>
 
+#include <immintrin.h>
+
 #include <cstddef>
 
 namespace lk {
 
 extern const bool kUseAVX2;
+
+// The sum of a vector's eight floats (every AVX2 kernel's last step). Callers are AVX2 code.
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 shuf = _mm_movehdup_ps(lo);
+    __m128 sums = _mm_add_ps(lo, shuf);
+    return _mm_cvtss_f32(_mm_add_ss(sums, _mm_movehl_ps(shuf, sums)));
+}
 
 float dot_avx2(const float *x, const float *y, size_t d);
 float l2_avx2(const float *x, const float *y, size_t d);

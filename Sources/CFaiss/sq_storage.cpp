@@ -60,12 +60,6 @@ float fp16_l2_ref(const float *q, const uint16_t *c, size_t d) {
 #define LK_SIMD __attribute__((target("avx2,fma,f16c")))
 
 namespace {
-LK_SIMD inline float hsum8(__m256 v) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    __m128 shuf = _mm_movehdup_ps(lo);
-    __m128 sums = _mm_add_ps(lo, shuf);
-    return _mm_cvtss_f32(_mm_add_ss(sums, _mm_movehl_ps(shuf, sums)));
-}
 LK_SIMD inline __m256 load_u8(const uint8_t *c) {
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(c))));
 }
@@ -82,7 +76,7 @@ LK_SIMD float sq8_ip_avx2(const float *w, const uint8_t *c, size_t d) {
         b = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), load_u8(c + i + 8), b);
     }
     for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), load_u8(c + i), a);
-    float s = hsum8(_mm256_add_ps(a, b));
+    float s = hsum(_mm256_add_ps(a, b));
     for (; i < d; i++) s += w[i] * (float)c[i];
     return s;
 }
@@ -100,7 +94,7 @@ LK_SIMD float sq8_l2_avx2(const float *r, const float *bs, const uint8_t *c, siz
         __m256 t = _mm256_fnmadd_ps(_mm256_loadu_ps(bs + i), load_u8(c + i), _mm256_loadu_ps(r + i));
         a = _mm256_fmadd_ps(t, t, a);
     }
-    float s = hsum8(_mm256_add_ps(a, b));
+    float s = hsum(_mm256_add_ps(a, b));
     for (; i < d; i++) {
         float t = r[i] - bs[i] * (float)c[i];
         s += t * t;
@@ -124,7 +118,7 @@ LK_SIMD void sq8_four_avx2(bool ip, const float *w, const float *bs, const uint8
             }
         }
     }
-    for (int j = 0; j < 4; j++) out[j] = hsum8(acc[j]);
+    for (int j = 0; j < 4; j++) out[j] = hsum(acc[j]);
     for (; i < d; i++)
         for (int j = 0; j < 4; j++) {
             if (ip) {
@@ -144,7 +138,7 @@ LK_SIMD float fp16_ip_avx2(const float *q, const uint16_t *c, size_t d) {
         b = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_f16(c + i + 8), b);
     }
     for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(c + i), a);
-    float s = hsum8(_mm256_add_ps(a, b));
+    float s = hsum(_mm256_add_ps(a, b));
     for (; i < d; i++) s += q[i] * half_to_float(c[i]);
     return s;
 }
@@ -162,7 +156,7 @@ LK_SIMD float fp16_l2_avx2(const float *q, const uint16_t *c, size_t d) {
         __m256 t = _mm256_sub_ps(_mm256_loadu_ps(q + i), load_f16(c + i));
         a = _mm256_fmadd_ps(t, t, a);
     }
-    float s = hsum8(_mm256_add_ps(a, b));
+    float s = hsum(_mm256_add_ps(a, b));
     for (; i < d; i++) {
         float t = q[i] - half_to_float(c[i]);
         s += t * t;
@@ -185,7 +179,7 @@ LK_SIMD void fp16_four_avx2(bool ip, const float *q, const uint16_t *const c[4],
             }
         }
     }
-    for (int j = 0; j < 4; j++) out[j] = hsum8(acc[j]);
+    for (int j = 0; j < 4; j++) out[j] = hsum(acc[j]);
     for (; i < d; i++)
         for (int j = 0; j < 4; j++) {
             float x = half_to_float(c[j][i]);
@@ -197,6 +191,23 @@ LK_SIMD void fp16_four_avx2(bool ip, const float *q, const uint16_t *const c[4],
 
 QueryCodes::QueryCodes(const CodeSpace &space, const float *query, bool use_reference)
         : s(space), q(query), reference(use_reference) {
+    if (query != nullptr) prepare(query);
+}
+
+void QueryCodes::decode(const CodeSpace &space, const uint8_t *code, float *out) {
+    if (space.codec == Codec::sq8) {
+        for (size_t i = 0; i < space.d; i++) out[i] = space.a[i] + space.b[i] * (float)code[i];
+    } else if (space.codec == Codec::fp16) {
+        const uint16_t *h = reinterpret_cast<const uint16_t *>(code);
+        for (size_t i = 0; i < space.d; i++) out[i] = half_to_float(h[i]);
+    } else {
+        std::memcpy(out, code, space.d * sizeof(float));
+    }
+}
+
+void QueryCodes::prepare(const float *query) {
+    q = query;
+    bias = 0;
     if (s.codec != Codec::sq8) return;
     w.resize(s.d);
     if (s.ip) {
@@ -257,20 +268,22 @@ void QueryCodes::hnsw_many(const uint8_t *base, const int *ids, int n, float *ou
 namespace {
 
 // FAISS's SQDistanceComputer contract (inner product or L2, not negated), with our kernels.
+// symmetric_dis (the neighbour heuristic's node-to-node distance) decodes node i once and
+// scores node j's code against it; both prepared queries reuse their buffers.
 struct FastSQDistance : faiss::FlatCodesDistanceComputer {
     const FastSQ &storage;
-    std::unique_ptr<QueryCodes> query;
+    QueryCodes query, other;
     std::vector<float> decoded;
 
     explicit FastSQDistance(const FastSQ &s)
-            : FlatCodesDistanceComputer(s.codes.data(), s.code_size), storage(s) {}
+            : FlatCodesDistanceComputer(s.codes.data(), s.code_size), storage(s), query(s.space, nullptr),
+              other(s.space, nullptr), decoded((size_t)s.d) {}
 
-    void set_query(const float *x) override { query.reset(new QueryCodes(storage.space, x)); }
-    float distance_to_code(const uint8_t *code) override { return query->faiss(code); }
+    void set_query(const float *x) override { query.prepare(x); }
+    float distance_to_code(const uint8_t *code) override { return query.faiss(code); }
     float symmetric_dis(idx_t i, idx_t j) override {
-        decoded.resize(storage.d);
-        storage.sa_decode(1, codes + i * code_size, decoded.data());
-        QueryCodes other(storage.space, decoded.data());
+        QueryCodes::decode(storage.space, codes + i * code_size, decoded.data());
+        other.prepare(decoded.data());
         return other.faiss(codes + j * code_size);
     }
 };

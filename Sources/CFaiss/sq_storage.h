@@ -69,6 +69,10 @@ struct QueryCodes {
     bool reference;
 
     QueryCodes(const CodeSpace &space, const float *query, bool use_reference = !kUseAVX2);
+    // Prepares another query, reusing the buffers (the build's distance computer, per node).
+    void prepare(const float *query);
+    // The vector a code decodes to (FAISS's sa_decode, from the a/b tables).
+    static void decode(const CodeSpace &space, const uint8_t *code, float *out);
     float faiss(const uint8_t *code) const;
     float hnsw(const uint8_t *code) const {
         float v = faiss(code);

@@ -6,23 +6,21 @@
 // them, reads just those candidates' vectors (one read transaction, one LMDB get each: no scan)
 // and scores them exactly with OpenBLAS (StoredVectorScan, the exact scans' one scorer). The
 // collection's default is its definition's `rescore` (0 = off); without one, compressed HNSW
-// specs (`HNSW32,SQ8`, `HNSW32,SQfp16`, and VADD … Q8's sets) rescore with r = 4 and every other
-// spec does not (their scores are exact already, or the definition opts in). A query overrides
+// specs (`HNSW32,SQ8`, `HNSW32,SQfp16`, and VADD … Q8's sets) rescore with the engine's
+// `rescoreOversampling` (4; `--rescore-oversampling`) and every other spec does not (their scores are exact already, or the definition opts in). A query overrides
 // it (VSIM … RESCORE r | NORESCORE). Exact (TRUTH) searches are exact already and skip it.
 // Threads: any thread (the caller's: the server's search pool); reads LMDB only.
 import LookalikeIndex
 import LookalikeStorage
 
 extension Collection {
-    /// Oversampling without a definition's `rescore`, for specs whose index scores codes.
-    static let defaultOversampling = 4
     /// The most a definition or query may oversample.
     public static let maxOversampling = 100
 
     /// The oversampling a collection uses when a query says nothing: 0 = no rescoring.
     public var defaultRescore: Int {
         if let r = definition.rescore { return r }
-        return specStorage == .sq8 || specStorage == .fp16 ? Self.defaultOversampling : 0
+        return specStorage == .sq8 || specStorage == .fp16 ? engine.options.rescoreOversampling : 0
     }
 
     /// The oversampling of one search: 0 when it does not rescore.

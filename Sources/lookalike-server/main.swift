@@ -65,6 +65,7 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Largest COUNT of a query.") var maxCount = 10_000
     @Option(help: "Largest HNSW efSearch.") var maxEfSearch = 4096
     @Option(help: "Filters with at most this many members in a segment are scanned exactly there; above, a cost model chooses.") var exactFilterLimit = 1_000
+    @Option(help: "Compressed HNSW collections (Q8, HNSWn,SQ8, HNSWn,SQfp16) without their own rescore re-rank COUNT × this many candidates with the exact vectors; 0 = off.") var rescoreOversampling = 4
     @Option(help: "MiB of resolved filters kept per collection for the next query with the same filter.") var filterCacheMb = 64
     @Option(help: "OpenMP threads for sealing (building indexes); 0: all cores.") var buildThreads = 0
     @Option(help: "Memory-map sealed IVF segments (true) or read them into memory (false).") var mmapIvf = true
@@ -124,6 +125,7 @@ struct LookalikeServer: ParsableCommand {
         guard rankingRefreshSeconds >= 0 && rankingRefreshSeconds.isFinite else {
             throw ValidationError("--ranking-refresh-seconds must be zero or more")
         }
+        guard (0...100).contains(rescoreOversampling) else { throw ValidationError("--rescore-oversampling must be from 0 (off) to 100") }
         for (name, v) in [("--exact-filter-limit", exactFilterLimit), ("--filter-cache-mb", filterCacheMb),
                           ("--build-threads", buildThreads), ("--batch-job-threads", batchJobThreads),
                           ("--snapshot-rate-mb", snapshotRateMb), ("--repl-backlog-mb", replBacklogMb),
@@ -209,6 +211,7 @@ struct LookalikeServer: ParsableCommand {
         o.engine.maxK = maxCount
         o.engine.maxEfSearch = maxEfSearch
         o.engine.exactFilterLimit = exactFilterLimit
+        o.engine.rescoreOversampling = rescoreOversampling
         o.engine.filterCacheBytes = filterCacheMb << 20
         o.engine.buildThreads = buildThreads
         o.engine.mmapIVF = mmapIvf
