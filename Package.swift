@@ -50,6 +50,9 @@ let package = Package(
 
         // Storage and index: LMDB tables; FAISS segments and exact scans.
         .target(name: "LookalikeStorage", dependencies: ["CLMDB"]),
+        // -Ounchecked: the exact scans and TopK heaps index raw rows in loops run per candidate,
+        // where overflow and bounds traps cost; the module's memory-guarding checks use
+        // `require` (Require.swift), which -Ounchecked keeps.
         .target(name: "LookalikeIndex", dependencies: ["CFaiss", "CBLAS"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
 

@@ -148,7 +148,7 @@ public final class FaissIndex: @unchecked Sendable {
 
     /// IVF: appends vectors to the lists `assignLists` gave. No search may run meanwhile.
     public func addAssigned(_ vectors: UnsafePointer<Float>, count: Int, lists: [Int64]) throws {
-        precondition(lists.count == count)
+        require(lists.count == count, "a list per vector")
         try lists.withUnsafeBufferPointer { l in
             try checkFaiss { lk_ivf_add_assigned(handle, Int64(count), vectors, l.baseAddress, $0, $1) }
         }

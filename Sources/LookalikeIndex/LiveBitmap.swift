@@ -26,7 +26,7 @@ public final class LiveBitmap: @unchecked Sendable {
 
     /// Marks positions [0, count) live. Called once per position, in order, before publishing.
     public func setLive(upTo count: Int) {
-        precondition(count <= capacity)
+        require(count <= capacity, "live bits beyond the capacity")
         var p = liveBound.load(ordering: .acquiring)
         while p < count {
             bytes[p >> 3] |= UInt8(1 << (p & 7))

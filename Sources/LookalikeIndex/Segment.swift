@@ -93,7 +93,7 @@ public final class FlatSegment: GrowingSegment, @unchecked Sendable {
     private let keys = Mutex<[String]>([])
 
     public init(dimension: Int, capacity: Int, metric: FaissMetric) {
-        precondition(capacity > 0 && dimension > 0)
+        require(capacity > 0 && dimension > 0, "a segment needs a capacity and a dimension")
         self.dimension = dimension
         self.capacity = capacity
         self.metric = metric
@@ -125,8 +125,8 @@ public final class FlatSegment: GrowingSegment, @unchecked Sendable {
     public func append(id: UInt64, key: String, vector: UnsafePointer<Float>) {
         keys.withLock { $0.append(key) }
         let n = published.load(ordering: .relaxed)
-        precondition(n < capacity, "append to a full segment")
-        precondition(n == 0 || ids[n - 1] < id, "ids must ascend")
+        require(n < capacity, "append to a full segment")
+        require(n == 0 || ids[n - 1] < id, "ids must ascend")
         (rows + n * dimension).update(from: vector, count: dimension)
         norms[n] = metric == .l2 ? VectorMath.squaredNorm(vector, count: dimension) : 0
         ids[n] = id
@@ -204,7 +204,7 @@ public final class SealedSegment: ANNSegment, @unchecked Sendable {
 
     /// Attaches the keys table (recovery and the seal, before the segment is published).
     public func attach(keys: KeyTable) {
-        precondition(keys.count == ids.count, "a key per position")
+        require(keys.count == ids.count, "a key per position")
         self.keys = keys
     }
 

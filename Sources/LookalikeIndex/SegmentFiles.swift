@@ -41,7 +41,7 @@ public enum SegmentFiles {
         try fsyncFile(indexTemp)
         try writeDurably(encodeIds(ids), to: idsTemp)
         if let keys {
-            precondition(keys.count == ids.count, "a key per id")
+            require(keys.count == ids.count, "a key per id")
             try writeDurably(keys.encode(), to: keysFinal + ".tmp")
             try rename(keysFinal + ".tmp", keysFinal)
         }

@@ -201,13 +201,15 @@ final class FreshDataTests: XCTestCase {
         for start in stride(from: 0, to: 6000, by: 150) {
             _ = await c.write(batch: (start..<start + 150).map { .upsert(key: "k\($0)", vector: vectors[$0], attributes: .keep) })
             try engine.persist()
+            // Each round's merges are waited for, so the bound below is the policy's, not a race
+            // between niced merges and the stream (how fast merges keep up is a benchmark's).
+            engine.waitForMerging()
             most = max(most, c.segmentSummary().sealed)
         }
-        engine.waitForMerging()
-        // 40 seals; tiers of 1,000·3^t items: at most 2 per tier below 6,000 items, and a merge
-        // or two in flight while the stream went on.
+        // 40 seals; tiers of 1,000·3^t items: at most 2 per tier below 6,000 items (150-item seals
+        // sit below the first tier's bound and merge in threes too).
         XCTAssertLessThanOrEqual(c.segmentSummary().sealed, 6, "\(c.segmentSummary())")
-        XCTAssertLessThan(most, 20, "merges fell behind the stream")
+        XCTAssertLessThanOrEqual(most, 8, "the merge policy let segments pile up")
         for i in stride(from: 0, to: 6000, by: 113) {
             let hits = try c.search(SearchRequest(query: .vector(vectors[i]), k: 10, efSearch: 128))
             XCTAssertTrue(hits.contains { $0.key == "k\(i)" }, "k\(i) not found by its own vector")
