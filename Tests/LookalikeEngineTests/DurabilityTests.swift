@@ -153,7 +153,9 @@ final class DurabilityTests: XCTestCase {
             XCTAssertEqual(hits.first?.score ?? 1, 0, accuracy: 1e-2, "k\(i) not found by its own vector")
             XCTAssertEqual(Set(hits.map(\.key)).count, hits.count)
         }
-        // No leftover temporary segment files.
+        // No leftover temporary segment files (once the seals and merges the replay started are
+        // done: theirs are in flight meanwhile).
+        engine.waitForMerging()
         let files = (try? FileManager.default.contentsOfDirectory(atPath: dir + "/segments/c1")) ?? []
         XCTAssertFalse(files.contains { $0.hasSuffix(".tmp") }, "leftover: \(files)")
     }

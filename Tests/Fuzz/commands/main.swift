@@ -229,11 +229,13 @@ nonisolated(unsafe) var reloads = 0
 /// command, then FLUSHALL on a primary) cannot drive them: PSYNC turns the connection into a
 /// replication stream, REPLCONF ACK is never answered, WAIT n 0 waits for replicas forever,
 /// REPLICAOF makes the server a read-only replica of some port, SAVE/BGSAVE TO write folders
-/// wherever the input says. Their parsing is covered by Tests/server.
+/// wherever the input says, and the subscribe commands answer once per channel and turn the
+/// connection into a subscriber. Their parsing is covered by Tests/server.
 func outsideTheHarness(_ arguments: [[UInt8]]) -> Bool {
     let words = arguments.map { String(decoding: $0, as: UTF8.self).uppercased() }
     switch words[0] {
     case "PSYNC", "SYNC", "WAIT", "REPLICAOF", "SLAVEOF": return true
+    case "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE": return true
     case "REPLCONF": return words.count > 1 && words[1] == "ACK"
     case "SAVE", "BGSAVE": return words.count > 1 && words[1] != "SCHEDULE"
     default: return false
