@@ -23,7 +23,8 @@ redis-sentinel processes, then measures, printing one JSON line per measurement:
        - every 100 ms a probe write (a tiny separate collection) on its own connection, then
          alternately WAIT 1 5000 (time until the replica acknowledged it) or polling the
          replica's VISMEMBER (time until it is readable there).
-     It reports medians and p99, and the rate the writer kept.
+     It reports medians and p99, and the rate the writer kept; once per --lag-index (HNSW32 and
+     Flat: the graph insertion cost on both nodes, and the replication path without it).
 
   Tools/bench/replicas.py --bin .build/release --items 50000 --dim 128 --work /tmp/replbench
 Needs redis-py (.build/py from Tools/test.sh) and redis-sentinel (Tools/setup.sh).
@@ -153,7 +154,7 @@ def read_case(name, target, a, sentinel_ports, primary_port, queries, nodes):
 
 # ---- replication lag -----------------------------------------------------------------------
 
-def writer(port, dim, rate, batch, seconds, out, ready):
+def writer(port, dim, rate, batch, seconds, index, out, ready):
     """Open loop: a pipeline of `batch` VADDs every batch/rate s on schedule; reports what it kept."""
     rng = random.Random(7)
     centers = make_centers(rng, 200, dim)
@@ -172,16 +173,18 @@ def writer(port, dim, rate, batch, seconds, out, ready):
         late.append(max(0.0, time.time() - due))
         p = c.pipeline(transaction=False)
         for j in range(lo, min(n, lo + batch)):
-            p.execute_command("VADD", "stream", "FP32", vectors[j], f"w{j}")
+            create = ["INDEX", index] if j == 0 else []  # the collection's index type, at creation
+            p.execute_command("VADD", "stream", "FP32", vectors[j], f"w{j}", *create)
         p.execute()
     elapsed = time.time() - start_at
-    out.put({"writes": n, "elapsed": elapsed, "late_median_ms": percentile(late, 0.5) * 1000,
+    out.put({"writes": n, "elapsed": elapsed + interval,  # the last batch owns one slot too
+              "late_median_ms": percentile(late, 0.5) * 1000,
              "late_max_ms": max(late) * 1000})
 
 
-def lag_case(a, primary, replica, pport):
+def lag_case(a, primary, replica, pport, index):
     out, ready = multiprocessing.Queue(), multiprocessing.Event()
-    w = multiprocessing.Process(target=writer, args=(pport, a.dim, a.rate, a.batch, a.lag_seconds, out, ready))
+    w = multiprocessing.Process(target=writer, args=(pport, a.dim, a.rate, a.batch, a.lag_seconds, index, out, ready))
     w.start()
     ready.wait()  # the writer generates its vectors first; sample only while it writes
     time.sleep(1.0)
@@ -217,7 +220,7 @@ def lag_case(a, primary, replica, pport):
     w.join()
     assert primary.execute_command("WAIT", 1, 60000) == 1
     primary.delete("stream", "probe")  # so a later full sync does not carry them
-    print(json.dumps({"step": "lag", "target_writes_per_second": a.rate, "batch": a.batch,
+    print(json.dumps({"step": "lag", "index": index, "target_writes_per_second": a.rate, "batch": a.batch,
                       "kept_writes_per_second": round(result["writes"] / result["elapsed"]),
                       "writer_late_median_ms": round(result["late_median_ms"], 1),
                       "writer_late_max_ms": round(result["late_max_ms"], 1),
@@ -260,6 +263,7 @@ def main():
     ap.add_argument("--rate", type=int, default=5000, help="writes/s of the lag test")
     ap.add_argument("--batch", type=int, default=50, help="VADDs per pipeline of the lag test")
     ap.add_argument("--lag-seconds", type=float, default=20)
+    ap.add_argument("--lag-index", default="HNSW32,Flat", help="index types of the lag test's collection, one run each")
     a = ap.parse_args()
     work = Path(a.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -283,7 +287,8 @@ def main():
 
         read_case("primary alone", "primary", a, sports, pport, queries, nodes)
         read_case("slave_for, 1 replica", "replicas", a, sports, pport, queries, nodes)
-        lag_case(a, primary, r1, pport)
+        for index in a.lag_index.split(","):
+            lag_case(a, primary, r1, pport, index)
 
         r2_p, _, r2 = start(binary, work / "replica2", "--replicaof", f"127.0.0.1 {pport}")
         children.append(r2_p)
