@@ -16,8 +16,9 @@ redis-sentinel processes, then measures, printing one JSON line per measurement:
      Each client process has its own Sentinel pool, which hands its connections to the replicas
      round-robin; INFO commandstats on every node shows where the VSIMs went.
   2. replication lag (before the second replica exists: one replica): a writer process sends
-     --rate VADD/s open loop (a pipeline of --batch every batch/rate seconds, on schedule
-     whatever the answers' timing) into a fresh collection for --lag-seconds; meanwhile
+     --rate VADD/s open loop (a pipeline of --batch due every batch/rate seconds, sent on
+     schedule by whichever of --writers connections is free) into a fresh collection for
+     --lag-seconds; meanwhile
        - every 50 ms, the primary's INFO replication: master_repl_offset minus the replica's
          acknowledged offset (slave0 offset) = bytes not yet acknowledged;
        - every 100 ms a probe write (a tiny separate collection) on its own connection, then
@@ -154,37 +155,52 @@ def read_case(name, target, a, sentinel_ports, primary_port, queries, nodes):
 
 # ---- replication lag -----------------------------------------------------------------------
 
-def writer(port, dim, rate, batch, seconds, index, out, ready):
-    """Open loop: a pipeline of `batch` VADDs every batch/rate s on schedule; reports what it kept."""
+def writer(port, dim, rate, batch, seconds, index, connections, out, ready):
+    """Open loop: a pipeline of `batch` VADDs due every batch/rate s, sent on schedule by the
+    first of `connections` threads that is free (so a slow answer does not delay the next
+    batch while another connection is idle); reports the rate it kept and how late it sent."""
     rng = random.Random(7)
     centers = make_centers(rng, 200, dim)
     n = int(rate * seconds)
     vectors = clustered(rng, centers, n, dim)
-    c = redis.Redis(port=port, socket_timeout=60)
+    clients = [redis.Redis(port=port, socket_timeout=60) for _ in range(connections)]
+    clients[0].execute_command("VADD", "stream", "FP32", vectors[0], "w0", "INDEX", index)  # creates it
     interval = batch / rate
+    slots = iter(range(1, n, batch))
+    lock = threading.Lock()
+    late = []  # how far behind schedule each batch was sent
     start_at = time.time() + 0.5
     ready.set()
-    late = []  # how far behind schedule each batch was sent
-    for b, lo in enumerate(range(0, n, batch)):
-        due = start_at + b * interval
-        now = time.time()
-        if now < due:
-            time.sleep(due - now)
-        late.append(max(0.0, time.time() - due))
-        p = c.pipeline(transaction=False)
-        for j in range(lo, min(n, lo + batch)):
-            create = ["INDEX", index] if j == 0 else []  # the collection's index type, at creation
-            p.execute_command("VADD", "stream", "FP32", vectors[j], f"w{j}", *create)
-        p.execute()
+
+    def send(c):
+        while True:
+            with lock:
+                lo = next(slots, None)
+            if lo is None:
+                return
+            due = start_at + (lo // batch) * interval
+            now = time.time()
+            if now < due:
+                time.sleep(due - now)
+            late.append(max(0.0, time.time() - due))
+            p = c.pipeline(transaction=False)
+            for j in range(lo, min(n, lo + batch)):
+                p.execute_command("VADD", "stream", "FP32", vectors[j], f"w{j}")
+            p.execute()
+    threads = [threading.Thread(target=send, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     elapsed = time.time() - start_at
     out.put({"writes": n, "elapsed": elapsed + interval,  # the last batch owns one slot too
-              "late_median_ms": percentile(late, 0.5) * 1000,
-             "late_max_ms": max(late) * 1000})
+             "late_median_ms": percentile(late, 0.5) * 1000, "late_max_ms": max(late) * 1000})
 
 
 def lag_case(a, primary, replica, pport, index):
     out, ready = multiprocessing.Queue(), multiprocessing.Event()
-    w = multiprocessing.Process(target=writer, args=(pport, a.dim, a.rate, a.batch, a.lag_seconds, index, out, ready))
+    w = multiprocessing.Process(target=writer, args=(pport, a.dim, a.rate, a.batch, a.lag_seconds, index,
+                                                                 a.writers, out, ready))
     w.start()
     ready.wait()  # the writer generates its vectors first; sample only while it writes
     time.sleep(1.0)
@@ -220,7 +236,7 @@ def lag_case(a, primary, replica, pport, index):
     w.join()
     assert primary.execute_command("WAIT", 1, 60000) == 1
     primary.delete("stream", "probe")  # so a later full sync does not carry them
-    print(json.dumps({"step": "lag", "index": index, "target_writes_per_second": a.rate, "batch": a.batch,
+    print(json.dumps({"step": "lag", "index": index, "target_writes_per_second": a.rate, "batch": a.batch, "writer_connections": a.writers,
                       "kept_writes_per_second": round(result["writes"] / result["elapsed"]),
                       "writer_late_median_ms": round(result["late_median_ms"], 1),
                       "writer_late_max_ms": round(result["late_max_ms"], 1),
@@ -263,6 +279,7 @@ def main():
     ap.add_argument("--rate", type=int, default=5000, help="writes/s of the lag test")
     ap.add_argument("--batch", type=int, default=50, help="VADDs per pipeline of the lag test")
     ap.add_argument("--lag-seconds", type=float, default=20)
+    ap.add_argument("--writers", type=int, default=4, help="connections the lag test's writer may use at once")
     ap.add_argument("--lag-index", default="HNSW32,Flat", help="index types of the lag test's collection, one run each")
     a = ap.parse_args()
     work = Path(a.work)
