@@ -40,6 +40,8 @@ def start(binary, data, *extra):
                          stdout=subprocess.DEVNULL, stderr=log)
     c = redis.Redis(port=port, socket_timeout=600)
     for _ in range(600):
+        if p.poll() is not None:
+            raise RuntimeError(f"server exited ({p.returncode}); see {data}.log")
         try:
             c.ping()
             return p, port, c
