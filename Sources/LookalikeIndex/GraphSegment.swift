@@ -11,15 +11,13 @@
 // Threads: `append` from the commit thread only; `indexPending` from the engine's indexer only
 // (one at a time); searches from any thread, concurrently with both, without locks (the
 // shim's insertion loop is safe against concurrent searches: lookalike_faiss.h).
-import Synchronization
 
 public final class GraphSegment: LiveSegment, @unchecked Sendable {
     public let buffer: FlatSegment
     public let index: FaissIndex
     public let info: FaissInfo
     public let metric: FaissMetric
-    private let indexedCount = Atomic<Int>(0)
-    private let failure = Mutex<String?>(nil)
+    public let progress = IndexProgress()
 
     /// A new empty graph of `spec` (an HNSW spec with flat storage) for `capacity` vectors.
     public init(spec: String, dimension: Int, capacity: Int, metric: FaissMetric,
@@ -33,39 +31,12 @@ public final class GraphSegment: LiveSegment, @unchecked Sendable {
         buffer = FlatSegment(dimension: dimension, capacity: capacity, metric: metric)
     }
 
-    public var indexed: Int { indexedCount.load(ordering: .acquiring) }
-    public var indexFailure: String? { failure.withLock { $0 } }
-
-    @discardableResult
-    public func indexPending(limit: Int, threads: Int) throws -> Int {
-        guard indexFailure == nil else { return 0 }
-        let from = indexedCount.load(ordering: .relaxed)
-        let n = min(limit, count - from)
-        guard n > 0 else { return 0 }
-        do {
-            try index.insert(buffer.vectors + from * dimension, count: n, threads: threads)
-        } catch {
-            failure.withLock { $0 = "\(error)" }
-            throw error
-        }
-        indexedCount.store(from + n, ordering: .releasing)
-        return n
+    public func addToIndex(from: Int, count: Int, threads: Int) throws {
+        try index.insert(buffer.vectors + from * dimension, count: count, threads: threads)
     }
 
-    public func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort) throws -> [Neighbor] {
-        try search(query, k: k, effort: effort, members: live.selector)
-    }
-
-    public func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort, selector: [UInt8]) throws
-        -> [Neighbor]
-    {
-        try selector.withUnsafeBytes { try search(query, k: k, effort: effort, members: $0) }
-    }
-
-    private func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort,
-                        members: UnsafeRawBufferPointer?) throws -> [Neighbor] {
-        try searchIndexedAndTail(query, k: k, members: members) { k in
-            try index.search(query, queryCount: 1, k: k, effort: effort, selector: members)
-        }
+    public func indexSearch(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort,
+                            members: UnsafeRawBufferPointer?) throws -> (distances: [Float], positions: [Int64]) {
+        try index.search(query, queryCount: 1, k: k, effort: effort, selector: members)
     }
 }

@@ -12,15 +12,13 @@
 // Threads: `append` from the commit thread only; `indexPending` from the engine's indexer only
 // (one at a time); searches from any thread.
 import Glibc
-import Synchronization
 
 public final class IVFSegment: LiveSegment, @unchecked Sendable {
     public let buffer: FlatSegment
     public let index: FaissIndex
     public let info: FaissInfo
     public let metric: FaissMetric
-    private let indexedCount = Atomic<Int>(0)
-    private let failure = Mutex<String?>(nil)
+    public let progress = IndexProgress()
     private let lock: UnsafeMutablePointer<pthread_rwlock_t>
 
     /// A new empty segment for `capacity` vectors, adding to a copy of `template` (a trained,
@@ -47,45 +45,18 @@ public final class IVFSegment: LiveSegment, @unchecked Sendable {
         return (try? template.assignLists(&probe, count: 0)) != nil
     }
 
-    public var indexed: Int { indexedCount.load(ordering: .acquiring) }
-    public var indexFailure: String? { failure.withLock { $0 } }
-
-    @discardableResult
-    public func indexPending(limit: Int, threads: Int) throws -> Int {
-        guard indexFailure == nil else { return 0 }
-        let from = indexedCount.load(ordering: .relaxed)
-        let n = min(limit, count - from)
-        guard n > 0 else { return 0 }
+    public func addToIndex(from: Int, count: Int, threads: Int) throws {
         let rows = buffer.vectors + from * dimension
-        do {
-            let lists = try index.assignLists(rows, count: n)
-            pthread_rwlock_wrlock(lock)
-            defer { pthread_rwlock_unlock(lock) }
-            try index.addAssigned(rows, count: n, lists: lists)
-        } catch {
-            failure.withLock { $0 = "\(error)" }
-            throw error
-        }
-        indexedCount.store(from + n, ordering: .releasing)
-        return n
+        let lists = try index.assignLists(rows, count: count)
+        pthread_rwlock_wrlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        try index.addAssigned(rows, count: count, lists: lists)
     }
 
-    public func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort) throws -> [Neighbor] {
-        try search(query, k: k, effort: effort, members: live.selector)
-    }
-
-    public func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort, selector: [UInt8]) throws
-        -> [Neighbor]
-    {
-        try selector.withUnsafeBytes { try search(query, k: k, effort: effort, members: $0) }
-    }
-
-    private func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort,
-                        members: UnsafeRawBufferPointer?) throws -> [Neighbor] {
-        try searchIndexedAndTail(query, k: k, members: members) { k in
-            pthread_rwlock_rdlock(lock)
-            defer { pthread_rwlock_unlock(lock) }
-            return try index.search(query, queryCount: 1, k: k, effort: effort, selector: members)
-        }
+    public func indexSearch(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort,
+                            members: UnsafeRawBufferPointer?) throws -> (distances: [Float], positions: [Int64]) {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return try index.search(query, queryCount: 1, k: k, effort: effort, selector: members)
     }
 }

@@ -9,22 +9,77 @@
 // is sealed as it is: its index is written and becomes a SealedSegment's, with no rebuild.
 // Threads: `append` from the commit thread; `indexPending` from the engine's indexer (one at a
 // time); searches from any thread.
+import Synchronization
+
 public protocol LiveSegment: GrowingSegment, ANNSegment {
     /// Every appended row, with ids and live bits.
     var buffer: FlatSegment { get }
     var metric: FaissMetric { get }
-    /// Leading positions in the index.
-    var indexed: Int { get }
-    /// Why indexing stopped, if it failed (the items stay searchable through the exact tail;
-    /// the seal then builds the index anew from the rows).
-    var indexFailure: String? { get }
-    /// Adds up to `limit` waiting rows to the index; returns how many. Indexer only.
-    func indexPending(limit: Int, threads: Int) throws -> Int
+    /// How many leading positions are in the index, and why indexing stopped if it did.
+    var progress: IndexProgress { get }
+    /// Adds buffer rows `from..<from + count` to the index (what differs between the kinds).
+    func addToIndex(from: Int, count: Int, threads: Int) throws
+    /// The index's top k for one query, positions as the index numbers them.
+    func indexSearch(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort,
+                     members: UnsafeRawBufferPointer?) throws -> (distances: [Float], positions: [Int64])
+}
+
+/// A live segment's indexing state: `indexed` only grows, by one indexer at a time, and is
+/// published (releasing) after the rows are in the index; `failure` is set once.
+public final class IndexProgress: Sendable {
+    private let count = Atomic<Int>(0)
+    private let failure = Mutex<String?>(nil)
+    public init() {}
+    var indexed: Int { count.load(ordering: .acquiring) }
+    var failureReason: String? { failure.withLock { $0 } }
+
+    /// Runs `add(from, n)` for up to `limit` of the rows below `total` not yet indexed, then
+    /// publishes them; an error is kept (no further adds) and rethrown.
+    func advance(total: Int, limit: Int, _ add: (Int, Int) throws -> Void) throws -> Int {
+        guard failureReason == nil else { return 0 }
+        let from = count.load(ordering: .relaxed)
+        let n = min(limit, total - from)
+        guard n > 0 else { return 0 }
+        do { try add(from, n) } catch {
+            failure.withLock { $0 = "\(error)" }
+            throw error
+        }
+        count.store(from + n, ordering: .releasing)
+        return n
+    }
 }
 
 extension LiveSegment {
+    /// Leading positions in the index.
+    public var indexed: Int { progress.indexed }
+    /// Why indexing stopped, if it failed (the items stay searchable through the exact tail;
+    /// the seal then builds the index anew from the rows).
+    public var indexFailure: String? { progress.failureReason }
     /// Appended items not yet in the index.
     public var backlog: Int { count - indexed }
+
+    /// Adds up to `limit` waiting rows to the index; returns how many. Indexer only.
+    @discardableResult
+    public func indexPending(limit: Int, threads: Int) throws -> Int {
+        try progress.advance(total: count, limit: limit) { from, n in try addToIndex(from: from, count: n, threads: threads) }
+    }
+
+    public func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort) throws -> [Neighbor] {
+        try search(query, k: k, effort: effort, members: live.selector)
+    }
+
+    public func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort, selector: [UInt8]) throws
+        -> [Neighbor]
+    {
+        try selector.withUnsafeBytes { try search(query, k: k, effort: effort, members: $0) }
+    }
+
+    private func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort,
+                        members: UnsafeRawBufferPointer?) throws -> [Neighbor] {
+        try searchIndexedAndTail(query, k: k, members: members) { k in
+            try indexSearch(query, k: k, effort: effort, members: members)
+        }
+    }
 
     /// `indexSearch(k)` answers over the index (positions below `indexed` are kept); the
     /// tail is scanned in place. `members`: a bitmap over positions (nil: every live one).
