@@ -200,6 +200,23 @@ public struct FilterExpression: Sendable {
         case value(attribute: String, text: String)
         case union([IndexedSet])
         case intersection([IndexedSet])
+
+        /// The union of `parts` in one canonical form, so that equal sets are equal keys (one
+        /// MemberCache entry for `CATEGORY x` and `FILTER '.category == "x"'`): nested unions
+        /// flattened, duplicates dropped, parts in a fixed order, a single part standing alone.
+        public static func anyOf(_ parts: [IndexedSet]) -> IndexedSet {
+            canonical(parts.flatMap { if case .union(let inner) = $0 { inner } else { [$0] } }, IndexedSet.union)
+        }
+
+        /// The intersection of `parts`, in the same canonical form as `anyOf`.
+        public static func allOf(_ parts: [IndexedSet]) -> IndexedSet {
+            canonical(parts.flatMap { if case .intersection(let inner) = $0 { inner } else { [$0] } }, IndexedSet.intersection)
+        }
+
+        private static func canonical(_ parts: [IndexedSet], _ make: ([IndexedSet]) -> IndexedSet) -> IndexedSet {
+            let unique = Array(Set(parts)).sorted { String(describing: $0) < String(describing: $1) }
+            return unique.count == 1 ? unique[0] : make(unique)
+        }
     }
 
     /// A set of items that holds every match (a superset: members are still checked against
@@ -215,10 +232,10 @@ public struct FilterExpression: Sendable {
         switch op {
         case "and":
             let sides = [indexedSet(a, indexed), indexedSet(b, indexed)].compactMap { $0 }
-            return sides.isEmpty ? nil : sides.count == 1 ? sides[0] : .intersection(sides)
+            return sides.isEmpty ? nil : .allOf(sides)
         case "or":
             guard let x = indexedSet(a, indexed), let y = indexedSet(b, indexed) else { return nil }
-            return .union([x, y])
+            return .anyOf([x, y])
         case "==":
             if case .selector(let name) = a, indexed.contains(name) { return valueSet(name, b) }
             if case .selector(let name) = b, indexed.contains(name) { return valueSet(name, a) }
@@ -227,7 +244,7 @@ public struct FilterExpression: Sendable {
             guard case .selector(let name) = a, indexed.contains(name), case .list(let items) = b else { return nil }
             let sets = items.map { valueSet(name, $0) }
             guard !sets.contains(where: { $0 == nil }) else { return nil }
-            return .union(sets.compactMap { $0 })
+            return .anyOf(sets.compactMap { $0 })
         default:
             return nil
         }
@@ -241,12 +258,12 @@ public struct FilterExpression: Sendable {
         case .string(let s):
             var texts = [s]
             if let n = Double(s), n.isFinite { texts.append(numberText(n)) }
-            return .union(Array(Set(texts)).sorted().map { .value(attribute: attribute, text: $0) })
+            return .anyOf(texts.map { .value(attribute: attribute, text: $0) })
         case .number(let n):
             var texts = [numberText(n)]
             if n == 1 { texts.append("true") }
             if n == 0 { texts.append("false") }
-            return .union(texts.map { .value(attribute: attribute, text: $0) })
+            return .anyOf(texts.map { .value(attribute: attribute, text: $0) })
         default:
             return nil
         }

@@ -50,7 +50,7 @@ extension Collection {
                        filter: FilterExpression? = nil) throws -> [SearchHit] {
         guard definition.attributes.contains(attribute) else { throw notIndexed(attribute) }
         var set = FilterExpression.IndexedSet.value(attribute: attribute, text: value)
-        if let extra = filter?.indexedSet(over: Set(definition.attributes)) { set = .intersection([set, extra]) }
+        if let extra = filter?.indexedSet(over: Set(definition.attributes)) { set = .allOf([set, extra]) }
         return try search(request, members: set, check: filter)
     }
 

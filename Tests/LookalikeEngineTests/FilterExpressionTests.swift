@@ -46,23 +46,41 @@ final class FilterExpressionTests: XCTestCase {
         XCTAssertEqual(try FilterExpression(".a == 1 and .b in [1]").selectors, ["a", "b"])
     }
 
+    /// One member set, one cache key (MemberCache is keyed by the set): `CATEGORY x`,
+    /// `FILTER '.category == "x"'` and both together resolve to the same set, whatever the
+    /// order or nesting of the expression's parts.
+    func testEqualMemberSetsAreOneKey() throws {
+        typealias S = FilterExpression.IndexedSet
+        let indexed: Set<String> = ["category", "author"]
+        func set(_ source: String) throws -> S? { try FilterExpression(source).indexedSet(over: indexed) }
+        let category = S.value(attribute: "category", text: "x")  // what CATEGORY x searches
+        XCTAssertEqual(try set(".category == \"x\""), category)
+        XCTAssertEqual(try set(".category in [\"x\"]"), category)
+        XCTAssertEqual(try set(".category == \"x\" or .category == \"x\""), category)
+        XCTAssertEqual(S.allOf([category, try XCTUnwrap(set(".category == \"x\""))]), category)
+        XCTAssertEqual(try set(".category == \"a\" and .author == \"b\""), try set(".author == \"b\" and .category == \"a\""))
+        XCTAssertEqual(try set("(.category == \"a\" or .category == \"b\") or .category == \"c\""),
+                       try set(".category in [\"c\", \"b\", \"a\"]"))
+        XCTAssertEqual(S.anyOf([]), .union([]))  // `in []`: no members
+    }
+
     /// The indexed part is a superset of the matches: ==, in, and, or over indexed attributes;
     /// nothing for not, ranges, substrings or an `or` with an unindexed side.
     func testIndexedSetOfAFilter() throws {
         typealias S = FilterExpression.IndexedSet
         let indexed: Set<String> = ["category", "author"]
         func set(_ source: String) throws -> S? { try FilterExpression(source).indexedSet(over: indexed) }
-        let cat = S.union([.value(attribute: "category", text: "shoes")])
+        let cat = S.value(attribute: "category", text: "shoes")
         XCTAssertEqual(try set(".category == \"shoes\""), cat)
         XCTAssertEqual(try set("\"shoes\" == .category"), cat)
         XCTAssertEqual(try set(".category == \"shoes\" and .price < 10"), cat)
         XCTAssertEqual(try set(".price < 10 && .category == \"shoes\""), cat)
         XCTAssertEqual(try set(".category in [\"a\", \"b\"]"),
-                       .union([.union([.value(attribute: "category", text: "a")]), .union([.value(attribute: "category", text: "b")])]))
+                       .union([.value(attribute: "category", text: "a"), .value(attribute: "category", text: "b")]))
         XCTAssertEqual(try set(".category == \"a\" or .author == \"x\""),
-                       .union([.union([.value(attribute: "category", text: "a")]), .union([.value(attribute: "author", text: "x")])]))
+                       .union([.value(attribute: "author", text: "x"), .value(attribute: "category", text: "a")]))
         XCTAssertEqual(try set(".category == \"a\" and .author == \"x\""),
-                       .intersection([.union([.value(attribute: "category", text: "a")]), .union([.value(attribute: "author", text: "x")])]))
+                       .intersection([.value(attribute: "author", text: "x"), .value(attribute: "category", text: "a")]))
         // Numbers match the text the index holds: whole numbers as integers, 1/0 as booleans too.
         XCTAssertEqual(try set(".author == 1"), .union([.value(attribute: "author", text: "1"), .value(attribute: "author", text: "true")]))
         XCTAssertEqual(try set(".author == \"7.0\""), .union([.value(attribute: "author", text: "7"), .value(attribute: "author", text: "7.0")]))
