@@ -163,6 +163,40 @@ final class CategorySearchTests: XCTestCase {
         XCTAssertEqual(hits.map(\.key), bruteForce(queries[0], both, k: 10, metric: .l2))
     }
 
+    /// Exactly k matching items, spread over sealed segments and the unsealed tail, with deletes
+    /// in each: CATEGORY, an indexed FILTER, a mixed FILTER and an unindexed FILTER all return
+    /// every one of them, nearest first, and asking for more returns no more.
+    func testExactlyKMatchesAcrossSealedAndTailSegmentsWithDeletes() async throws {
+        var options = EngineOptions()
+        options.sealThreshold = 200
+        let engine = try Engine(directory: temporaryDirectory(self), options: options)
+        defer { engine.close() }
+        let c = try engine.createCollection(.init(name: "k", dimension: 4, metric: .l2, index: "HNSW16"))
+        for i in 0..<400 {
+            let category = i % 37 == 0 ? "rare" : "c\(i % 3)"
+            try await c.upsert(key: "k\(i)", vector: [Float(i), 0, 0, 0], attributes: .set("{\"category\":\"\(category)\",\"price\":\(i)}"))
+        }
+        engine.waitForSealing()
+        for i in 400..<500 {  // the tail: not sealed
+            let category = i % 37 == 0 ? "rare" : "c\(i % 3)"
+            try await c.upsert(key: "k\(i)", vector: [Float(i), 0, 0, 0], attributes: .set("{\"category\":\"\(category)\",\"price\":\(i)}"))
+        }
+        for gone in ["k37", "k259", "k444"] { _ = try await c.remove(key: gone) }
+        let rare = (0..<500).filter { $0 % 37 == 0 && ![37, 259, 444].contains($0) }.reversed().map { "k\($0)" }
+        XCTAssertEqual(rare.count, 11)
+        let far = SearchRequest(query: .vector([1_000, 0, 0, 0]), k: rare.count)
+        var more = far
+        more.k = rare.count + 5
+        for request in [far, more] {
+            XCTAssertEqual(try c.search(request, attribute: "category", value: "rare").map(\.key), rare)
+            for (source, effort) in [(".category == \"rare\"", nil), (".category == \"rare\" and .price >= 0", nil),
+                                     (".price % 37 == 0", 0)] as [(String, Int?)] {
+                let hits = try c.search(request, filter: FilterExpression(source), maxCandidates: effort)
+                XCTAssertEqual(hits.map(\.key), rare, source)
+            }
+        }
+    }
+
     /// Resolved filters are cached (MemberCache): a write that adds, moves or removes a member
     /// is seen by the very next query, in the mutable segment and in sealed ones.
     func testFilterCacheFollowsWrites() async throws {
