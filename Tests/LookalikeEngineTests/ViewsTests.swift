@@ -81,7 +81,7 @@ final class ViewsTests: XCTestCase {
             let more = try c.search(SearchRequest(query: .key("p\(probe)"), k: 10))
             XCTAssertFalse(more.contains { $0.key == "p\(probe)" })
             // Filtered: views carry the item's category, so the planner finds them.
-            let filtered = try c.search(SearchRequest(query: .vector(q), k: 10, exact: true), attribute: "category", value: "k1")
+            let filtered = try c.search(SearchRequest(query: .vector(q), k: 10, exact: true).inCategory("k1"))
             XCTAssertEqual(filtered.map(\.key), truth(q, vectors, k: 10) { Int($0.dropFirst())! % 4 == 1 })
         }
         XCTAssertGreaterThanOrEqual(Double(found) / 60, 0.9)
@@ -97,7 +97,7 @@ final class ViewsTests: XCTestCase {
         try await c.setAttributes(key: "p5", "{\"category\":\"moved\"}")
         XCTAssertEqual(try c.item(key: back)?.attributes, "{\"category\":\"moved\"}", "and follows them")
         let q = vectors["p5"]![3]
-        let moved = try c.search(SearchRequest(query: .vector(q), k: 5), attribute: "category", value: "moved")
+        let moved = try c.search(SearchRequest(query: .vector(q), k: 5).inCategory("moved"))
         XCTAssertEqual(moved.map(\.key), ["p5"])
         XCTAssertEqual(moved.first?.view, "back", "found through its view's vector")
 
