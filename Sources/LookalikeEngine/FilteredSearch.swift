@@ -139,9 +139,9 @@ extension Collection {
         }
         var effort = filteredEffort(for: part, sealed: sealed, k: k, request: request)
         var found = try wrapped { try sealed.search(q, k: k, effort: effort, selector: selector) }
-        // A graph walk can still stop short inside a sparse filter: widen, then scan.
-        while found.count < reachable && sealed.info.kind == .hnsw && effort.efSearch < engine.options.maxEfSearch {
-            effort.efSearch = min(effort.efSearch * 4, engine.options.maxEfSearch)
+        // A walk can still stop short inside a sparse filter: widen, then scan.
+        while found.count < reachable, let wider = widened(effort, sealed) {
+            effort = wider
             found = try wrapped { try sealed.search(q, k: k, effort: effort, selector: selector) }
         }
         guard found.count < reachable && request.filterPlan != .approximate else { return found }
