@@ -49,7 +49,8 @@ public struct FaissInfo: Sendable, Equatable {
     public var hnswEfConstruction: Int
     public var trainHint: Int
     public var codeSize: Int
-    /// HNSW storage computes distances with the shim's AVX2 code (not FAISS's scalar loop).
+    /// HNSW storage computes distances with the shim's AVX2 code (not FAISS's scalar loop), or an
+    /// IVF index is searched by the shim's coarse quantizer and list scanner (ivf_scan.cpp).
     public var fastDistances: Bool
     /// IVF: how uneven the inverted lists are (1 = even; FAISS's imbalance factor); else 0.
     public var ivfImbalance: Double = 0
@@ -172,7 +173,8 @@ public final class FaissIndex: @unchecked Sendable {
     public static func setBuildNice(_ nice: Int) { lk_set_build_nice(Int32(nice)) }
 
     /// Searches `queryCount` queries; returns distances and positions, `k` per query (-1 = none).
-    /// `faissSearch` runs FAISS's own HNSW loop instead of the shim's (tests; refused on a live graph).
+    /// `faissSearch` runs FAISS's own HNSW loop or IVF search instead of the shim's (tests, A/B;
+    /// refused on a live graph).
     public func search(
         _ queries: UnsafePointer<Float>, queryCount: Int, k: Int, effort: SearchEffort,
         selector: UnsafeRawBufferPointer?, threads: Int = 1, faissSearch: Bool = false
