@@ -649,15 +649,6 @@ public final class Collection: @unchecked Sendable {
         try wrapped { try engine.environment.read { try store.count(attribute: attribute, value: value, $0) } }
     }
 
-    /// Approximate bytes the collection takes: its LMDB records plus its segment files.
-    public func memoryEstimate() throws -> Int {
-        let items = try count()
-        let perItem = definition.dimension * 4 + 64
-        let files = state.withLock { s in s.sealed.reduce(0) { $0 + SegmentFiles.bytes(name: $1.name, directory: segmentDirectory) } }
-        let flat = segmentsSnapshot().compactMap { $0 as? any GrowingSegment }.reduce(0) { $0 + $1.count * definition.dimension * 4 }
-        return items * perItem + files + flat
-    }
-
     /// A description of the segments, for VINFO and tests.
     public func segmentSummary() -> (sealed: Int, frozen: Int, mutableCount: Int, sealedItems: Int) {
         state.withLock { s in

@@ -23,7 +23,7 @@ enum CommandDocs {
         "keys": ("Returns the collection names that match a pattern.", "generic", "1.0.0"),
         "lastsave": ("Returns the Unix time of the last successful SAVE.", "server", "1.0.0"),
         "latency": ("A container for latency diagnostics (no events are kept).", "server", "2.8.13"),
-        "memory": ("MEMORY USAGE: an estimate of a collection's bytes.", "server", "4.0.0"),
+        "memory": ("MEMORY USAGE: the bytes a collection holds in memory and in LMDB (VINFO memory-* for the parts).", "server", "4.0.0"),
         "monitor": ("Streams every command the server receives.", "server", "1.0.0"),
         "multi": ("Starts a transaction.", "transactions", "1.2.0"),
         "ping": ("Returns the server's liveliness response.", "connection", "1.0.0"),

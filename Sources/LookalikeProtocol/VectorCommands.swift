@@ -468,7 +468,7 @@ enum VectorCommands {
                 (.simple("index-state"), .string(c.indexState)),
                 (.simple("hnsw-m"), .integer(hnswM(d.index))),
                 (.simple("rescore"), .integer(c.defaultRescore)),
-            ] + categoryFields(c.categoryPredictorStatus()))
+            ] + ServerCommands.memoryFields(try c.memoryUsage()) + categoryFields(c.categoryPredictorStatus()))
         }
     }
 
