@@ -67,6 +67,9 @@ public final class Collection: @unchecked Sendable {
     let categoryModel = Mutex(CategoryModelState())
     /// The new-items batch job's progress (NewItems).
     public let newItemsProgress = NewItemsProgress()
+    /// The running compaction's progress, and the last one's report (Compaction.swift).
+    public let compactionProgress = JobProgress()
+    public let lastCompaction = Mutex<CompactionReport?>(nil)
 
     /// Held from reading the manifest to committing and swapping in its successor (seals,
     /// merges and compactions edit it from different queues: Merging.swift).
