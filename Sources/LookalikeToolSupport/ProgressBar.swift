@@ -77,9 +77,10 @@ public final class ProgressBar {
         lastDraw = now
         let seconds = max(1e-9, now.timeIntervalSince(started))
         let rate = Double(done) / seconds
-        let eta = rate > 0 ? Double(total - done) / rate : 0
+        // Nothing counted yet: no rate, so no estimate (not "0:00:00").
+        let eta = rate > 0 ? Self.clock(Double(total - done) / rate) : "?"
         let share = total > 0 ? Double(done) / Double(total) : 1
-        let figures = "\(done)/\(total) \(Int(rate)) \(unit)/s ETA \(Self.clock(eta))" + (stage.map { " (\($0))" } ?? "")
+        let figures = "\(done)/\(total) \(Int(rate)) \(unit)/s ETA \(eta)" + (stage.map { " (\($0))" } ?? "")
         if terminal {
             let width = 30
             let filled = Int(share * Double(width))
