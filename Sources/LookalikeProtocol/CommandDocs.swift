@@ -41,7 +41,7 @@ enum CommandDocs {
         "watch": ("Not supported: transactions are not conditional.", "transactions", "2.2.0"),
         "vadd": ("Adds an element with its vector (and attributes) to a vector set.", "vector_set", "8.0.0"),
         "vcard": ("Returns the number of elements in a vector set.", "vector_set", "8.0.0"),
-        "vcompact": ("Rebuilds a collection's segments without deleted items.", "lookalike", "0.1.0"),
+        "vcompact": ("Rebuilds a collection's segments without deleted items, or reports its progress (STATUS).", "lookalike", "0.1.0"),
         "vdim": ("Returns the dimension of a vector set.", "vector_set", "8.0.0"),
         "vemb": ("Returns the vector of an element.", "vector_set", "8.0.0"),
         "vgetattr": ("Returns the attributes of an element.", "vector_set", "8.0.0"),
