@@ -11,6 +11,7 @@
 
 #include "distances.h"
 #include "hnsw_graph.h"
+#include "index_memory.h"
 #include "ivf_scan.h"
 #include "sq_storage.h"
 
@@ -92,6 +93,7 @@ int64_t train_hint(faiss::Index *index) {
     return hint;
 }
 
+
 }  // namespace
 
 extern "C" {
@@ -150,6 +152,14 @@ int lk_index_info_get(const lk_index *index, lk_index_info *info, char *err, siz
         } else if (dynamic_cast<faiss::IndexFlat *>(core)) {
             info->kind = LK_KIND_FLAT;
         }
+    });
+}
+
+int lk_index_memory_get(const lk_index *index, lk_index_memory *memory, char *err, size_t errlen) {
+    return guarded(err, errlen, [&] {
+        std::memset(memory, 0, sizeof(*memory));
+        int64_t count = index->live ? index->live->count.load(std::memory_order_acquire) : index->index->ntotal;
+        lk::add_memory(index->index, count, *memory);
     });
 }
 

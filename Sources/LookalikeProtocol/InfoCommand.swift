@@ -68,7 +68,7 @@ enum InfoCommand {
                 ("maxmemory", "0"), ("maxmemory_human", "0B"), ("maxmemory_policy", "noeviction"),
                 ("mem_fragmentation_ratio", heap > 0 ? String(format: "%.2f", Double(rss) / Double(heap)) : "0"),
                 ("mem_allocator", "libc"), ("lmdb_used_bytes", String(engine.storageBytes())),
-            ]),
+            ] + ServerCommands.memoryInfoLines(engine.memoryTotals())),
             ("Persistence", [
                 ("loading", "0"), ("async_loading", "0"), ("rdb_changes_since_last_save", "0"),
                 ("rdb_bgsave_in_progress", server.snapshots.isRunning ? "1" : "0"), ("rdb_last_save_time", String(server.lastSave.load(ordering: .relaxed))),

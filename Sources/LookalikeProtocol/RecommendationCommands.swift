@@ -244,6 +244,7 @@ enum RecommendationCommands {
             (.simple("rows-scored"), .integer(p.rowsScored)),
             (.simple("rows-total"), .integer(p.rowsTotal)),
             (.simple("progress"), .double(p.fraction)),
+        ] + JobStatus.timing(p) + [
             (.simple("last-run"), try c.lastNewItemsReport().map(reportReply) ?? .null),
             (.simple("aborted-run"), try c.abortedNewItemsRun().map { a in
                 .map([(.simple("started-at"), .double(a.startedAt)),

@@ -249,10 +249,28 @@ enum ServerCommands {
         case "USAGE":
             guard inv.count >= 3 else { throw CommandError.syntax() }
             guard let c = inv.server.collection(inv.string(2)) else { return .now(.null) }
-            return inv.offload { .integer(try c.memoryEstimate()) }
+            return inv.offload { .integer(try c.memoryUsage().total) }
         default:
             throw CommandError("MEMORY supports only USAGE")
         }
+    }
+
+    /// VINFO's memory lines: the total (MEMORY USAGE), its heap and memory-mapped parts, and
+    /// each component's bytes (SegmentMemory.swift).
+    static func memoryFields(_ m: MemoryUsage) -> [(RESPValue, RESPValue)] {
+        [(.simple("memory-bytes"), .integer(m.total)), (.simple("memory-heap-bytes"), .integer(m.heapTotal)),
+         (.simple("memory-mapped-bytes"), .integer(m.mappedTotal))]
+            + MemoryComponent.allCases.map { (.simple("memory-\($0.rawValue)-bytes"), .integer(m[$0])) }
+    }
+
+    /// INFO memory's lines: the same over every collection, LMDB as the whole environment
+    /// (`total`, not to be confused with `used_memory`, the allocator's whole heap).
+    static func memoryInfoLines(_ m: MemoryUsage) -> [(String, String)] {
+        [("lookalike_memory_total_bytes", String(m.total)), ("lookalike_memory_total_heap_bytes", String(m.heapTotal)),
+         ("lookalike_memory_total_mapped_bytes", String(m.mappedTotal))]
+            + MemoryComponent.allCases.map {
+                ("lookalike_memory_\($0.rawValue.replacingOccurrences(of: "-", with: "_"))_bytes", String(m[$0]))
+            }
     }
 
     static func shutdown(_ inv: Invocation) throws -> Reply {

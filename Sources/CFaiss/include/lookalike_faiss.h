@@ -80,6 +80,20 @@ int lk_index_create(const char *spec, int dim, int metric, lk_index **out,
 void lk_index_free(lk_index *index);
 int lk_index_info_get(const lk_index *index, lk_index_info *info, char *err, size_t errlen);
 
+/* The bytes an index holds in memory, by what they are (MEMORY USAGE, VINFO's memory-* fields).
+ * Sizes of what is in use (published positions, list entries), not of reserved capacity.
+ * Threads: as lk_index_info_get; on a live HNSW graph it reads the published count only. A
+ * live IVF index must not be added to meanwhile (IVFSegment holds its lock). */
+typedef struct {
+    int64_t vector_bytes;  /* stored vectors or codes outside IVF lists: Flat, SQ, PQ, HNSW storage */
+    int64_t link_bytes;    /* HNSW: neighbour slots, their offsets and the levels */
+    int64_t list_bytes;    /* IVF: the codes and ids in the inverted lists */
+    int list_mapped;       /* 1 when the IVF lists are a memory-mapped file (lk_index_read mmap) */
+    int64_t other_bytes;   /* trained tables: IVF centroids, SQ ranges, PQ codebooks, transforms */
+} lk_index_memory;
+
+int lk_index_memory_get(const lk_index *index, lk_index_memory *memory, char *err, size_t errlen);
+
 /* HNSW only: set efConstruction (if > 0) and the index's efSearch (if > 0). Per-call efSearch
  * larger than the index's own is capped by its candidate heap in 1.7.3, so set this to the
  * largest value any query will use. */
