@@ -1,0 +1,182 @@
+"""The admin executor (issue 16, "work on the right threads"): SAVE, DEBUG RELOAD and VCOMPACT
+run on threads of their own, so with one search thread (--threads 1) a VSIM from another
+connection is answered while they run; REPLICAOF is not held up by a compaction; DEBUG RELOAD
+seals outside the engine lock and keeps every item and every acknowledged write.
+
+Each ordering test asserts which reply came first, never a duration: the admin job is made
+long with enough data (a compressed HNSW built from its rows, or a rebuild of a whole set)."""
+import struct
+import threading
+import time
+
+import pytest
+import redis
+
+from conftest import Server
+from test_ingest import ingest, vectors, write_jsonl, write_npy
+
+D = 64
+
+
+def blob(v):
+    return struct.pack("<%df" % len(v), *v)
+
+
+def load_unsealed(r, key, n, seed=1):
+    """n items in the mutable segment of an HNSW32,SQ8 set: SAVE builds its index from the rows."""
+    rows = vectors(n, D, seed=seed)
+    for start in range(0, n, 2000):
+        pipe = r.pipeline(transaction=False)
+        for i in range(start, min(n, start + 2000)):
+            pipe.execute_command("VADD", key, "FP32", blob(rows[i]), f"e{i}", "Q8", "SETATTR", f'{{"i": {i}}}')
+        assert all(x == 1 for x in pipe.execute())
+    return rows
+
+
+def reply_order(server, slow, fast, name="admin"):
+    """Sends `slow` on one connection and, once the server has dispatched it, `fast` on another;
+    the names in the order their replies arrived, and the replies."""
+    order, replies, lock = [], {}, threading.Lock()
+    a = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=600, decode_responses=True, protocol=2)
+    a.execute_command("CLIENT", "SETNAME", name)
+
+    def run(label, conn, command):
+        try:
+            reply = conn.execute_command(*command)
+        except redis.RedisError as e:
+            reply = e
+        with lock:
+            order.append(label)
+            replies[label] = reply
+
+    t = threading.Thread(target=run, args=("slow", a, slow))
+    t.start()
+    b = server.client()
+    # CLIENT LIST runs on the event loop: it shows the command as soon as it was dispatched.
+    for _ in range(3000):
+        if dispatched(b, name, slow[0].lower()):
+            break
+        time.sleep(0.01)
+    run("fast", b, fast)
+    t.join()
+    return order, replies
+
+
+def dispatched(conn, name, command):
+    lines = conn.execute_command("CLIENT", "LIST").splitlines()
+    return any(f" name={name} " in l and f" cmd={command} " in l for l in lines)
+
+
+def query(rows, i):
+    return ("VSIM", "big", "FP32", blob(rows[i]), "COUNT", 3)
+
+
+@pytest.fixture
+def one_search_thread(tmp_path):
+    s = Server(tmp_path / "data", "--threads", "1", "--seal-threshold", "1000000").start()
+    yield s
+    s.stop()
+
+
+def test_vsim_is_answered_while_save_builds_indexes(one_search_thread):
+    r = one_search_thread.client()
+    rows = load_unsealed(r, "big", 20000)
+    order, replies = reply_order(one_search_thread, ("SAVE",), query(rows, 7))
+    assert order == ["fast", "slow"], replies
+    assert replies["slow"] is True and replies["fast"][0] == "e7"
+    info = r.execute_command("VINFO", "big")
+    assert info[info.index("mutable-items") + 1] == 0
+
+
+def test_debug_reload_seals_outside_the_lock_and_keeps_everything(one_search_thread):
+    s = one_search_thread
+    r = s.client()
+    rows = load_unsealed(r, "big", 20000)
+    acknowledged, done = [], threading.Event()
+
+    def writer():
+        w = s.client()
+        i = 0
+        while not done.is_set():
+            try:
+                w.execute_command("VADD", "side", "VALUES", 2, i, 1, f"w{i}")
+                acknowledged.append(f"w{i}")
+            except redis.ResponseError as e:
+                assert "shutting down" in str(e), e  # a write caught by the close is refused, not lost
+            i += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        order, replies = reply_order(s, ("DEBUG", "RELOAD"), query(rows, 11))
+    finally:
+        done.set()
+        t.join()
+    assert order == ["fast", "slow"], replies
+    assert replies["slow"] == "OK" and replies["fast"][0] == "e11"
+    # Everything is there after the reopen: the set, its attributes, every acknowledged write.
+    assert r.execute_command("VCARD", "big") == 20000
+    assert r.execute_command("VGETATTR", "big", "e19999") == '{"i": 19999}'
+    assert r.execute_command("VSIM", "big", "FP32", blob(rows[123]), "COUNT", 1) == ["e123"]
+    info = r.execute_command("VINFO", "big")
+    assert info[info.index("mutable-items") + 1] == 0  # sealed before the reopen: nothing replayed
+    assert len(acknowledged) > 0
+    pipe = r.pipeline(transaction=False)
+    for key in acknowledged:
+        pipe.execute_command("VISMEMBER", "side", key)
+    assert all(x == 1 for x in pipe.execute())
+
+
+def compactable(tmp_path, n=20000, segment=5000):
+    rows = vectors(n, D, seed=5)
+    write_npy(tmp_path / "v.npy", rows)
+    write_jsonl(tmp_path / "m.jsonl", [{"id": f"e{i}"} for i in range(n)])
+    data = tmp_path / "data"
+    ingest("--collection", "big", "--vectors", tmp_path / "v.npy", "--meta", tmp_path / "m.jsonl", "--data", data,
+           "--metric", "l2", "--segment-items", segment)
+    return data, rows
+
+
+def test_vsim_is_answered_while_vcompact_runs(tmp_path):
+    data, rows = compactable(tmp_path)
+    s = Server(data, "--threads", "1").start()
+    try:
+        r = s.client()
+        for i in range(0, 20000, 10):
+            r.execute_command("VREM", "big", f"e{i}")
+        order, replies = reply_order(s, ("VCOMPACT", "big"), query(rows, 3))
+        assert order == ["fast", "slow"], replies
+        assert replies["fast"][0] == "e3"
+        report = dict(zip(replies["slow"][::2], replies["slow"][1::2]))
+        assert report["items-kept"] == 18000 and report["segments-after"] == 1
+    finally:
+        s.stop()
+
+
+def test_replicaof_is_not_held_up_by_a_compaction(tmp_path):
+    """With the default two admin threads, long jobs take one: REPLICAOF (a Sentinel failover)
+    gets the other at once."""
+    data, rows = compactable(tmp_path)
+    s = Server(data, "--threads", "1").start()
+    try:
+        r = s.client()
+        for i in range(0, 20000, 10):
+            r.execute_command("VREM", "big", f"e{i}")
+        order, replies = reply_order(s, ("VCOMPACT", "big"), ("REPLICAOF", "NO", "ONE"))
+        assert order == ["fast", "slow"], replies
+        assert replies["fast"] == "OK"
+    finally:
+        s.stop()
+
+
+def test_admin_threads_flag(tmp_path):
+    s = Server(tmp_path / "data", "--admin-threads", "3").start()
+    try:
+        r = s.client()
+        assert r.config_get("lookalike-admin-threads") == {"lookalike-admin-threads": "3"}
+        info = r.info("server")
+        assert info["lookalike_admin_threads"] == 3 and info["lookalike_admin_jobs_running"] == 0
+    finally:
+        s.stop()
+    with pytest.raises(RuntimeError, match="--admin-threads must be positive"):
+        Server(tmp_path / "data2", "--admin-threads", "0").start()
