@@ -1,6 +1,7 @@
 // VectorCommands: Redis 8 vector-set commands over the engine, with Redis's syntax and reply
 // shapes (Docs/protocol.md lists where Lookalike differs).
-// Threads: parsing runs on the event loop; engine work through `offload` or `write`.
+// Threads: parsing runs on the event loop; engine work through `offload` (the search pool) or
+// `write`; VCOMPACT through `admin` (the admin executor), so queries go on meanwhile.
 import Foundation
 import LookalikeEngine
 import NIOCore
@@ -501,7 +502,7 @@ enum VectorCommands {
         }
         guard let c = inv.server.collection(inv.string(1)) else { throw CommandError("no such key '\(inv.string(1).prefix(200))'") }
         let (engine, wantsRetrain) = (inv.engine, retrain)
-        return inv.background {
+        return inv.admin {
             let r = try engine.compact(c, retrain: wantsRetrain)
             return .map([
                 (.simple("items-kept"), .integer(r.itemsKept)),
