@@ -12,8 +12,9 @@ import time
 import pytest
 import redis
 
-from conftest import Server
+from conftest import Server, free_port
 from test_ingest import ingest, vectors, write_jsonl, write_npy
+from test_metrics import scrape
 
 D = 64
 N = 6000  # SAVE builds this HNSW32,SQ8 set in ~9 s (debug build, 2 cores); a VSIM takes ~2 ms
@@ -130,55 +131,55 @@ def test_debug_reload_seals_outside_the_lock_and_keeps_everything(one_search_thr
     assert all(x == 1 for x in pipe.execute())
 
 
-def compactable(tmp_path, n=C, segment=C // 4):
-    rows = vectors(n, D, seed=5)
+@pytest.fixture
+def compacting(tmp_path):
+    """One search thread, and a set of C items in 4 sealed segments with every tenth deleted:
+    VCOMPACT rebuilds it whole."""
+    rows = vectors(C, D, seed=5)
     write_npy(tmp_path / "v.npy", rows)
-    write_jsonl(tmp_path / "m.jsonl", [{"id": f"e{i}"} for i in range(n)])
+    write_jsonl(tmp_path / "m.jsonl", [{"id": f"e{i}"} for i in range(C)])
     data = tmp_path / "data"
     ingest("--collection", "big", "--vectors", tmp_path / "v.npy", "--meta", tmp_path / "m.jsonl", "--data", data,
-           "--metric", "l2", "--segment-items", segment)
-    return data, rows
-
-
-def test_vsim_is_answered_while_vcompact_runs(tmp_path):
-    data, rows = compactable(tmp_path)
+           "--metric", "l2", "--segment-items", C // 4)
     s = Server(data, "--threads", "1").start()
-    try:
-        r = s.client()
-        for i in range(0, C, 10):
-            r.execute_command("VREM", "big", f"e{i}")
-        fast_first, replies = answered_while_running(s, ("VCOMPACT", "big"), query(rows, 3))
-        assert fast_first, replies
-        assert replies["fast"][0] == "e3"
-        report = dict(zip(replies["slow"][::2], replies["slow"][1::2]))
-        assert report["items-kept"] == C - C // 10 and report["segments-after"] == 1
-    finally:
-        s.stop()
+    pipe = s.client().pipeline(transaction=False)
+    for i in range(0, C, 10):
+        pipe.execute_command("VREM", "big", f"e{i}")
+    assert all(x == 1 for x in pipe.execute())
+    yield s, rows
+    s.stop()
 
 
-def test_replicaof_is_not_held_up_by_a_compaction(tmp_path):
+def test_vsim_is_answered_while_vcompact_runs(compacting):
+    s, rows = compacting
+    fast_first, replies = answered_while_running(s, ("VCOMPACT", "big"), query(rows, 3))
+    assert fast_first, replies
+    assert replies["fast"][0] == "e3"
+    report = dict(zip(replies["slow"][::2], replies["slow"][1::2]))
+    assert report["items-kept"] == C - C // 10 and report["segments-after"] == 1
+
+
+def test_replicaof_is_not_held_up_by_a_compaction(compacting):
     """With the default two admin threads, long jobs take one: REPLICAOF (a Sentinel failover)
     gets the other at once."""
-    data, rows = compactable(tmp_path)
-    s = Server(data, "--threads", "1").start()
-    try:
-        r = s.client()
-        for i in range(0, C, 10):
-            r.execute_command("VREM", "big", f"e{i}")
-        fast_first, replies = answered_while_running(s, ("VCOMPACT", "big"), ("REPLICAOF", "NO", "ONE"))
-        assert fast_first, replies
-        assert replies["fast"] == "OK"
-    finally:
-        s.stop()
+    s, _ = compacting
+    fast_first, replies = answered_while_running(s, ("VCOMPACT", "big"), ("REPLICAOF", "NO", "ONE"))
+    assert fast_first, replies
+    assert replies["fast"] == "OK"
 
 
 def test_admin_threads_flag(tmp_path):
-    s = Server(tmp_path / "data", "--admin-threads", "3").start()
+    metrics = free_port()
+    s = Server(tmp_path / "data", "--admin-threads", "3", "--metrics-port", str(metrics)).start()
     try:
         r = s.client()
         assert r.config_get("lookalike-admin-threads") == {"lookalike-admin-threads": "3"}
+        assert r.save() is True  # one job run, none left
         info = r.info("server")
-        assert info["lookalike_admin_threads"] == 3 and info["lookalike_admin_jobs_running"] == 0
+        assert info["lookalike_admin_threads"] == 3
+        assert info["lookalike_admin_jobs_running"] == 0 and info["lookalike_admin_jobs_queued"] == 0
+        samples = scrape(metrics)
+        assert samples[("lookalike_admin_jobs_running", ())] == 0 and samples[("lookalike_admin_jobs_queued", ())] == 0
     finally:
         s.stop()
     with pytest.raises(RuntimeError, match="--admin-threads must be positive"):
