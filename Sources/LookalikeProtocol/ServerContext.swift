@@ -137,11 +137,16 @@ public final class ServerContext: @unchecked Sendable {
     func reloadEngine() throws {
         swapping.lock()
         defer { swapping.unlock() }
+        let started = Date()
         try? engine.persist()  // a failed seal is retried after the reload; its items are in LMDB
+        let sealed = Date()
         try engineBox.withLock { engine in
             engine.close()
             engine = try Engine(directory: options.dataDirectory, options: options.engine, logger: logger)
         }
+        logger.info("DEBUG RELOAD done", metadata: [
+            "seal-seconds": "\(String(format: "%.3f", sealed.timeIntervalSince(started)))",
+            "reopen-seconds": "\(String(format: "%.3f", Date().timeIntervalSince(sealed)))"])  // commands waited this long
     }
 
     /// Replaces the data folder with a replica's full-sync download and reopens the engine on it
