@@ -184,3 +184,19 @@ def test_admin_threads_flag(tmp_path):
         s.stop()
     with pytest.raises(RuntimeError, match="--admin-threads must be positive"):
         Server(tmp_path / "data2", "--admin-threads", "0").start()
+
+
+def test_shutdown_save_seals_then_stops(one_search_thread):
+    """SHUTDOWN SAVE on the admin executor: the reply comes once the seal is done, the process
+    exits 0, and the restart has nothing to replay."""
+    s = one_search_thread
+    r = s.client()
+    load_unsealed(r, "big", 2000)
+    try:
+        assert r.execute_command("SHUTDOWN", "SAVE") is True
+    except redis.ConnectionError:
+        pass  # the server may close the connection before redis-py reads the reply
+    assert s.process.wait(timeout=120) == 0
+    s.start()
+    info = s.client().execute_command("VINFO", "big")
+    assert info[info.index("mutable-items") + 1] == 0 and s.client().execute_command("VCARD", "big") == 2000
