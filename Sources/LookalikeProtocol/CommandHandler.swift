@@ -13,7 +13,8 @@
 //   - with a timeout, a connection that completed no command for that long and is owed no
 //     reply is closed: idle, or trickling a frame too slowly ever to finish it;
 //   - nothing blocks the event loop: reads and searches run on the search pool, writes in the
-//     engine's commit thread; this handler only parses, orders and encodes;
+//     engine's commit thread, administrative jobs on the admin executor (AdminJobs); this
+//     handler only parses, orders and encodes;
 //   - a protocol error answers "-ERR Protocol error: ..." after the replies already owed, then
 //     closes this connection only.
 // Threads: the connection's event loop, always; future callbacks are `assumeIsolated()`,

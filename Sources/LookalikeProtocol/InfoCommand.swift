@@ -43,6 +43,7 @@ enum InfoCommand {
         server.peakMemory.store(peak, ordering: .relaxed)
         let stats = server.stats
         let uptime = Date().timeIntervalSince(server.startedAt)
+        let adminJobs = server.admin.counts
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         func seconds(_ t: timeval) -> String { String(format: "%.6f", Double(t.tv_sec) + Double(t.tv_usec) / 1e6) }
@@ -54,6 +55,10 @@ enum InfoCommand {
                 ("tcp_port", String(server.boundPort.load(ordering: .relaxed))),
                 ("uptime_in_seconds", String(Int(uptime))), ("uptime_in_days", String(Int(uptime / 86400))),
                 ("hz", "10"), ("executable", CommandLine.arguments.first ?? ""), ("config_file", server.options.configFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? ""),
+                ("lookalike_search_threads", String(server.options.searchThreads)),
+                ("lookalike_admin_threads", String(server.admin.threads)),
+                ("lookalike_admin_jobs_running", String(adminJobs.running)),
+                ("lookalike_admin_jobs_queued", String(adminJobs.queued)),
             ]),
             ("Clients", [
                 ("connected_clients", String(server.connectedClients.load(ordering: .relaxed))),

@@ -1,7 +1,8 @@
 // ServerCommands: what clients send around the vector commands: connection setup (HELLO, AUTH,
 // CLIENT, SELECT), introspection (COMMAND, INFO, TYPE, KEYS, SCAN, MEMORY), keyspace (DEL,
 // FLUSHALL, EXISTS, DBSIZE), persistence (SAVE, BGSAVE [TO folder]: Snapshots.swift, DEBUG RELOAD) and SHUTDOWN/QUIT.
-// Threads: parsing on the event loop; engine work through `offload` or `task`.
+// Threads: parsing on the event loop; engine work through `offload` (the search pool) or
+// `task`; SAVE, BGSAVE, DEBUG RELOAD and SHUTDOWN through `admin` (the admin executor).
 import Foundation
 import LookalikeEngine
 import NIOCore
@@ -213,7 +214,7 @@ enum ServerCommands {
         if let path = try SnapshotCommands.target(inv) { return SnapshotCommands.save(inv, to: path) }
         let engine = inv.engine
         let server = inv.server
-        return inv.offload(evenIfDisconnected: true) {
+        return inv.admin {
             try engine.persist()
             server.lastSave.store(Int(Date().timeIntervalSince1970), ordering: .relaxed)
             return .ok
@@ -224,7 +225,7 @@ enum ServerCommands {
         if let path = try SnapshotCommands.target(inv) { return try SnapshotCommands.bgsave(inv, to: path) }
         let engine = inv.engine
         let server = inv.server
-        inv.server.pool.submit { _ in
+        server.admin.submit(.long) {
             guard (try? engine.persist()) != nil else { return }
             server.lastSave.store(Int(Date().timeIntervalSince1970), ordering: .relaxed)
         }
@@ -235,7 +236,7 @@ enum ServerCommands {
         switch inv.keyword(1) {
         case "RELOAD":
             let server = inv.server
-            return inv.offload(evenIfDisconnected: true) {
+            return inv.admin {
                 try server.reloadEngine()
                 return .ok
             }
@@ -278,8 +279,9 @@ enum ServerCommands {
         guard words.allSatisfy({ ["SAVE", "NOSAVE", "NOW", "FORCE"].contains($0) }) else { throw CommandError.syntax() }
         let save = words.contains("SAVE")
         let server = inv.server
-        // SAVE builds indexes: that runs on the search pool, never on the event loop.
-        return inv.offload(evenIfDisconnected: true) {
+        // SAVE builds indexes: never on the event loop. A control job: it does not wait for a
+        // compaction's place on the admin executor (AdminJobs).
+        return inv.admin(.control) {
             if save { try server.engine.persist() }
             server.logger.info("SHUTDOWN requested by a client")
             server.shutdownHook.withLock { $0 }?()

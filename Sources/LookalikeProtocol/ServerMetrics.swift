@@ -121,6 +121,9 @@ public final class ServerMetrics: Sendable {
         counter("lookalike_linked_items_total", indexing.linked)
         counter("lookalike_write_throttled_batches_total", indexing.throttledBatches)
         gauge("lookalike_uptime_seconds", Int(Date().timeIntervalSince(server.startedAt)))
+        let adminJobs = server.admin.counts
+        gauge("lookalike_admin_jobs_running", adminJobs.running)
+        gauge("lookalike_admin_jobs_queued", adminJobs.queued)
         refreshCollections(engine.collectionStatistics())
     }
 

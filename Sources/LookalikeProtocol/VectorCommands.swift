@@ -1,6 +1,7 @@
 // VectorCommands: Redis 8 vector-set commands over the engine, with Redis's syntax and reply
 // shapes (Docs/protocol.md lists where Lookalike differs).
-// Threads: parsing runs on the event loop; engine work through `offload` or `write`.
+// Threads: parsing runs on the event loop; engine work through `offload` (the search pool) or
+// `write`; VCOMPACT through `admin` (the admin executor), so queries go on meanwhile.
 import Foundation
 import LookalikeEngine
 import NIOCore
@@ -508,7 +509,7 @@ enum VectorCommands {
         }
         guard let c = inv.server.collection(inv.string(1)) else { throw CommandError("no such key '\(inv.string(1).prefix(200))'") }
         let (engine, wantsRetrain) = (inv.engine, retrain)
-        return inv.background { JobStatus.report(try engine.compact(c, retrain: wantsRetrain)) }
+        return inv.admin { JobStatus.report(try engine.compact(c, retrain: wantsRetrain)) }
     }
 
     /// M of an HNSW spec ("HNSW32", "HNSW16_SQ8", "IVF…,HNSW…" reads as its first), else 0.
