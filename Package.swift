@@ -102,12 +102,15 @@ let package = Package(
         .target(name: "LookalikeFormats"),
         // A small blocking Redis-protocol client, for the tools' online modes.
         .target(name: "LookalikeClient"),
+        // What the tools share besides the client: their progress display. Foundation only; the
+        // engine never imports it (tools may import the engine, not the reverse).
+        .target(name: "LookalikeToolSupport"),
 
         // Tools.
         .executableTarget(
             name: "lookalike-ingest",
             dependencies: [
-                "LookalikeEngine", "LookalikeStorage", "LookalikeFormats", "LookalikeClient",
+                "LookalikeEngine", "LookalikeStorage", "LookalikeFormats", "LookalikeClient", "LookalikeToolSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/lookalike-ingest"
@@ -115,7 +118,7 @@ let package = Package(
         .executableTarget(
             name: "lookalike-compact",
             dependencies: [
-                "LookalikeEngine", "LookalikeClient",
+                "LookalikeEngine", "LookalikeClient", "LookalikeToolSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/lookalike-compact"

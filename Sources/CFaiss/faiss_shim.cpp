@@ -4,13 +4,15 @@
 // Invariants: every entry point catches every C++ exception (guarded); no loop or kernel lives
 // here: distances.cpp has the kernels and FastFlat, hnsw_search.cpp the HNSW search loop,
 // hnsw_build.cpp the HNSW insertion loop (hnsw_graph.h: what they share, and why a search may
-// run during an insert).
+// run during an insert), ivf_scan.cpp the IVF coarse quantizer and list scanner.
 // Threads: as lookalike_faiss.h says per function; the Swift index layer (FaissIndex) and the
 // engine keep mutations apart.
 #include "lookalike_faiss.h"
 
 #include "distances.h"
 #include "hnsw_graph.h"
+#include "index_memory.h"
+#include "ivf_scan.h"
 #include "sq_storage.h"
 
 #include <faiss/Index.h>
@@ -91,6 +93,7 @@ int64_t train_hint(faiss::Index *index) {
     return hint;
 }
 
+
 }  // namespace
 
 extern "C" {
@@ -144,10 +147,19 @@ int lk_index_info_get(const lk_index *index, lk_index_info *info, char *err, siz
         } else if (auto *ivf = dynamic_cast<faiss::IndexIVF *>(core)) {
             info->kind = LK_KIND_IVF;
             info->nlist = (int64_t)ivf->nlist;
+            info->fast_distances = ix == core && lk::ivf_fast_kind(*ivf) != lk::IvfKind::none ? 1 : 0;
             if (ivf->ntotal > 0 && ivf->invlists) info->ivf_imbalance = ivf->invlists->imbalance_factor();
         } else if (dynamic_cast<faiss::IndexFlat *>(core)) {
             info->kind = LK_KIND_FLAT;
         }
+    });
+}
+
+int lk_index_memory_get(const lk_index *index, lk_index_memory *memory, char *err, size_t errlen) {
+    return guarded(err, errlen, [&] {
+        std::memset(memory, 0, sizeof(*memory));
+        int64_t count = index->live ? index->live->count.load(std::memory_order_acquire) : index->index->ntotal;
+        lk::add_memory(index->index, count, *memory);
     });
 }
 
@@ -233,6 +245,16 @@ int lk_index_search(const lk_index *index, int64_t n, const float *x, int64_t k,
                     return;
                 }
                 if (index->live) throw std::invalid_argument("FAISS's own search is refused on a live HNSW graph");
+            }
+        }
+        // IVF-Flat and IVF-SQ8/fp16 on in-memory or mmapped lists take the shim's scanner.
+        if (ix == core && sp == &ip && (params == nullptr || !params->faiss_search)) {
+            auto *ivf = static_cast<faiss::IndexIVF *>(core);
+            if (lk::ivf_fast_kind(*ivf) != lk::IvfKind::none) {
+                lk::ivf_fast_search(*ivf, n, x, k, ip.nprobe, params ? params->bitmap : nullptr,
+                                    params ? params->bitmap_bytes : 0, n > 1 ? omp_get_max_threads() : 1,
+                                    distances, labels);
+                return;
             }
         }
         ix->search(n, x, k, distances, labels, sp);

@@ -290,37 +290,47 @@ struct FastSQDistance : faiss::FlatCodesDistanceComputer {
 
 }  // namespace
 
-bool FastSQ::supports(const faiss::IndexScalarQuantizer &sq) {
-    auto qt = sq.sq.qtype;
-    bool codec = qt == faiss::ScalarQuantizer::QT_8bit || qt == faiss::ScalarQuantizer::QT_8bit_uniform ||
-                 qt == faiss::ScalarQuantizer::QT_fp16;
-    bool metric = sq.metric_type == faiss::METRIC_L2 || sq.metric_type == faiss::METRIC_INNER_PRODUCT;
-    return codec && metric;
+Codec sq_codec(const faiss::ScalarQuantizer &sq) {
+    switch (sq.qtype) {
+    case faiss::ScalarQuantizer::QT_8bit:
+    case faiss::ScalarQuantizer::QT_8bit_uniform: return Codec::sq8;
+    case faiss::ScalarQuantizer::QT_fp16: return Codec::fp16;
+    default: return Codec::f32;
+    }
 }
 
-FastSQ::FastSQ(const faiss::IndexScalarQuantizer &src) : IndexScalarQuantizer(src) { refresh(); }
-
-void FastSQ::refresh() {
-    const bool fp16 = sq.qtype == faiss::ScalarQuantizer::QT_fp16;
+CodeSpace sq_code_space(const faiss::ScalarQuantizer &sq, size_t d, bool ip, std::vector<float> &a,
+                        std::vector<float> &b) {
+    CodeSpace space;
+    space.codec = sq_codec(sq);
+    space.d = d;
+    space.code_size = sq.code_size;
+    space.ip = ip;
     const bool uniform = sq.qtype == faiss::ScalarQuantizer::QT_8bit_uniform;
-    space.codec = fp16 ? Codec::fp16 : Codec::sq8;
-    space.d = (size_t)d;
-    space.code_size = code_size;
-    space.ip = metric_type == faiss::METRIC_INNER_PRODUCT;
-    a.assign((size_t)d, 0.0f);
-    b.assign((size_t)d, 0.0f);
-    size_t need = uniform ? 2 : 2 * (size_t)d;
-    if (!fp16 && sq.trained.size() >= need) {
-        for (size_t i = 0; i < (size_t)d; i++) {
+    a.assign(d, 0.0f);
+    b.assign(d, 0.0f);
+    size_t need = uniform ? 2 : 2 * d;
+    if (space.codec == Codec::sq8 && sq.trained.size() >= need) {
+        for (size_t i = 0; i < d; i++) {
             float vmin = uniform ? sq.trained[0] : sq.trained[i];
-            float vdiff = uniform ? sq.trained[1] : sq.trained[(size_t)d + i];
+            float vdiff = uniform ? sq.trained[1] : sq.trained[d + i];
             b[i] = vdiff / 255.0f;
             a[i] = vmin + 0.5f * b[i];
         }
     }
     space.a = a.data();
     space.b = b.data();
+    return space;
 }
+
+bool FastSQ::supports(const faiss::IndexScalarQuantizer &sq) {
+    bool metric = sq.metric_type == faiss::METRIC_L2 || sq.metric_type == faiss::METRIC_INNER_PRODUCT;
+    return sq_codec(sq.sq) != Codec::f32 && metric;
+}
+
+FastSQ::FastSQ(const faiss::IndexScalarQuantizer &src) : IndexScalarQuantizer(src) { refresh(); }
+
+void FastSQ::refresh() { space = sq_code_space(sq, (size_t)d, metric_type == faiss::METRIC_INNER_PRODUCT, a, b); }
 
 void FastSQ::train(idx_t n, const float *x) {
     IndexScalarQuantizer::train(n, x);

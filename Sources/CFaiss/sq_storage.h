@@ -83,6 +83,14 @@ struct QueryCodes {
     void hnsw_many(const uint8_t *base, const int *ids, int n, float *out) const;
 };
 
+// The codec of a scalar quantizer the kernels score (QT_8bit, QT_8bit_uniform, QT_fp16), or f32
+// for any other (which they do not score).
+Codec sq_codec(const faiss::ScalarQuantizer &sq);
+// A code space for sq's codes (d components, `ip` or L2), the sq8 a/b tables filled from
+// sq.trained into a and b (which the space points to; zero until sq is trained).
+CodeSpace sq_code_space(const faiss::ScalarQuantizer &sq, size_t d, bool ip, std::vector<float> &a,
+                        std::vector<float> &b);
+
 // The storage of a compressed HNSW: FAISS's IndexScalarQuantizer with the shim's kernels in
 // its distance computer (so FAISS's own add and search use them too).
 struct FastSQ : faiss::IndexScalarQuantizer {

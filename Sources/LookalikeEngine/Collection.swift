@@ -67,6 +67,9 @@ public final class Collection: @unchecked Sendable {
     let categoryModel = Mutex(CategoryModelState())
     /// The new-items batch job's progress (NewItems).
     public let newItemsProgress = NewItemsProgress()
+    /// The running compaction's progress, and the last one's report (Compaction.swift).
+    public let compactionProgress = JobProgress()
+    public let lastCompaction = Mutex<CompactionReport?>(nil)
 
     /// Held from reading the manifest to committing and swapping in its successor (seals,
     /// merges and compactions edit it from different queues: Merging.swift).
@@ -647,15 +650,6 @@ public final class Collection: @unchecked Sendable {
     /// Live items whose indexed attribute has this value.
     public func count(attribute: String, value: String) throws -> Int {
         try wrapped { try engine.environment.read { try store.count(attribute: attribute, value: value, $0) } }
-    }
-
-    /// Approximate bytes the collection takes: its LMDB records plus its segment files.
-    public func memoryEstimate() throws -> Int {
-        let items = try count()
-        let perItem = definition.dimension * 4 + 64
-        let files = state.withLock { s in s.sealed.reduce(0) { $0 + SegmentFiles.bytes(name: $1.name, directory: segmentDirectory) } }
-        let flat = segmentsSnapshot().compactMap { $0 as? any GrowingSegment }.reduce(0) { $0 + $1.count * definition.dimension * 4 }
-        return items * perItem + files + flat
     }
 
     /// A description of the segments, for VINFO and tests.

@@ -6,8 +6,13 @@
 // retrained first when asked or when the IVF lists became uneven (`retrainImbalance`), and
 // published by the same step as every merge (Merging.swift: `publishMerged`, with its crash
 // safety): killed before the manifest commit the collection is as before, after it as after.
+// Progress (`compactionProgress`, VCOMPACT key STATUS): stage `waiting` (for a merge on the
+// merger's queue), `training` (reading the sample and training, when retraining), `reading`
+// and `building` in turns, one chunk read from LMDB then added to the index in steps, items
+// counted as they are added (the estimate's rate), then `writing` (the segment files) and
+// `publishing` (the manifest commit and the swap).
 // Threads: runs on the merger's serial queue, so merges and compactions never overlap;
-// callers wait for it. One compaction per collection at a time.
+// callers wait for it. One compaction per collection at a time; progress is read from any.
 import Dispatch
 import Foundation
 import Logging
@@ -33,9 +38,14 @@ extension Engine {
             throw EngineError.invalidArgument("a compaction of '\(collection.name)' is already running")
         }
         defer { collection.endCompaction() }
+        let progress = collection.compactionProgress
+        _ = progress.begin(stage: "waiting")  // beginCompaction admits one at a time
+        defer { progress.end() }
         var result: Result<CompactionReport, Error> = .failure(EngineError.closed)
         merger.run { result = Result { try collection.compact(retrain: retrain) } }
-        return try result.get()
+        let report = try result.get()
+        collection.lastCompaction.withLock { $0 = report }
+        return report
     }
 }
 
@@ -62,12 +72,15 @@ extension Collection {
         let dropped = old.flatMap { seg in (0..<seg.count).filter { !seg.live.isLive($0) }.map { seg.id(at: $0) } }
         report.itemsDropped = dropped.count
 
+        let progress = compactionProgress
+        progress.enter("reading", counting: false)
         var template = state.withLock { $0.template }
         let drifted = old.contains { $0.info.ivfImbalance > Self.retrainImbalance }
         var newTemplate: FaissIndex?
         if retrain || drifted, !ids.isEmpty {
             let fresh = try FaissIndex(spec: definition.index, dimension: definition.dimension, metric: definition.metric.faiss)
             if try !fresh.info().isTrained {
+                progress.enter("training", counting: false)
                 let sample = try vectors(of: trainingSample(ids, lists: try fresh.info().nlist)).rows
                 try sample.withUnsafeBufferPointer { try fresh.train($0.baseAddress!, count: sample.count / definition.dimension) }
                 newTemplate = try fresh.clone()
@@ -80,17 +93,21 @@ extension Collection {
             let fresh = try emptyIndex(template: template, capacity: ids.count)
             // In chunks: the vectors of a large collection need not fit in memory twice.
             var added: [UInt64] = []
+            progress.count(total: ids.count)
             for start in stride(from: 0, to: ids.count, by: Self.compactionChunk) {
+                progress.enter("reading")
                 let chunk = try vectors(of: Array(ids[start..<min(ids.count, start + Self.compactionChunk)]))
                 guard !chunk.ids.isEmpty else { continue }
-                try chunk.rows.withUnsafeBufferPointer { try addRows($0.baseAddress!, count: chunk.ids.count, to: fresh) }
+                progress.enter("building")
+                try chunk.rows.withUnsafeBufferPointer { try add($0.baseAddress!, count: chunk.ids.count, to: fresh, progress) }
                 added += chunk.ids
             }
             ids = added
             report.itemsKept = ids.count
             index = ids.isEmpty ? nil : fresh
         }
-        let built = try publishMerged(replacing: old, index: index, ids: ids, dropped: dropped, newTemplate: newTemplate)
+        let built = try publishMerged(replacing: old, index: index, ids: ids, dropped: dropped, newTemplate: newTemplate,
+                                      progress: progress)
         report.segmentsAfter = state.withLock { $0.sealed.count }
         report.bytesAfter = built.map { SegmentFiles.bytes(name: $0.name, directory: segmentDirectory) } ?? 0
         report.seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
@@ -101,8 +118,19 @@ extension Collection {
         return report
     }
 
-    /// Vectors added to the new index per step.
+    /// Vectors read from LMDB per chunk, and added to the new index per call (the progress
+    /// moves per call; splitting an add changes no result: FAISS adds in order).
     static let compactionChunk = 65_536
+    static let compactionStep = 4_096
+
+    private func add(_ rows: UnsafePointer<Float>, count: Int, to index: FaissIndex, _ progress: JobProgress) throws {
+        let d = definition.dimension
+        for from in stride(from: 0, to: count, by: Self.compactionStep) {
+            let n = min(Self.compactionStep, count - from)
+            try addRows(rows + from * d, count: n, to: index)
+            progress.advance(by: n)
+        }
+    }
 
     /// The vectors of `ids` that are still stored, read from LMDB and prepared as the index
     /// stores them, row after row, with the ids they belong to (an item deleted since the ids

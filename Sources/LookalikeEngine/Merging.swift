@@ -159,7 +159,8 @@ extension Collection {
     /// a retrained empty index for later seals. Returns the new segment.
     @discardableResult
     func publishMerged(replacing old: [SealedSegment], index: FaissIndex?, ids: [UInt64], dropped: [UInt64],
-                       newTemplate: FaissIndex? = nil) throws -> SealedSegment? {
+                       newTemplate: FaissIndex? = nil, progress: JobProgress? = nil) throws -> SealedSegment? {
+        progress?.enter("writing", counting: false)
         manifestLock.lock()
         defer { manifestLock.unlock() }
         var manifest = state.withLock { $0.manifest }
@@ -170,6 +171,7 @@ extension Collection {
             (built, entry) = try writeSegment(index, ids: ids, keys: try keyTable(for: ids, from: old), manifest: &manifest)
         }
         if let newTemplate { try writeTemplate(newTemplate, manifest: &manifest) }
+        progress?.enter("publishing", counting: false)
         // In place of the run: segments sealed meanwhile stay after it, in order.
         let oldNames = Set(old.map(\.name))
         let at = manifest.segments.firstIndex { oldNames.contains($0.name) } ?? 0

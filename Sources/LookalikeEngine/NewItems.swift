@@ -68,19 +68,6 @@ public struct NewItemsReport: Sendable, Equatable, Codable {
     public var predicted: Int?
 }
 
-/// Where a running job is; readable from any thread.
-public final class NewItemsProgress: Sendable {
-    /// Existing rows scored so far, over all passes, and how many the job will score in all.
-    let scored = Atomic<Int>(0)
-    let total = Atomic<Int>(0)
-    let running = Atomic<Bool>(false)
-
-    public var rowsScored: Int { scored.load(ordering: .relaxed) }
-    public var rowsTotal: Int { total.load(ordering: .relaxed) }
-    public var isRunning: Bool { running.load(ordering: .relaxed) }
-    public var fraction: Double { rowsTotal == 0 ? 0 : min(1, Double(rowsScored) / Double(rowsTotal)) }
-}
-
 extension Collection {
     /// Neighbours kept per item at most (and asked of a job at most).
     public static let maxNewItemNeighbors = 1_000
@@ -101,12 +88,10 @@ extension Collection {
             throw EngineError.invalidArgument("COUNT must be between 1 and \(Self.maxNewItemNeighbors)")
         }
         if let attribute = request.within, !definition.attributes.contains(attribute) { throw notIndexed(attribute) }
-        guard newItemsProgress.running.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+        guard newItemsProgress.begin(stage: "scoring") else {
             throw EngineError.invalidArgument("a new-items job for '\(name)' is already running")
         }
-        defer { newItemsProgress.running.store(false, ordering: .releasing) }
-        newItemsProgress.scored.store(0, ordering: .relaxed)
-        newItemsProgress.total.store(0, ordering: .relaxed)
+        defer { newItemsProgress.end() }
         let started = DispatchTime.now()
         let run = AbortedNewItemsRun(startedAt: Date().timeIntervalSince1970, output: request.outputPath,
                                      reason: "the server stopped during the job")
@@ -220,7 +205,7 @@ extension Collection {
         let perPass = max(1, engine.options.batchJobMemory / (d * 4))
         let scannedPerPass = report.existingItems + (request.includeNew ? newIds.count : 0)
         let passes = (newIds.count + perPass - 1) / perPass
-        newItemsProgress.total.store(passes * scannedPerPass, ordering: .relaxed)
+        newItemsProgress.count(total: passes * scannedPerPass)
         report.passes = passes
         let groups = try request.within.map { try Groups(self, attribute: $0, newIds: newIds, txn) }
         report.within = request.within
@@ -323,7 +308,7 @@ extension Collection {
             let rowGroups = groups.map { g in block.ids.prefix(block.count).map(g.row) }
             Self.score(queries, block, tops: tops, metric: self.definition.metric.faiss, workers: workers, scratch: scratch,
                        groups: queryGroups.map { ($0, rowGroups!) })
-            self.newItemsProgress.scored.add(block.count, ordering: .relaxed)
+            self.newItemsProgress.advance(by: block.count)
             block.removeAll()
         }
         try store.forEachVector(from: 0, txn) { id, bytes in

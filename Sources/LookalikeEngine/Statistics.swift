@@ -1,8 +1,8 @@
 // Statistics: what the engine tells operators about itself, for INFO and the metrics endpoint.
 //
 // Two kinds, kept apart:
-//   - state (items, segments, backlogs, bytes) is read when asked (`collectionStatistics`):
-//     the numbers live in the collections already, nothing is counted twice;
+//   - state (items, segments, backlogs, bytes) is read when asked (`collectionStatistics`,
+//     `memoryUsage`): the numbers live in the collections already, nothing is counted twice;
 //   - events (a group commit's size and time, the plan a filtered search chose) are emitted
 //     as they happen through swift-metrics' API (`EngineMetrics`), as logs go through
 //     swift-log's: the engine never knows the backend. Without a backend bootstrapped (tests,
@@ -11,6 +11,11 @@
 // its backend before it opens the engine (lookalike-server does).
 import CoreMetrics
 import Foundation
+import LookalikeIndex
+
+/// The index layer's memory accounting, as the engine reports it (the server sees the engine only).
+public typealias MemoryUsage = LookalikeIndex.MemoryUsage
+public typealias MemoryComponent = LookalikeIndex.MemoryComponent
 
 /// One collection as the metrics endpoint reports it.
 public struct CollectionStatistics: Sendable {
@@ -27,8 +32,10 @@ public struct CollectionStatistics: Sendable {
     public let unindexedItems: Int
     /// Sealed segments the merge policy wants merged now: the merge backlog.
     public let segmentsDueToMerge: Int
-    /// MEMORY USAGE's estimate: LMDB records plus segment files plus flat segments' rows.
-    public let estimatedBytes: Int
+    /// What it keeps in memory, by component (`Collection.memoryUsage`).
+    public let memory: MemoryUsage
+    /// MEMORY USAGE: the sum of `memory`.
+    public var estimatedBytes: Int { memory.total }
 }
 
 extension Engine {
@@ -40,8 +47,39 @@ extension Engine {
             return CollectionStatistics(
                 name: c.name, items: (try? c.count()) ?? 0, sealedSegments: s.sealed, sealingSegments: s.frozen,
                 mutableItems: s.mutableCount, unindexedItems: c.unindexed.items,
-                segmentsDueToMerge: c.mergeCandidate()?.count ?? 0, estimatedBytes: (try? c.memoryEstimate()) ?? 0)
+                segmentsDueToMerge: c.mergeCandidate()?.count ?? 0, memory: (try? c.memoryUsage()) ?? MemoryUsage())
         }
+    }
+
+    /// Every collection's memory added up, for INFO: LMDB as the whole environment's pages in
+    /// use (its free pages and meta pages too), not the collections' sum.
+    public func memoryTotals() -> MemoryUsage {
+        var total = MemoryUsage()
+        for c in collectionNames().compactMap({ collection($0) }) {
+            guard let m = try? c.memoryUsage() else { continue }
+            for component in MemoryComponent.allCases where component != .lmdb {
+                total.add(component, m.heap[component, default: 0])
+                total.add(component, m.mapped[component, default: 0], mapped: true)
+            }
+        }
+        total.add(.lmdb, storageBytes(), mapped: true)
+        return total
+    }
+}
+
+extension Collection {
+    /// What the collection keeps in memory, by component (SegmentMemory.swift): its segments,
+    /// its trained template and REDUCE matrix (heap), and the LMDB pages of its records
+    /// (mapped). MEMORY USAGE is the total. Cheap: sizes and table statistics, no scan.
+    public func memoryUsage() throws -> MemoryUsage {
+        var m = MemoryUsage()
+        for segment in segmentsSnapshot() { m.add(segment.memoryUsage()) }
+        if let template = state.withLock({ $0.template }), let t = try? template.memory() {
+            m.add(.indexTables, t.vectors + t.links + t.lists + t.other)
+        }
+        m.add(.indexTables, (projection?.matrix.count ?? 0) * 4)
+        m.add(.lmdb, try wrapped { try engine.environment.read { try store.usedBytes($0) } }, mapped: true)
+        return m
     }
 }
 

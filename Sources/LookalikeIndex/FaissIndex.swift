@@ -2,7 +2,7 @@
 //
 // Owns: the lk_index pointer (freed in deinit).
 // Invariants: labels are positions in add order; every FAISS failure is a thrown IndexError.
-// Threads: `search`, `reconstruct`, `write`, `info` may run concurrently; `train`, `add`,
+// Threads: `search`, `reconstruct`, `write`, `info`, `memory` may run concurrently; `train`, `add`,
 // `setHNSW`, `reserveGraph` must not overlap with anything else on the same index. Segments
 // guarantee this by building an index completely before publishing it, and never mutating a
 // published one. The exception is a live HNSW graph: after `reserveGraph(capacity:)` (while
@@ -49,7 +49,8 @@ public struct FaissInfo: Sendable, Equatable {
     public var hnswEfConstruction: Int
     public var trainHint: Int
     public var codeSize: Int
-    /// HNSW storage computes distances with the shim's AVX2 code (not FAISS's scalar loop).
+    /// HNSW storage computes distances with the shim's AVX2 code (not FAISS's scalar loop), or an
+    /// IVF index is searched by the shim's coarse quantizer and list scanner (ivf_scan.cpp).
     public var fastDistances: Bool
     /// IVF: how uneven the inverted lists are (1 = even; FAISS's imbalance factor); else 0.
     public var ivfImbalance: Double = 0
@@ -57,6 +58,22 @@ public struct FaissInfo: Sendable, Equatable {
     public var storage: Storage = .other
 
     public enum Storage: Sendable, Equatable { case flat, sq8, fp16, other }
+}
+
+/// The bytes an index keeps in memory, by kind (lk_index_memory_get): what is in use, not
+/// reserved capacity.
+public struct FaissMemory: Sendable, Equatable {
+    /// Stored vectors or codes outside IVF lists (Flat, SQ, PQ, an HNSW's storage).
+    public var vectors = 0
+    /// HNSW neighbour slots, offsets and levels.
+    public var links = 0
+    /// IVF lists' codes and ids.
+    public var lists = 0
+    /// Whether the IVF lists are a memory-mapped file rather than heap.
+    public var listsMapped = false
+    /// Trained tables: centroids, SQ ranges, PQ codebooks, transforms.
+    public var other = 0
+    public init() {}
 }
 
 /// Per-query effort and an optional selector bitmap over positions.
@@ -113,6 +130,19 @@ public final class FaissIndex: @unchecked Sendable {
             trainHint: Int(raw.train_hint), codeSize: Int(raw.code_size),
             fastDistances: raw.fast_distances != 0, ivfImbalance: raw.ivf_imbalance,
             storage: Self.storage(raw.storage))
+    }
+
+    /// What the index keeps in memory. On a live IVF index, not while lists are appended to.
+    public func memory() throws -> FaissMemory {
+        var raw = lk_index_memory()
+        try checkFaiss { lk_index_memory_get(handle, &raw, $0, $1) }
+        var m = FaissMemory()
+        m.vectors = Int(raw.vector_bytes)
+        m.links = Int(raw.link_bytes)
+        m.lists = Int(raw.list_bytes)
+        m.listsMapped = raw.list_mapped != 0
+        m.other = Int(raw.other_bytes)
+        return m
     }
 
     private static func storage(_ raw: Int32) -> FaissInfo.Storage {
@@ -172,7 +202,8 @@ public final class FaissIndex: @unchecked Sendable {
     public static func setBuildNice(_ nice: Int) { lk_set_build_nice(Int32(nice)) }
 
     /// Searches `queryCount` queries; returns distances and positions, `k` per query (-1 = none).
-    /// `faissSearch` runs FAISS's own HNSW loop instead of the shim's (tests; refused on a live graph).
+    /// `faissSearch` runs FAISS's own HNSW loop or IVF search instead of the shim's (tests, A/B;
+    /// refused on a live graph).
     public func search(
         _ queries: UnsafePointer<Float>, queryCount: Int, k: Int, effort: SearchEffort,
         selector: UnsafeRawBufferPointer?, threads: Int = 1, faissSearch: Bool = false

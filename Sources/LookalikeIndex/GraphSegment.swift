@@ -35,6 +35,9 @@ public final class GraphSegment: LiveSegment, @unchecked Sendable {
         try index.insert(buffer.vectors + from * dimension, count: count, threads: threads)
     }
 
+    /// Safe beside an insert: the shim reads the graph below its published count.
+    public func indexMemory() -> FaissMemory { (try? index.memory()) ?? FaissMemory() }
+
     public func indexSearch(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort,
                             members: UnsafeRawBufferPointer?) throws -> (distances: [Float], positions: [Int64]) {
         try index.search(query, queryCount: 1, k: k, effort: effort, selector: members)

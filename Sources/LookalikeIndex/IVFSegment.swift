@@ -53,6 +53,13 @@ public final class IVFSegment: LiveSegment, @unchecked Sendable {
         try index.addAssigned(rows, count: count, lists: lists)
     }
 
+    /// Under the lock, shared: the lists must not move while their sizes are read.
+    public func indexMemory() -> FaissMemory {
+        pthread_rwlock_rdlock(lock)
+        defer { pthread_rwlock_unlock(lock) }
+        return (try? index.memory()) ?? FaissMemory()
+    }
+
     public func indexSearch(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort,
                             members: UnsafeRawBufferPointer?) throws -> (distances: [Float], positions: [Int64]) {
         pthread_rwlock_rdlock(lock)

@@ -22,6 +22,8 @@ public protocol LiveSegment: GrowingSegment, ANNSegment {
     /// The index's top k for one query, positions as the index numbers them.
     func indexSearch(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort,
                      members: UnsafeRawBufferPointer?) throws -> (distances: [Float], positions: [Int64])
+    /// What the index holds so far (its vectors or lists, links, trained tables).
+    func indexMemory() -> FaissMemory
 }
 
 /// A live segment's indexing state: `indexed` only grows, by one indexer at a time, and is

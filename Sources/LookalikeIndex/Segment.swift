@@ -24,6 +24,8 @@ public protocol Segment: AnyObject, Sendable {
     /// Exact top-k over the live items at `positions` only (a filter's members), read from
     /// the segment's own rows; nil when it does not keep its vectors as given (SQ, PQ, IVF).
     func exactSearch(_ query: UnsafePointer<Float>, k: Int, positions: [Int]) -> [Neighbor]?
+    /// What it keeps in memory, by component (SegmentMemory.swift).
+    func memoryUsage() -> MemoryUsage
 }
 
 /// A segment new items are appended to: the mutable segment, or one frozen while it waits for
@@ -91,6 +93,9 @@ public final class FlatSegment: GrowingSegment, @unchecked Sendable {
     private let published = Atomic<Int>(0)
     /// The keys appended, for the seal (searches read keys of growing segments from LMDB).
     private let keys = Mutex<[String]>([])
+    /// Heap bytes of `keys`: a String each, and the UTF-8 of keys too long to be stored inline.
+    private let keyHeapBytes = Atomic<Int>(0)
+    var keyBytes: Int { keyHeapBytes.load(ordering: .relaxed) }
 
     public init(dimension: Int, capacity: Int, metric: FaissMetric) {
         require(capacity > 0 && dimension > 0, "a segment needs a capacity and a dimension")
@@ -124,6 +129,8 @@ public final class FlatSegment: GrowingSegment, @unchecked Sendable {
     /// Precondition: not full, and `id` larger than every id here.
     public func append(id: UInt64, key: String, vector: UnsafePointer<Float>) {
         keys.withLock { $0.append(key) }
+        let utf8 = key.utf8.count
+        keyHeapBytes.add(16 + (utf8 > 15 ? utf8 + 32 : 0), ordering: .relaxed)
         let n = published.load(ordering: .relaxed)
         require(n < capacity, "append to a full segment")
         require(n == 0 || ids[n - 1] < id, "ids must ascend")
@@ -198,6 +205,7 @@ public final class SealedSegment: ANNSegment, @unchecked Sendable {
     public let rows: UnsafePointer<Float>?
     /// Squared norms of `rows`, for L2 exact scans.
     private let norms: [Float]
+    var normsCount: Int { norms.count }
     /// The keys of its positions (KeyTable.swift); nil only until recovery attaches them to a
     /// segment written before keys files existed. Set before the segment is published.
     public private(set) nonisolated(unsafe) var keys: KeyTable?

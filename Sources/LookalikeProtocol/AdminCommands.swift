@@ -190,6 +190,7 @@ enum AdminCommands {
             fixed("lookalike-max-filter-bytes") { String($0.options.filterLimits.maxBytes) },
             fixed("lookalike-max-filter-depth") { String($0.options.filterLimits.maxDepth) },
             fixed("lookalike-threads") { String($0.options.searchThreads) },
+            fixed("lookalike-admin-threads") { String($0.options.adminThreads) },
         ]
     }
 

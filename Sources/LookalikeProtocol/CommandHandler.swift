@@ -13,7 +13,8 @@
 //   - with a timeout, a connection that completed no command for that long and is owed no
 //     reply is closed: idle, or trickling a frame too slowly ever to finish it;
 //   - nothing blocks the event loop: reads and searches run on the search pool, writes in the
-//     engine's commit thread; this handler only parses, orders and encodes;
+//     engine's commit thread, administrative jobs on the admin executor (AdminJobs); this
+//     handler only parses, orders and encodes;
 //   - a protocol error answers "-ERR Protocol error: ..." after the replies already owed, then
 //     closes this connection only.
 // Threads: the connection's event loop, always; future callbacks are `assumeIsolated()`,
@@ -182,9 +183,10 @@ public final class CommandHandler: ChannelInboundHandler {
         // The arguments (possibly megabytes of vectors) are copied only for a logged command.
         let arguments: @Sendable () -> [[UInt8]] = { command.arguments.map { Array($0.readableBytesView) } }
         // The first argument: a vector command's collection (its metrics label), or a subcommand.
-        let first = { command.arguments.count > 1 ? Names.string(command.arguments[1].readableBytesView) : "" }
+        let argument = { (i: Int) in command.arguments.count > i ? Names.string(command.arguments[i].readableBytesView) : "" }
+        let first = { argument(1) }
         let collection = spec.flatMap { stats.metrics?.collectionLabel(command: name, firstKey: $0.firstKey, key: first) }
-        let audited = known && OperatorLog.isAudited(name, firstArgument: first)
+        let audited = known && OperatorLog.isAudited(name, argument: argument)
         let record: @Sendable (RESPValue) -> Void = { value in
             let micros = Int((NIODeadline.now() - started).nanoseconds / 1000)
             var error: String?

@@ -43,6 +43,7 @@ enum InfoCommand {
         server.peakMemory.store(peak, ordering: .relaxed)
         let stats = server.stats
         let uptime = Date().timeIntervalSince(server.startedAt)
+        let adminJobs = server.admin.counts
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         func seconds(_ t: timeval) -> String { String(format: "%.6f", Double(t.tv_sec) + Double(t.tv_usec) / 1e6) }
@@ -54,6 +55,10 @@ enum InfoCommand {
                 ("tcp_port", String(server.boundPort.load(ordering: .relaxed))),
                 ("uptime_in_seconds", String(Int(uptime))), ("uptime_in_days", String(Int(uptime / 86400))),
                 ("hz", "10"), ("executable", CommandLine.arguments.first ?? ""), ("config_file", server.options.configFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? ""),
+                ("lookalike_search_threads", String(server.options.searchThreads)),
+                ("lookalike_admin_threads", String(server.admin.threads)),
+                ("lookalike_admin_jobs_running", String(adminJobs.running)),
+                ("lookalike_admin_jobs_queued", String(adminJobs.queued)),
             ]),
             ("Clients", [
                 ("connected_clients", String(server.connectedClients.load(ordering: .relaxed))),
@@ -68,7 +73,7 @@ enum InfoCommand {
                 ("maxmemory", "0"), ("maxmemory_human", "0B"), ("maxmemory_policy", "noeviction"),
                 ("mem_fragmentation_ratio", heap > 0 ? String(format: "%.2f", Double(rss) / Double(heap)) : "0"),
                 ("mem_allocator", "libc"), ("lmdb_used_bytes", String(engine.storageBytes())),
-            ]),
+            ] + ServerCommands.memoryInfoLines(engine.memoryTotals())),
             ("Persistence", [
                 ("loading", "0"), ("async_loading", "0"), ("rdb_changes_since_last_save", "0"),
                 ("rdb_bgsave_in_progress", server.snapshots.isRunning ? "1" : "0"), ("rdb_last_save_time", String(server.lastSave.load(ordering: .relaxed))),

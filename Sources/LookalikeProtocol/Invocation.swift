@@ -1,7 +1,8 @@
 // Invocation: one command being executed: its arguments, its connection, and the helpers a
 // command uses to read arguments and to run work off the event loop.
 // Threads: created and read on the connection's event loop; the closures passed to `offload`
-// run on the search pool and must not touch connection state.
+// run on the search pool, those passed to `admin` on the admin executor (AdminJobs); neither
+// may touch connection state. Their replies complete on the connection's event loop.
 import Foundation
 import LookalikeEngine
 import NIOCore
@@ -57,11 +58,11 @@ struct Invocation {
     /// Runs blocking work (engine reads, searches, disk) on the search pool. A read whose
     /// connection closed before it started is skipped: nobody is there for its reply, and a
     /// disconnected pipeline must not keep the pool busy for minutes.
-    /// `evenIfDisconnected`: administrative work (SAVE, SHUTDOWN) runs all the same.
-    func offload(evenIfDisconnected: Bool = false, _ work: @escaping @Sendable () throws -> RESPValue) -> Reply {
+    /// Administrative work goes to `admin` instead.
+    func offload(_ work: @escaping @Sendable () throws -> RESPValue) -> Reply {
         let channel = self.channel
         return .later(server.pool.runIfActive(eventLoop: eventLoop) {
-            guard evenIfDisconnected || channel.isActive else { throw ChannelError.ioOnClosedChannel }
+            guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
             return try work()
         })
     }
@@ -102,14 +103,11 @@ struct Invocation {
         return promise.futureResult
     }
 
-    /// Runs long blocking work (compaction: minutes) on a thread of its own, so the search
-    /// pool keeps serving queries meanwhile.
-    func background(_ work: @escaping @Sendable () throws -> RESPValue) -> Reply {
-        let promise = eventLoop.makePromise(of: RESPValue.self)
-        let thread = Thread { promise.completeWith(Result { try work() }) }
-        thread.name = "lookalike-background"
-        thread.start()
-        return .later(promise.futureResult)
+    /// Runs an administrative job (a save, a reload, a compaction, the batch job, REPLICAOF) on
+    /// the admin executor, never on the search pool, which keeps serving queries meanwhile.
+    /// It runs even if the connection closes first: these jobs change the data or the role.
+    func admin(_ kind: AdminJobs.Kind = .long, _ work: @escaping @Sendable () throws -> RESPValue) -> Reply {
+        .later(server.admin.run(kind, on: eventLoop, work))
     }
 
     /// Runs an async engine call (drops, batch writes) and completes on the event loop.

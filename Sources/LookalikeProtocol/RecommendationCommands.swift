@@ -3,7 +3,7 @@
 // queries (VWITHIN), the cascade (VRECOMMEND), and the new items' neighbours batch job
 // (VNEWNEIGHBORS) with its lookup (VNEIGHBORS).
 // Threads: parsing on the event loop; searches on the search pool (`offload`); the batch job on
-// a thread of its own (`background`), so queries go on meanwhile.
+// the admin executor (`admin`), so queries go on meanwhile.
 import Foundation
 import LookalikeEngine
 import NIOCore
@@ -199,7 +199,7 @@ enum RecommendationCommands {
             }
         }
         let job = request
-        return inv.background {
+        return inv.admin {
             if let path = job.outputPath { try createExportFolder(of: path) }  // off the event loop
             let r = try c.runNewItemsJob(job)
             return reportReply(r)
@@ -215,7 +215,7 @@ enum RecommendationCommands {
         return data + "/exports/" + name
     }
 
-    /// Makes the exports folder of an `exportPath`, if missing (a blocking call: background only).
+    /// Makes the exports folder of an `exportPath`, if missing (a blocking call: admin executor only).
     static func createExportFolder(of path: String) throws {
         let folder = (path as NSString).deletingLastPathComponent
         do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
@@ -244,6 +244,7 @@ enum RecommendationCommands {
             (.simple("rows-scored"), .integer(p.rowsScored)),
             (.simple("rows-total"), .integer(p.rowsTotal)),
             (.simple("progress"), .double(p.fraction)),
+        ] + JobStatus.timing(p) + [
             (.simple("last-run"), try c.lastNewItemsReport().map(reportReply) ?? .null),
             (.simple("aborted-run"), try c.abortedNewItemsRun().map { a in
                 .map([(.simple("started-at"), .double(a.startedAt)),

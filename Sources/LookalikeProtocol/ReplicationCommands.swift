@@ -4,8 +4,9 @@
 // Two commands are not answered in order like the others (`takesOver`, called by
 // CommandHandler): REPLCONF ACK (never answered, as in Redis) and PSYNC (answered by the
 // snapshot and the stream, which the connection carries from then on).
-// Threads: parsing on the event loop; REPLICAOF stops and starts a thread, so it runs on a
-// thread of its own; WAIT polls on the event loop.
+// Threads: parsing on the event loop; REPLICAOF stops and starts a thread, so it runs on the
+// admin executor as a control job (never behind a compaction: AdminJobs); WAIT polls on the
+// event loop.
 import Foundation
 import LookalikeEngine
 import NIOCore
@@ -31,7 +32,7 @@ enum ReplicationCommands {
     static func replicaOf(_ inv: Invocation) throws -> Reply {
         let server = inv.server
         if inv.keyword(1) == "NO" && inv.keyword(2) == "ONE" {
-            return inv.background {
+            return inv.admin(.control) {
                 server.replication.becomePrimary(server: server)
                 return .ok
             }
@@ -40,7 +41,7 @@ enum ReplicationCommands {
         let host = inv.string(1)
         let me = server.boundPort.load(ordering: .relaxed)
         if Self.isLocal(host), port == me { throw CommandError("a server cannot be a replica of itself") }
-        return inv.background {
+        return inv.admin(.control) {
             server.replication.replicaOf(host: host, port: port, server: server)
                 ? .ok : .simple("OK Already connected to specified master")
         }

@@ -1,7 +1,8 @@
 // ServerCommands: what clients send around the vector commands: connection setup (HELLO, AUTH,
 // CLIENT, SELECT), introspection (COMMAND, INFO, TYPE, KEYS, SCAN, MEMORY), keyspace (DEL,
 // FLUSHALL, EXISTS, DBSIZE), persistence (SAVE, BGSAVE [TO folder]: Snapshots.swift, DEBUG RELOAD) and SHUTDOWN/QUIT.
-// Threads: parsing on the event loop; engine work through `offload` or `task`.
+// Threads: parsing on the event loop; engine work through `offload` (the search pool) or
+// `task`; SAVE, BGSAVE, DEBUG RELOAD and SHUTDOWN through `admin` (the admin executor).
 import Foundation
 import LookalikeEngine
 import NIOCore
@@ -213,7 +214,7 @@ enum ServerCommands {
         if let path = try SnapshotCommands.target(inv) { return SnapshotCommands.save(inv, to: path) }
         let engine = inv.engine
         let server = inv.server
-        return inv.offload(evenIfDisconnected: true) {
+        return inv.admin {
             try engine.persist()
             server.lastSave.store(Int(Date().timeIntervalSince1970), ordering: .relaxed)
             return .ok
@@ -224,7 +225,7 @@ enum ServerCommands {
         if let path = try SnapshotCommands.target(inv) { return try SnapshotCommands.bgsave(inv, to: path) }
         let engine = inv.engine
         let server = inv.server
-        inv.server.pool.submit { _ in
+        server.admin.submit(.long) {
             guard (try? engine.persist()) != nil else { return }
             server.lastSave.store(Int(Date().timeIntervalSince1970), ordering: .relaxed)
         }
@@ -235,7 +236,7 @@ enum ServerCommands {
         switch inv.keyword(1) {
         case "RELOAD":
             let server = inv.server
-            return inv.offload(evenIfDisconnected: true) {
+            return inv.admin {
                 try server.reloadEngine()
                 return .ok
             }
@@ -249,10 +250,28 @@ enum ServerCommands {
         case "USAGE":
             guard inv.count >= 3 else { throw CommandError.syntax() }
             guard let c = inv.server.collection(inv.string(2)) else { return .now(.null) }
-            return inv.offload { .integer(try c.memoryEstimate()) }
+            return inv.offload { .integer(try c.memoryUsage().total) }
         default:
             throw CommandError("MEMORY supports only USAGE")
         }
+    }
+
+    /// VINFO's memory lines: the total (MEMORY USAGE), its heap and memory-mapped parts, and
+    /// each component's bytes (SegmentMemory.swift).
+    static func memoryFields(_ m: MemoryUsage) -> [(RESPValue, RESPValue)] {
+        [(.simple("memory-bytes"), .integer(m.total)), (.simple("memory-heap-bytes"), .integer(m.heapTotal)),
+         (.simple("memory-mapped-bytes"), .integer(m.mappedTotal))]
+            + MemoryComponent.allCases.map { (.simple("memory-\($0.rawValue)-bytes"), .integer(m[$0])) }
+    }
+
+    /// INFO memory's lines: the same over every collection, LMDB as the whole environment
+    /// (`total`, not to be confused with `used_memory`, the allocator's whole heap).
+    static func memoryInfoLines(_ m: MemoryUsage) -> [(String, String)] {
+        [("lookalike_memory_total_bytes", String(m.total)), ("lookalike_memory_total_heap_bytes", String(m.heapTotal)),
+         ("lookalike_memory_total_mapped_bytes", String(m.mappedTotal))]
+            + MemoryComponent.allCases.map {
+                ("lookalike_memory_\($0.rawValue.replacingOccurrences(of: "-", with: "_"))_bytes", String(m[$0]))
+            }
     }
 
     static func shutdown(_ inv: Invocation) throws -> Reply {
@@ -260,8 +279,9 @@ enum ServerCommands {
         guard words.allSatisfy({ ["SAVE", "NOSAVE", "NOW", "FORCE"].contains($0) }) else { throw CommandError.syntax() }
         let save = words.contains("SAVE")
         let server = inv.server
-        // SAVE builds indexes: that runs on the search pool, never on the event loop.
-        return inv.offload(evenIfDisconnected: true) {
+        // SAVE builds indexes: never on the event loop. A control job: it does not wait for a
+        // compaction's place on the admin executor (AdminJobs).
+        return inv.admin(.control) {
             if save { try server.engine.persist() }
             server.logger.info("SHUTDOWN requested by a client")
             server.shutdownHook.withLock { $0 }?()

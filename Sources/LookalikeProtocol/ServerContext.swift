@@ -1,7 +1,10 @@
 // ServerContext: what every connection of one server shares.
 //
-// Owns: the engine (swappable by DEBUG RELOAD and FLUSHALL), the search thread pool, the
-// options, the counters INFO reports, and the hook that stops the server.
+// Owns: the engine (swappable by DEBUG RELOAD and a replica's full sync), the search thread
+// pool, the admin executor (AdminJobs), the options, the counters INFO reports, and the hook
+// that stops the server.
+// Invariants: the engine lock is held only to read the engine or to close and reopen it, never
+// through a seal: connections touching a collection wait at most for a reopen.
 // Threads: all members are safe to use from any event loop or pool thread.
 import Foundation
 import Logging
@@ -37,6 +40,8 @@ public struct ServerOptions: Sendable {
     public var slowlogMaxLen = 128
     /// Threads that run searches and reads (default: one per core).
     public var searchThreads = ProcessInfo.processInfo.activeProcessorCount
+    /// Threads of the admin executor: saves, reloads, compactions, the batch job, REPLICAOF.
+    public var adminThreads = 2
     /// Index spec and metric of a collection created by its first VADD.
     public var defaultIndex = "HNSW32"
     public var defaultMetric = Metric.cosine
@@ -58,7 +63,11 @@ public final class ServerContext: @unchecked Sendable {
     public let options: ServerOptions
     public let logger: Logger
     public let pool: NIOThreadPool
+    /// Administrative jobs, off the search pool and the event loops (AdminJobs.swift).
+    let admin: AdminJobs
     private let engineBox: Mutex<Engine>
+    /// Engine swaps (DEBUG RELOAD, a full sync's install) one at a time.
+    private let swapping = NSLock()
     let startedAt = Date()
     /// A random 40-hex-digit id of this run (INFO run_id, master_replid).
     let runId = (0..<40).map { _ in String("0123456789abcdef".randomElement()!) }.joined()
@@ -105,6 +114,7 @@ public final class ServerContext: @unchecked Sendable {
         replication = Replication(priority: options.replicaPriority)
         pool = NIOThreadPool(numberOfThreads: max(1, options.searchThreads))
         pool.start()
+        admin = AdminJobs(threads: options.adminThreads)
         stats = CommandStats(slowerThanMicros: options.slowlogLogSlowerThan, maxLength: options.slowlogMaxLen,
                              metrics: metrics, logger: logger)
         sampler = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
@@ -118,14 +128,25 @@ public final class ServerContext: @unchecked Sendable {
 
     public var engine: Engine { engineBox.withLock { $0 } }
 
-    /// Closes the engine, reopens the data folder, and swaps the new engine in (DEBUG RELOAD).
-    /// Commands of other connections running meanwhile may fail with "shutting down".
+    /// Seals, closes the engine, reopens the data folder, and swaps the new engine in (DEBUG
+    /// RELOAD). The seal (minutes for a large unsealed tail) runs outside the engine lock, so
+    /// every connection goes on meanwhile; only the close and reopen hold it (LMDB opens one
+    /// environment once per process: the new engine cannot open before the old one closes).
+    /// Writes made after the seal are replayed by the reopen. Commands of other connections
+    /// running during the close may fail with "shutting down".
     func reloadEngine() throws {
+        swapping.lock()
+        defer { swapping.unlock() }
+        let started = Date()
+        try? engine.persist()  // a failed seal is retried after the reload; its items are in LMDB
+        let sealed = Date()
         try engineBox.withLock { engine in
-            try? engine.persist()  // a failed seal is retried after the reload; its items are in LMDB
             engine.close()
             engine = try Engine(directory: options.dataDirectory, options: options.engine, logger: logger)
         }
+        logger.info("DEBUG RELOAD done", metadata: [
+            "seal-seconds": "\(String(format: "%.3f", sealed.timeIntervalSince(started)))",
+            "reopen-seconds": "\(String(format: "%.3f", Date().timeIntervalSince(sealed)))"])  // commands waited this long
     }
 
     /// Replaces the data folder with a replica's full-sync download and reopens the engine on it
@@ -133,6 +154,8 @@ public final class ServerContext: @unchecked Sendable {
     /// ones wait for the reopen (0.3 s for 100k × 384 with sealed segments) rather than see the
     /// closed engine's empty registry and answer that a collection does not exist.
     func replaceData(withSnapshot folder: String) throws {
+        swapping.lock()
+        defer { swapping.unlock() }
         try engineBox.withLock { engine in
             engine.close()
             try Engine.installSnapshot(folder, into: options.dataDirectory, logger: logger)
@@ -156,8 +179,11 @@ public final class ServerContext: @unchecked Sendable {
         return c
     }
 
+    /// Stops replication, lets running admin jobs finish (queued ones are refused), closes the
+    /// engine and the search pool. Not from an admin job.
     public func shutdown() {
         sampler.cancel()
+        admin.shutdown()  // first: a running REPLICAOF must not start a link after the stop below
         replication.currentLink?.stop()
         engine.close()
         try? pool.syncShutdownGracefully()

@@ -38,6 +38,8 @@ public final class ServerMetrics: Sendable {
     private let reported = Mutex<[String: Int]>([:])
     /// Collections whose gauges the last scrape set (the gauges of dropped ones are removed).
     private let gaugedCollections = Mutex<Set<String>>([])
+    /// The label sets of `lookalike_memory_bytes` the last scrape set.
+    private let gaugedMemory = Mutex<Set<[String]>>([])
 
     public init(maxCollections: Int) { self.maxCollections = max(0, maxCollections) }
 
@@ -119,6 +121,9 @@ public final class ServerMetrics: Sendable {
         counter("lookalike_linked_items_total", indexing.linked)
         counter("lookalike_write_throttled_batches_total", indexing.throttledBatches)
         gauge("lookalike_uptime_seconds", Int(Date().timeIntervalSince(server.startedAt)))
+        let adminJobs = server.admin.counts
+        gauge("lookalike_admin_jobs_running", adminJobs.running)
+        gauge("lookalike_admin_jobs_queued", adminJobs.queued)
         refreshCollections(engine.collectionStatistics())
     }
 
@@ -139,6 +144,7 @@ public final class ServerMetrics: Sendable {
         for (label, values) in rows {
             for (name, value) in zip(names, values) { gauge(name, value, [("collection", label)]) }
         }
+        refreshMemory(all)
         let gone = gaugedCollections.withLock { seen in
             defer { seen = Set(rows.keys) }
             return seen.subtracting(rows.keys)
@@ -147,6 +153,32 @@ public final class ServerMetrics: Sendable {
             for name in names { CoreMetrics.Gauge(label: name, dimensions: [("collection", label)]).destroy() }
         }
         gauge("lookalike_collections", all.count)
+    }
+
+    /// `lookalike_memory_bytes{collection, component, backing}`: every component under its
+    /// usual backing (LMDB mapped, the rest heap), and under the other one when it has bytes
+    /// there (IVF lists read with mmap).
+    private func refreshMemory(_ all: [CollectionStatistics]) {
+        var rows: [[String]: Int] = [:]
+        for c in all {
+            let label = label(c.name)
+            for component in MemoryComponent.allCases {
+                let usual = component == .lmdb ? "mapped" : "heap"
+                for (backing, bytes) in [("heap", c.memory.heap[component]), ("mapped", c.memory.mapped[component])]
+                where backing == usual || (bytes ?? 0) > 0 {
+                    rows[[label, component.rawValue, backing], default: 0] += bytes ?? 0
+                }
+            }
+        }
+        func dimensions(_ key: [String]) -> [(String, String)] {
+            [("collection", key[0]), ("component", key[1]), ("backing", key[2])]
+        }
+        for (key, bytes) in rows { gauge("lookalike_memory_bytes", bytes, dimensions(key)) }
+        let gone = gaugedMemory.withLock { seen in
+            defer { seen = Set(rows.keys) }
+            return seen.subtracting(rows.keys)
+        }
+        for key in gone { CoreMetrics.Gauge(label: "lookalike_memory_bytes", dimensions: dimensions(key)).destroy() }
     }
 
     private func gauge(_ name: String, _ value: Int, _ labels: [(String, String)] = []) {

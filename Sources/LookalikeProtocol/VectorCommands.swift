@@ -1,6 +1,7 @@
 // VectorCommands: Redis 8 vector-set commands over the engine, with Redis's syntax and reply
 // shapes (Docs/protocol.md lists where Lookalike differs).
-// Threads: parsing runs on the event loop; engine work through `offload` or `write`.
+// Threads: parsing runs on the event loop; engine work through `offload` (the search pool) or
+// `write`; VCOMPACT through `admin` (the admin executor), so queries go on meanwhile.
 import Foundation
 import LookalikeEngine
 import NIOCore
@@ -450,7 +451,7 @@ enum VectorCommands {
                 (.simple("index-state"), .string(c.indexState)),
                 (.simple("hnsw-m"), .integer(hnswM(d.index))),
                 (.simple("rescore"), .integer(c.defaultRescore)),
-            ] + categoryFields(c.categoryPredictorStatus()))
+            ] + ServerCommands.memoryFields(try c.memoryUsage()) + categoryFields(c.categoryPredictorStatus()))
         }
     }
 
@@ -475,27 +476,22 @@ enum VectorCommands {
     /// VCOMPACT key [RETRAIN] (our extension): rebuilds the set's sealed segments into one
     /// without deleted items, retraining IVF/PQ/SQ when asked or when the lists drifted.
     /// Queries and writes go on meanwhile; the reply comes when it is done.
+    /// VCOMPACT key STATUS: how far the running one is (JobStatus).
     static func vcompact(_ inv: Invocation) throws -> Reply {
+        if inv.count == 3, inv.keyword(2) == "STATUS" {
+            guard let c = inv.server.collection(inv.string(1)) else { throw CommandError("no such key '\(inv.string(1).prefix(200))'") }
+            return .now(JobStatus.compaction(c))
+        }
         var retrain = false
         for i in 2..<max(2, inv.count) {
-            guard inv.keyword(i) == "RETRAIN" else { throw CommandError("unknown VCOMPACT option '\(inv.string(i).prefix(64))'") }
+            guard inv.keyword(i) == "RETRAIN" else {
+                throw CommandError("unknown VCOMPACT option '\(inv.string(i).prefix(64))' (VCOMPACT key [RETRAIN], or VCOMPACT key STATUS)")
+            }
             retrain = true
         }
         guard let c = inv.server.collection(inv.string(1)) else { throw CommandError("no such key '\(inv.string(1).prefix(200))'") }
         let (engine, wantsRetrain) = (inv.engine, retrain)
-        return inv.background {
-            let r = try engine.compact(c, retrain: wantsRetrain)
-            return .map([
-                (.simple("items-kept"), .integer(r.itemsKept)),
-                (.simple("items-dropped"), .integer(r.itemsDropped)),
-                (.simple("segments-before"), .integer(r.segmentsBefore)),
-                (.simple("segments-after"), .integer(r.segmentsAfter)),
-                (.simple("bytes-before"), .integer(r.bytesBefore)),
-                (.simple("bytes-after"), .integer(r.bytesAfter)),
-                (.simple("retrained"), .integer(r.retrained ? 1 : 0)),
-                (.simple("seconds"), .double(r.seconds)),
-            ])
-        }
+        return inv.admin { JobStatus.report(try engine.compact(c, retrain: wantsRetrain)) }
     }
 
     /// M of an HNSW spec ("HNSW32", "HNSW16_SQ8", "IVF…,HNSW…" reads as its first), else 0.

@@ -88,6 +88,16 @@ public final class CollectionStore: Sendable {
         }
     }
 
+    /// Bytes of the data file's pages that hold this collection's tables (free pages and
+    /// LMDB's meta pages belong to no collection).
+    public func usedBytes(_ txn: Transaction) throws -> Int {
+        var total = 0
+        for t in [keys, items, vectors, tombstones, clock, neighbors, views] + Array(attributeTables.values) {
+            total += try txn.usedBytes(t)
+        }
+        return total
+    }
+
     /// Stored vectors: items and their views.
     public func count(_ txn: Transaction) throws -> Int { try txn.count(items) }
 

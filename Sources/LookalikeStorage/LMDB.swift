@@ -291,6 +291,13 @@ public final class Transaction {
         return Int(stat.ms_entries)
     }
 
+    /// Bytes of the data file's pages that hold a table (branch, leaf and overflow pages; O(1)).
+    public func usedBytes(_ table: Table) throws -> Int {
+        var stat = MDB_stat()
+        try StorageError.check(mdb_stat(txn, table.dbi, &stat), "stat \(table.name)")
+        return (Int(stat.ms_branch_pages) + Int(stat.ms_leaf_pages) + Int(stat.ms_overflow_pages)) * Int(stat.ms_psize)
+    }
+
     /// Empties a table, keeping its handle open.
     public func empty(_ table: Table) throws {
         try StorageError.check(mdb_drop(txn, table.dbi, 0), "empty \(table.name)")

@@ -47,6 +47,7 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Longest FILTER expression in bytes.") var maxFilterBytes = 65_536
     @Option(help: "Deepest FILTER expression tree (a chain a + b + c is as deep as it is long).") var maxFilterDepth = 1_000
     @Option(help: "Threads for searches and reads (default: cores).") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Threads for administrative jobs: SAVE, BGSAVE, DEBUG RELOAD, VCOMPACT, VNEWNEIGHBORS, REPLICAOF, SHUTDOWN (long jobs take at most all but one).") var adminThreads = 2
     @Option(help: "Index spec of a collection created by its first VADD.") var defaultIndex = "HNSW32"
     @Option(help: "Metric of a collection created by its first VADD: cosine, l2, ip.") var defaultMetric = "cosine"
 
@@ -99,6 +100,7 @@ struct LookalikeServer: ParsableCommand {
         guard metricsMaxCollections >= 0 else { throw ValidationError("--metrics-max-collections must be zero or more") }
         guard maxKeyBytes >= 1 && maxKeyBytes <= 511 else { throw ValidationError("--max-key-bytes must be 1 to 511") }
         for (name, v) in [("--max-clients", maxClients), ("--max-pipeline", maxPipeline), ("--threads", threads),
+                          ("--admin-threads", adminThreads),
                           ("--map-size-gib", mapSizeGib), ("--seal-threshold", sealThreshold), ("--max-batch", maxBatch),
                           ("--max-count", maxCount), ("--max-ef-search", maxEfSearch), ("--max-bulk-bytes", maxBulkBytes),
                           ("--max-arguments", maxArguments), ("--max-inline-bytes", maxInlineBytes),
@@ -190,6 +192,7 @@ struct LookalikeServer: ParsableCommand {
         o.idleTimeoutSeconds = timeout
         o.maxPipeline = maxPipeline
         o.searchThreads = threads
+        o.adminThreads = adminThreads
         o.defaultIndex = defaultIndex
         o.defaultMetric = Metric(rawValue: defaultMetric)!
         o.protocolLimits.maxBulkBytes = maxBulkBytes

@@ -3,6 +3,7 @@
 // while it builds are honoured; IVF retrains; a restart sees the compacted state.
 import Foundation
 import LookalikeEngine
+import Synchronization
 import XCTest
 
 final class CompactionTests: XCTestCase {
@@ -50,6 +51,14 @@ final class CompactionTests: XCTestCase {
         XCTAssertEqual(report.segmentsAfter, 1)
         XCTAssertLessThan(report.bytesAfter, report.bytesBefore)
         XCTAssertFalse(report.retrained)
+        // Its progress stays readable: every kept item counted, nothing running, no estimate.
+        let progress = c.compactionProgress
+        XCTAssertFalse(progress.isRunning)
+        XCTAssertEqual([progress.doneCount, progress.totalCount], [live.count, live.count])
+        XCTAssertNil(progress.stage)
+        XCTAssertNil(progress.elapsedSeconds)
+        XCTAssertNil(progress.etaSeconds)
+        XCTAssertEqual(c.lastCompaction.withLock { $0 }, report)
         try checkSearch(c, live)
         // A second compaction finds nothing to do.
         XCTAssertEqual(try engine.compact(c).segmentsAfter, 1)

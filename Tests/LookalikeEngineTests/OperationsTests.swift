@@ -69,7 +69,7 @@ final class OperationsTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(s.sealedSegments, 2)
         XCTAssertEqual(s.mutableItems, 0)
         XCTAssertEqual(s.segmentsDueToMerge, 0, "merging is off")
-        XCTAssertEqual(s.estimatedBytes, try c.memoryEstimate())
+        XCTAssertEqual(s.estimatedBytes, try c.memoryUsage().total)
         _ = try await engine.dropCollection("s")
         XCTAssertTrue(engine.collectionStatistics().isEmpty)
     }

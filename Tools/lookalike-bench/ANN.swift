@@ -95,6 +95,7 @@ struct ANN: AsyncParsableCommand {
                 let hits = try searchBatch(index, truth.queries, count: rawQueries.count, effort: effort)
                 for _ in 1..<rounds { _ = try searchBatch(index, truth.queries, count: rawQueries.count, effort: effort) }
                 record("FAISS 1.7.3 via the shim (batch)", spec, param, Double(rawQueries.count * rounds) / (now() - t0), hits)
+                if spec.hasPrefix("IVF") { try compareIVF(index, spec, param, effort, truth.queries, rawQueries.count, rounds, record) }
             }
         }
 
@@ -178,11 +179,38 @@ struct ANN: AsyncParsableCommand {
 
     static func collectionName(_ spec: String) -> String { spec.lowercased().replacingOccurrences(of: ",", with: "-") }
 
-    private func searchBatch(_ index: FaissIndex, _ queries: [Float], count: Int, effort: SearchEffort) throws -> [[Int]] {
+    private func searchBatch(_ index: FaissIndex, _ queries: [Float], count: Int, effort: SearchEffort,
+                             faissSearch: Bool = false) throws -> [[Int]] {
         let r = try queries.withUnsafeBufferPointer {
-            try index.search($0.baseAddress!, queryCount: count, k: k, effort: effort, selector: nil, threads: threads)
+            try index.search($0.baseAddress!, queryCount: count, k: k, effort: effort, selector: nil, threads: threads,
+                             faissSearch: faissSearch)
         }
         return (0..<count).map { q in r.positions[(q * k)..<((q + 1) * k)].map { Int($0) } }
+    }
+
+    /// IVF: the shim's scanner (ivf_scan.cpp) against FAISS 1.7.3's own IVF search on the same
+    /// index in the same run, as one batch and as one query per call (the engine's way).
+    private func compareIVF(_ index: FaissIndex, _ spec: String, _ param: String, _ effort: SearchEffort, _ queries: [Float],
+                            _ count: Int, _ rounds: Int, _ record: (String, String, String, Double, [[Int]]) -> Void) throws {
+        var t0 = now()
+        let hits = try searchBatch(index, queries, count: count, effort: effort, faissSearch: true)
+        for _ in 1..<rounds { _ = try searchBatch(index, queries, count: count, effort: effort, faissSearch: true) }
+        record("FAISS 1.7.3's own IVF search (batch)", spec, param, Double(count * rounds) / (now() - t0), hits)
+        let k = self.k, dimension = queries.count / count
+        for faissSearch in [false, true] {
+            let one = { @Sendable (i: Int) throws -> [Int] in
+                let q = i % count
+                return try queries.withUnsafeBufferPointer {
+                    try index.search($0.baseAddress! + q * dimension, queryCount: 1, k: k, effort: effort, selector: nil,
+                                     faissSearch: faissSearch).positions.map { Int($0) }
+                }
+            }
+            _ = try parallel(min(50, count), threads: threads, one)
+            t0 = now()
+            let (qps, found) = try parallel(count * rounds, threads: threads, one)
+            record(faissSearch ? "FAISS 1.7.3's own IVF search (1 query/call)" : "FAISS 1.7.3 via the shim (1 query/call)",
+                   spec, param, qps, Array(found.prefix(count)))
+        }
     }
 
     private func printTable(_ points: [Point]) {

@@ -2,11 +2,14 @@
 // merges them into one, and retrains IVF centroids when asked or when the lists drifted.
 // Offline against a data folder (the server must be stopped: the folder's lock says so), or
 // online against a running server (VCOMPACT), which keeps answering meanwhile. Safe to run
-// from cron: exit 0 with a report; 1 with a clear message when it cannot run.
+// from cron: exit 0 with a report; 1 with a clear message when it cannot run. Progress (stage,
+// items, rate, ETA) goes to stderr while it runs: read from the engine offline, polled with
+// VCOMPACT key STATUS on a second connection online.
 import ArgumentParser
 import Foundation
 import LookalikeClient
 import LookalikeEngine
+import LookalikeToolSupport
 
 @main
 struct Compact: ParsableCommand {
@@ -27,7 +30,13 @@ struct Compact: ParsableCommand {
     func run() throws {
         if let server {
             let client = try RESPClient(address: server, password: password)
-            let reply = try client.call(["VCOMPACT", collection] + (retrain ? ["RETRAIN"] : []))
+            let watcher = UncheckedBox(try? RESPClient(address: server, password: password))
+            let name = collection
+            let reply = try ProgressBar.following(unit: "items", measure: { finished in
+                watcher.value.flatMap { Self.status($0, name, finished: finished) }
+            }) {
+                try client.call(["VCOMPACT", collection] + (retrain ? ["RETRAIN"] : []))
+            }
             guard case .array(let items?) = reply else {
                 // The reply's own "ERR" code would follow ArgumentParser's "Error:": dropped.
                 if let e = reply.errorMessage { throw CompactError("\(server) says: \(e)") }
@@ -45,9 +54,24 @@ struct Compact: ParsableCommand {
         guard let c = engine.collection(collection) else {
             throw CompactError("no collection '\(collection)' in \(data!) (it has: \(engine.collectionNames().joined(separator: ", ")))")
         }
-        let r = try engine.compact(c, retrain: retrain)
+        let progress = c.compactionProgress
+        let r = try ProgressBar.following(unit: "items", measure: { _ in
+            ProgressReading(stage: progress.stage, done: progress.doneCount, total: progress.totalCount)
+        }) { try engine.compact(c, retrain: retrain) }
         print(summary(kept: "\(r.itemsKept)", dropped: "\(r.itemsDropped)", before: "\(r.segmentsBefore)", after: "\(r.segmentsAfter)",
                       bytesBefore: "\(r.bytesBefore)", bytesAfter: "\(r.bytesAfter)", retrained: r.retrained, seconds: r.seconds))
+    }
+
+    /// The compaction's reading from VCOMPACT key STATUS; nil when it cannot be had, or when none
+    /// runs and ours has not `finished` (before it starts, the counts are the last run's).
+    static func status(_ client: RESPClient, _ collection: String, finished: Bool) -> ProgressReading? {
+        guard case .array(let items?)? = try? client.call(["VCOMPACT", collection, "STATUS"]) else { return nil }
+        var fields: [String: String] = [:]
+        for i in stride(from: 0, to: items.count - 1, by: 2) { fields[items[i].text ?? ""] = items[i + 1].text }
+        guard finished || fields["running"] == "1", let done = fields["items-done"].flatMap({ Int($0) }), let total = fields["items-total"].flatMap({ Int($0) }) else {
+            return nil
+        }
+        return ProgressReading(stage: fields["stage"] ?? nil, done: done, total: total)
     }
 
     func summary(kept: String?, dropped: String?, before: String?, after: String?, bytesBefore: String?, bytesAfter: String?,

@@ -19,6 +19,7 @@ import LookalikeClient
 import LookalikeEngine
 import LookalikeFormats
 import LookalikeStorage
+import LookalikeToolSupport
 
 @main
 struct Ingest: AsyncParsableCommand {
@@ -83,7 +84,7 @@ struct Ingest: AsyncParsableCommand {
         defer { engine?.close() }
 
         let interrupted = Interruption()
-        let progress = Progress(total: inputs.rows)
+        let progress = ProgressBar(total: inputs.rows)
         let counts = try await load(reader, into: sink, report: report, progress: progress, interrupted: interrupted)
         try await sink.finish(report: report)
         let seconds = Date().timeIntervalSince(progress.started)
@@ -100,7 +101,7 @@ struct Ingest: AsyncParsableCommand {
     }
 
     /// Reads, writes and counts batches until the rows run out or the user interrupts.
-    func load(_ reader: ItemReader, into sink: any Sink, report: Report, progress: Progress,
+    func load(_ reader: ItemReader, into sink: any Sink, report: Report, progress: ProgressBar,
               interrupted: Interruption) async throws -> Counts {
         var counts = Counts()
         while counts.rows < reader.rows, !interrupted.isSet {

@@ -9,6 +9,7 @@
 import Foundation
 import LookalikeClient
 import LookalikeEngine
+import LookalikeToolSupport
 
 enum Outcome {
     case added, updated, unchanged
@@ -56,7 +57,7 @@ final class OfflineSink: Sink {
         var sealError: Error?
         // A graph's items are linked as they load; what is left is linked here, with progress.
         let (c, waiting) = (collection, collection.unindexed.items)
-        Progress.during(total: waiting, unit: "items linked", measure: { waiting - c.unindexed.items }) {
+        ProgressBar.during(total: waiting, unit: "items linked", measure: { waiting - c.unindexed.items }) {
             do { try engine.persist() } catch { sealError = error }
         }
         // Synced even when the seal failed: the load ran without fsync (--sync none), and its
@@ -137,7 +138,7 @@ final class OnlineSink: Sink {
         let watcher = try? connect()
         let waiting = watcher.flatMap { Self.unindexed($0, collection) } ?? 0
         let (box, name) = (UncheckedBox(watcher), collection)
-        let reply = try Progress.during(total: waiting, unit: "items linked",
+        let reply = try ProgressBar.during(total: waiting, unit: "items linked",
                                         measure: { box.value.flatMap { Self.unindexed($0, name) }.map { waiting - $0 } }) {
             try client.call(["SAVE"])
         }

@@ -57,7 +57,8 @@ typedef struct {
     int hnsw_ef_construction;
     int64_t train_hint;    /* vectors training wants before it gives good centroids/codebooks */
     int64_t code_size;     /* bytes per stored vector */
-    int fast_distances;    /* 1 when HNSW storage uses the shim's AVX2 distances */
+    int fast_distances;    /* 1 when HNSW storage uses the shim's AVX2 distances, or an IVF index is
+                              searched by the shim's scanner (ivf_scan.h) */
     int storage;           /* HNSW: LK_STORAGE_*, else LK_STORAGE_OTHER */
     double ivf_imbalance;  /* IVF: sum(list size^2) * nlist / ntotal^2 (1 = even lists); else 0 */
 } lk_index_info;
@@ -68,8 +69,9 @@ typedef struct {
     const uint8_t *bitmap;   /* if non-null, only positions whose bit is set are returned */
     size_t bitmap_bytes;
     int threads;             /* if > 0, OpenMP threads for this call (set on the calling thread) */
-    int faiss_search;        /* HNSW on flat storage: non-zero runs FAISS's own search loop instead
-                                of the shim's (tests, A/B); an error on a live graph */
+    int faiss_search;        /* HNSW on flat or SQ storage, IVF-Flat/SQ8/fp16: non-zero runs FAISS's
+                                own search instead of the shim's (tests, A/B); an error on a live
+                                HNSW graph */
 } lk_search_params;
 
 /* Create an index from a FAISS factory string ("Flat", "HNSW32", "IVF1024,SQ8", ...). */
@@ -77,6 +79,20 @@ int lk_index_create(const char *spec, int dim, int metric, lk_index **out,
                     char *err, size_t errlen);
 void lk_index_free(lk_index *index);
 int lk_index_info_get(const lk_index *index, lk_index_info *info, char *err, size_t errlen);
+
+/* The bytes an index holds in memory, by what they are (MEMORY USAGE, VINFO's memory-* fields).
+ * Sizes of what is in use (published positions, list entries), not of reserved capacity.
+ * Threads: as lk_index_info_get; on a live HNSW graph it reads the published count only. A
+ * live IVF index must not be added to meanwhile (IVFSegment holds its lock). */
+typedef struct {
+    int64_t vector_bytes;  /* stored vectors or codes outside IVF lists: Flat, SQ, PQ, HNSW storage */
+    int64_t link_bytes;    /* HNSW: neighbour slots, their offsets and the levels */
+    int64_t list_bytes;    /* IVF: the codes and ids in the inverted lists */
+    int list_mapped;       /* 1 when the IVF lists are a memory-mapped file (lk_index_read mmap) */
+    int64_t other_bytes;   /* trained tables: IVF centroids, SQ ranges, PQ codebooks, transforms */
+} lk_index_memory;
+
+int lk_index_memory_get(const lk_index *index, lk_index_memory *memory, char *err, size_t errlen);
 
 /* HNSW only: set efConstruction (if > 0) and the index's efSearch (if > 0). Per-call efSearch
  * larger than the index's own is capped by its candidate heap in 1.7.3, so set this to the
@@ -124,7 +140,9 @@ void lk_set_build_nice(int nice);
 /* Search n queries; distances and labels are n*k each; missing results have label -1.
  * Every HNSW index with flat, 8-bit or fp16 L2/IP storage is searched by the shim's loop
  * (hnsw_search.cpp, sq_storage.h);
- * on a live graph it reads the published count once and returns only positions below it. */
+ * on a live graph it reads the published count once and returns only positions below it.
+ * IVF-Flat and IVF-SQ8/SQfp16 (no pre-transform, in-memory or mmapped lists) are searched by the
+ * shim's coarse quantizer and list scanner (ivf_scan.h), with FAISS 1.7.3's results. */
 int lk_index_search(const lk_index *index, int64_t n, const float *x, int64_t k,
                     const lk_search_params *params, float *distances, int64_t *labels,
                     char *err, size_t errlen);
