@@ -200,7 +200,7 @@ extension Collection {
         let aggregate = try predictCategories(.history(keys, weighting), neighbours: neighbours)
         let rows = try keys.map { key -> [Float] in
             guard let v = try vector(key: key) else { throw EngineError.keyNotFound(key) }
-            return try indexVector(v)
+            return try preparedVector(v)
         }
         let weights = try historyWeights(rows, weighting)
         let predictor = categoryPredictor().flatMap { $0.info.blendWeight > 0 ? $0 : nil }

@@ -152,7 +152,7 @@ extension Collection {
         } else if restriction.check != nil {
             // No indexed part: examine the nearest items in widening rounds, as Redis's
             // FILTER-EF does (nil: 100 × k; 0: as many as needed).
-            let total = try store.count(txn)
+            let total = try store.vectorCount(txn)
             let budget = request.filterCandidates == 0 ? total : min(total, max(request.k, request.filterCandidates ?? request.k * 100))
             limit = (budget + excluded.count) * scale
             first = min(budget, max(request.k * 4, 64)) + excluded.count

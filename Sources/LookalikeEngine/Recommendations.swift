@@ -37,14 +37,14 @@ extension Collection {
         }
         let rows = try keys.map { key -> [Float] in
             guard let v = try vector(key: key) else { throw EngineError.keyNotFound(key) }
-            return try indexVector(v)
+            return try preparedVector(v)
         }
         let weights = try historyWeights(rows, weighting)
         var sum = [Float](repeating: 0, count: definition.dimension)
         for (row, w) in zip(rows, weights) where w > 0 {
             for j in 0..<sum.count { sum[j] += w * row[j] }
         }
-        do { return try indexVector(sum, allowZero: false) } catch EngineError.zeroVector {
+        do { return try preparedVector(sum, allowZero: false) } catch EngineError.zeroVector {
             throw EngineError.invalidArgument("the history's vectors cancel out (their weighted mean is zero): weight them differently")
         }
     }

@@ -114,7 +114,7 @@ extension Collection {
             return (try queryVector(v), [])
         case .key(let key):
             guard let v = try vector(key: key) else { throw EngineError.keyNotFound(key) }
-            return (try indexVector(v), request.excludeQueryItem ? [Views.split(key).item] : [])
+            return (try preparedVector(v), request.excludeQueryItem ? [Views.split(key).item] : [])
         case .history(let keys, let weighting):
             return (try historyVector(keys, weighting), Set(keys.map { Views.split($0).item }))
         }

@@ -403,7 +403,7 @@ enum VectorCommands {
 
     static func vcard(_ inv: Invocation) throws -> Reply {
         guard let c = inv.server.collection(inv.string(1)) else { return .now(.integer(0)) }
-        return inv.offload { .integer(try c.count()) }
+        return inv.offload { .integer(try c.itemCount()) }
     }
 
     static func vdim(_ inv: Invocation) throws -> Reply {
@@ -436,7 +436,7 @@ enum VectorCommands {
                 (.simple("quant-type"), .simple(quantName(d.index))),
                 (.simple("vector-dim"), .integer(d.dimension)),
                 (.simple("projection-input-dim"), .integer(c.projectionInputDimension)),
-                (.simple("size"), .integer(try c.count())),
+                (.simple("size"), .integer(try c.itemCount())),
                 (.simple("max-level"), .integer(0)),
                 (.simple("vset-uid"), .integer(Int(c.numberForInfo))),
                 (.simple("hnsw-max-node-uid"), .integer(Int(clamping: c.idHighWaterMark))),

@@ -58,7 +58,7 @@ final class ViewsTests: XCTestCase {
         let c = try engine.createCollection(.init(name: "products", dimension: dimension, metric: .cosine, index: "HNSW16"))
         let vectors = try await load(c)
         engine.waitForSealing()
-        XCTAssertEqual(try c.count(), 200, "VCARD counts items, not views")
+        XCTAssertEqual(try c.itemCount(), 200, "VCARD counts items, not views")
         XCTAssertEqual(try c.vectorCount(), 800)
 
         var found = 0
@@ -115,9 +115,9 @@ final class ViewsTests: XCTestCase {
         XCTAssertNotNil(afterRemove.first { $0.key == "p5" }, "the item stays")
         XCTAssertNotEqual(afterRemove.first { $0.key == "p5" }?.view, "back", "without the removed view")
         XCTAssertNil(try c.vector(key: back))
-        XCTAssertEqual(try c.count(), 200)
+        XCTAssertEqual(try c.itemCount(), 200)
         try await c.remove(key: "p6")
-        XCTAssertEqual(try c.count(), 199)
+        XCTAssertEqual(try c.itemCount(), 199)
         XCTAssertEqual(try c.vectorCount(), 800 - 1 - 4)
         let near6 = try c.search(SearchRequest(query: .vector(vectors["p6"]![2]), k: 10, exact: true))
         XCTAssertFalse(near6.contains { $0.key == "p6" }, "no view of a removed item is found")
@@ -126,7 +126,7 @@ final class ViewsTests: XCTestCase {
         engine = try makeEngine(dir)
         defer { engine.close() }
         c = try XCTUnwrap(engine.collection("products"))
-        XCTAssertEqual(try c.count(), 199)
+        XCTAssertEqual(try c.itemCount(), 199)
         XCTAssertEqual(try c.vectorCount(), 795)
         let again = try c.search(SearchRequest(query: .vector(vectors["p9"]![2]), k: 3, exact: true))
         XCTAssertEqual(again.first?.key, "p9")
