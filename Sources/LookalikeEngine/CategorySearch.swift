@@ -115,26 +115,29 @@ extension Collection {
 
     // MARK: - CATEGORY AUTO
 
-    /// VSIM … CATEGORY AUTO [P p] [PREDICT]: top-k within the query's category — a stored
-    /// item's own unless `predict`, else the predicted one, or with `topP` the most likely
-    /// categories adding up to it. Empty when there is no category to restrict to.
-    public func searchInPredictedCategory(_ request: SearchRequest, attribute: String = "category", topP: Double? = nil,
-                                          predict: Bool = false, filter: FilterExpression? = nil) throws -> [SearchHit] {
+    /// VSIM … CATEGORY AUTO [P p] [PREDICT] (`CategoryRestriction.predicted`): top-k within
+    /// the query's category — a stored item's own unless `predict`, else the predicted one, or
+    /// with `topP` the most likely categories adding up to it. Empty when there is no category
+    /// to restrict to. Each category's search is an ordinary plan (QueryPlan.swift).
+    func searchInPredictedCategory(_ request: SearchRequest) throws -> [SearchHit] {
+        guard case .predicted(let attribute, let topP, let predict) = request.category else {
+            preconditionFailure("searchInPredictedCategory needs CategoryRestriction.predicted")
+        }
         if !predict, case .key(let key) = request.query, let own = try storedCategory(key, attribute: attribute) {
-            return try search(request, attribute: attribute, value: own, filter: filter)
+            return try search(request.inCategory(own, attribute: attribute))
         }
         let ranked = try predictCategories(request.query, attribute: attribute)
         guard let first = ranked.first else { return [] }
         guard let p = topP, first.probability < p else {
-            return try search(request, attribute: attribute, value: first.category, filter: filter)
+            return try search(request.inCategory(first.category, attribute: attribute))
         }
-        return try search(request, categories: ranked, topP: p, attribute: attribute, filter: filter)
+        return try searchCategories(request, ranked, topP: p, attribute: attribute)
     }
 
     /// Top-k over the most likely categories whose probabilities add up to `p` (at most k of
     /// them), each giving a share of the k in proportion to its probability; merged best first.
-    func search(_ request: SearchRequest, categories ranked: [CategoryProbability], topP p: Double,
-                attribute: String, filter: FilterExpression?) throws -> [SearchHit] {
+    func searchCategories(_ request: SearchRequest, _ ranked: [CategoryProbability], topP p: Double,
+                attribute: String) throws -> [SearchHit] {
         var chosen: [CategoryProbability] = []
         var sum = 0.0
         for c in ranked where sum < p - 1e-9 && chosen.count < request.k {  // 0.6 + 0.3 is below 0.9 in binary
@@ -146,9 +149,9 @@ extension Collection {
         var exhausted = Set<Int>()
         while true {
             for i in chosen.indices where !exhausted.contains(i) && found[i].count < quota[i] {
-                var r = request
+                var r = request.inCategory(chosen[i].category, attribute: attribute)
                 r.k = quota[i]
-                found[i] = try search(r, attribute: attribute, value: chosen[i].category, filter: filter)
+                found[i] = try search(r)
                 if found[i].count < quota[i] { exhausted.insert(i) }
             }
             let merged = mergedBestFirst(found)
@@ -197,7 +200,7 @@ extension Collection {
         let aggregate = try predictCategories(.history(keys, weighting), neighbours: neighbours)
         let rows = try keys.map { key -> [Float] in
             guard let v = try vector(key: key) else { throw EngineError.keyNotFound(key) }
-            return try indexVector(v)
+            return try preparedVector(v)
         }
         let weights = try historyWeights(rows, weighting)
         let predictor = categoryPredictor().flatMap { $0.info.blendWeight > 0 ? $0 : nil }

@@ -322,7 +322,7 @@ extension Collection {
                 out.rows.reserveCapacity(min(limit, found.count) * definition.dimension)
                 for f in found.prefix(limit) {
                     guard let v = try store.vector(f.id, txn) else { continue }
-                    out.rows += try indexVector(v)
+                    out.rows += try preparedVector(v)
                     out.keys.append(f.key)
                     out.labels.append(index[f.label]!)
                 }

@@ -226,7 +226,7 @@ public final class Collection: @unchecked Sendable {
         case .upsert(let key, let vector, let attributes):
             try validateKey(key, options)
             if case .set(let a) = attributes { try validateAttributes(a, options) }
-            return try indexVector(vector, definition)
+            return try preparedVector(vector, definition)
         case .remove(let key):
             try validateKey(key, options)
             return nil
@@ -259,11 +259,11 @@ public final class Collection: @unchecked Sendable {
     /// Checks a vector and returns it as the index stores it (unit length for cosine).
     /// A zero vector is accepted, as Redis does (it has no direction: its cosine with anything
     /// is 0); `allowZero: false` refuses it where it means a mistake (a history that cancels out).
-    func indexVector(_ vector: [Float], allowZero: Bool = true) throws -> [Float] {
-        try Self.indexVector(vector, definition, allowZero: allowZero)
+    func preparedVector(_ vector: [Float], allowZero: Bool = true) throws -> [Float] {
+        try Self.preparedVector(vector, definition, allowZero: allowZero)
     }
 
-    static func indexVector(_ vector: [Float], _ definition: CollectionDefinition, allowZero: Bool = true) throws -> [Float] {
+    static func preparedVector(_ vector: [Float], _ definition: CollectionDefinition, allowZero: Bool = true) throws -> [Float] {
         guard vector.count == definition.dimension else {
             throw EngineError.wrongDimension(expected: definition.dimension, got: vector.count)
         }
@@ -314,7 +314,7 @@ public final class Collection: @unchecked Sendable {
                 touched.formUnion(try store.insert(id: id, record: ItemRecord(key: key, attributes: newAttributes),
                                                    vector: $0, txn))
             }
-            effects.append(.add(self, id: id, key: key, vector: write.indexVector!))
+            effects.append(.add(self, id: id, key: key, vector: write.preparedVector!))
             membersChanged(touched, &effects)
             return old == nil ? .added : .updated
         case .remove(let key):
@@ -329,7 +329,7 @@ public final class Collection: @unchecked Sendable {
                 membersChanged(touched, &effects)
             }
             // As in Redis, a set whose last element goes is deleted with it.
-            if try store.count(txn) == 0 { try stageDrop(txn, &effects) }
+            if try store.vectorCount(txn) == 0 { try stageDrop(txn, &effects) }
             return .removed
         case .setAttributes(let key, let attributes):
             guard Views.split(key).view == nil else { throw Self.viewAttributesRefused(key) }
@@ -522,7 +522,7 @@ public final class Collection: @unchecked Sendable {
             completion(.failure(EngineError.wrap(error)))
             return
         }
-        engine.writeQueue.submit(PreparedWrite(collection: self, request: request, indexVector: prepared,
+        engine.writeQueue.submit(PreparedWrite(collection: self, request: request, preparedVector: prepared,
                                                replicated: replicated, completion: completion))
     }
 
@@ -566,14 +566,14 @@ public final class Collection: @unchecked Sendable {
 
     // MARK: - Reads (any thread)
 
-    /// Items (an item's views are not counted: Views.swift).
-    public func count() throws -> Int {
-        try wrapped { try engine.environment.read { try store.count($0) - store.viewCount($0) } }
+    /// Items, as VCARD counts them (an item's views are not counted: Views.swift).
+    public func itemCount() throws -> Int {
+        try wrapped { try engine.environment.read { try store.vectorCount($0) - store.viewCount($0) } }
     }
 
     /// Stored vectors: items and their views.
     public func vectorCount() throws -> Int {
-        try wrapped { try engine.environment.read { try store.count($0) } }
+        try wrapped { try engine.environment.read { try store.vectorCount($0) } }
     }
 
     public func contains(key: String) throws -> Bool {
@@ -603,7 +603,7 @@ public final class Collection: @unchecked Sendable {
     public func randomKeys(_ count: Int, allowRepeats: Bool = false) throws -> [String] {
         try wrapped {
             try engine.environment.read { txn in
-                let total = try store.count(txn) - store.viewCount(txn)
+                let total = try store.vectorCount(txn) - store.viewCount(txn)
                 guard total > 0, count > 0 else { return [] }
                 let upper = max(nextIdSnapshot, 1)
                 let want = allowRepeats ? count : min(count, total)

@@ -146,7 +146,7 @@ extension Collection {
                 for id in ids {
                     guard let bytes = try store.vectorBytes(id, txn), bytes.count == d * 4 else { continue }
                     row.withUnsafeMutableBytes { _ = bytes.copyBytes(to: $0) }
-                    out += try indexVector(row)
+                    out += try preparedVector(row)
                     found.append(id)
                 }
             }

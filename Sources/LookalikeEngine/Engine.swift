@@ -32,6 +32,8 @@ public final class Engine: @unchecked Sendable {
     private let directoryLock: DirectoryLock
     let meta: MetaStore
     let writeQueue: WriteQueue
+    /// Set while writes fail as a whole (a full disk or map, an I/O error), until one commits.
+    public var writeFailure: WriteFailure? { writeQueue.failure }
     /// The stream of committed changes replicas follow, with its backlog (ReplicationLog).
     public let replication: ReplicationLog
     /// Keeps segment files from being deleted while a snapshot copies them (Snapshot.swift).
@@ -204,10 +206,10 @@ public final class Engine: @unchecked Sendable {
     @discardableResult
     public func dropCollection(_ name: String) async throws -> Bool {
         guard let c = collection(name) else { return false }
-        let items = (try? c.count()) ?? 0  // for the log line: a table statistic, cheap
+        let items = (try? c.itemCount()) ?? 0  // for the log line: a table statistic, cheap
         do {
             let outcome: WriteOutcome = try await withCheckedThrowingContinuation { cont in
-                writeQueue.submit(PreparedWrite(collection: c, request: .dropCollection, indexVector: nil) {
+                writeQueue.submit(PreparedWrite(collection: c, request: .dropCollection, preparedVector: nil) {
                     cont.resume(with: $0.mapError { $0 as Error })
                 })
             }

@@ -12,6 +12,8 @@
 // `maxDepth` deep (a chain `a + b + c` is as deep as it is long). Parsing, evaluation and
 // planning recurse over the tree, so a depth bound is what keeps a hostile filter from
 // overflowing a thread's stack; it is checked while parsing, before any deep tree exists.
+// The parser (tokens to tree) is FilterParser.swift; this file holds the tree, its evaluation,
+// and its planning over attribute indexes (`indexedSet`).
 // Threads: a compiled expression is immutable and may be evaluated from any thread.
 import Foundation
 
@@ -28,8 +30,37 @@ public struct FilterExpression: Sendable {
         case string(String)
         case list([Node])
         case selector(String)
-        case unary(String, Node)
-        case binary(String, Node, Node)
+        case unary(UnaryOperator, Node)
+        case binary(BinaryOperator, Node, Node)
+    }
+
+    enum UnaryOperator: Sendable {
+        /// `!` and `not`: 1 for a false operand, else 0.
+        case not
+        /// `-`: the operand's number, negated.
+        case negate
+    }
+
+    /// The binary operators, spelled as in the source (`&&` and `||` parse as and, or).
+    enum BinaryOperator: String, Sendable, CaseIterable {
+        case or, and, `in`
+        case equal = "==", notEqual = "!="
+        case less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">="
+        case add = "+", subtract = "-", multiply = "*", divide = "/", remainder = "%", power = "**"
+
+        /// Binding strength: a higher one binds tighter (`**` the tightest, `or` the loosest).
+        var precedence: Int {
+            switch self {
+            case .or: 1
+            case .and: 2
+            case .in: 3
+            case .equal, .notEqual: 4
+            case .less, .lessOrEqual, .greater, .greaterOrEqual: 5
+            case .add, .subtract: 6
+            case .multiply, .divide, .remainder: 7
+            case .power: 8
+            }
+        }
     }
 
     enum Value {
@@ -90,14 +121,16 @@ public struct FilterExpression: Sendable {
             return v
         case .unary(let op, let a):
             let v = try evaluate(a, object)
-            if op == "!" { return .number(v.truthy ? 0 : 1) }
-            return .number(-(try number(v)))
+            switch op {
+            case .not: return .number(v.truthy ? 0 : 1)
+            case .negate: return .number(-(try number(v)))
+            }
         case .binary(let op, let a, let b):
             switch op {
-            case "and":
+            case .and:
                 guard try evaluate(a, object).truthy else { return .number(0) }
                 return .number(try evaluate(b, object).truthy ? 1 : 0)
-            case "or":
+            case .or:
                 if (try? evaluate(a, object))?.truthy == true { return .number(1) }
                 return .number(try evaluate(b, object).truthy ? 1 : 0)
             default:
@@ -141,12 +174,12 @@ public struct FilterExpression: Sendable {
         }
     }
 
-    static func apply(_ op: String, _ a: Value, _ b: Value) throws -> Value {
+    static func apply(_ op: BinaryOperator, _ a: Value, _ b: Value) throws -> Value {
         func bool(_ x: Bool) -> Value { .number(x ? 1 : 0) }
         switch op {
-        case "==": return bool(equal(a, b))
-        case "!=": return bool(!equal(a, b))
-        case "<", "<=", ">", ">=":
+        case .equal: return bool(equal(a, b))
+        case .notEqual: return bool(!equal(a, b))
+        case .less, .lessOrEqual, .greater, .greaterOrEqual:
             let order: Int
             if case .string(let x) = a, case .string(let y) = b {
                 order = x < y ? -1 : (x == y ? 0 : 1)
@@ -155,27 +188,28 @@ public struct FilterExpression: Sendable {
                 order = x < y ? -1 : (x == y ? 0 : 1)
             }
             switch op {
-            case "<": return bool(order < 0)
-            case "<=": return bool(order <= 0)
-            case ">": return bool(order > 0)
+            case .less: return bool(order < 0)
+            case .lessOrEqual: return bool(order <= 0)
+            case .greater: return bool(order > 0)
             default: return bool(order >= 0)
             }
-        case "in":
+        case .in:
             switch (a, b) {
             case (_, .list(let items)): return bool(items.contains { equal(a, $0) })
             case (.string(let x), .string(let y)): return bool(y.contains(x))
             default: throw Missing()
             }
-        default:
+        case .and, .or:  // evaluated lazily by `evaluate`; here for completeness
+            return bool(op == .and ? a.truthy && b.truthy : a.truthy || b.truthy)
+        case .add, .subtract, .multiply, .divide, .remainder, .power:
             let x = try number(a), y = try number(b)
             switch op {
-            case "+": return .number(x + y)
-            case "-": return .number(x - y)
-            case "*": return .number(x * y)
-            case "/": return .number(x / y)
-            case "%": return .number(x.truncatingRemainder(dividingBy: y))
-            case "**": return .number(pow(x, y))
-            default: throw Missing()
+            case .add: return .number(x + y)
+            case .subtract: return .number(x - y)
+            case .multiply: return .number(x * y)
+            case .divide: return .number(x / y)
+            case .remainder: return .number(x.truncatingRemainder(dividingBy: y))
+            default: return .number(pow(x, y))
             }
         }
     }
@@ -230,17 +264,17 @@ public struct FilterExpression: Sendable {
     static func indexedSet(_ node: Node, _ indexed: Set<String>) -> IndexedSet? {
         guard case .binary(let op, let a, let b) = node else { return nil }
         switch op {
-        case "and":
+        case .and:
             let sides = [indexedSet(a, indexed), indexedSet(b, indexed)].compactMap { $0 }
             return sides.isEmpty ? nil : .allOf(sides)
-        case "or":
+        case .or:
             guard let x = indexedSet(a, indexed), let y = indexedSet(b, indexed) else { return nil }
             return .anyOf([x, y])
-        case "==":
+        case .equal:
             if case .selector(let name) = a, indexed.contains(name) { return valueSet(name, b) }
             if case .selector(let name) = b, indexed.contains(name) { return valueSet(name, a) }
             return nil
-        case "in":
+        case .in:
             guard case .selector(let name) = a, indexed.contains(name), case .list(let items) = b else { return nil }
             let sets = items.map { valueSet(name, $0) }
             guard !sets.contains(where: { $0 == nil }) else { return nil }
@@ -272,174 +306,5 @@ public struct FilterExpression: Sendable {
     static func numberText(_ n: Double) -> String {
         if let i = Int64(exactly: n) { return String(i) }
         return String(n)
-    }
-
-    // MARK: Parsing
-
-    enum Token: Equatable {
-        case number(Double)
-        case string(String)
-        case selector(String)
-        case op(String)
-    }
-
-    static func tokenize(_ source: String) throws -> [Token] {
-        let chars = Array(source.unicodeScalars)
-        var tokens: [Token] = []
-        var i = 0
-        func syntax(_ why: String) -> EngineError {
-            EngineError.invalidArgument("syntax error in FILTER expression: \(why)")
-        }
-        while i < chars.count {
-            let c = chars[i]
-            if c == " " || c == "\t" || c == "\n" || c == "\r" { i += 1; continue }
-            if c == "." && i + 1 < chars.count && (CharacterSet.letters.contains(chars[i + 1]) || chars[i + 1] == "_") {
-                var j = i + 1
-                while j < chars.count, CharacterSet.alphanumerics.contains(chars[j]) || chars[j] == "_" || chars[j] == "-" { j += 1 }
-                tokens.append(.selector(String(String.UnicodeScalarView(chars[(i + 1)..<j]))))
-                i = j
-            } else if CharacterSet.decimalDigits.contains(c) || (c == "." && i + 1 < chars.count && CharacterSet.decimalDigits.contains(chars[i + 1])) {
-                var j = i
-                while j < chars.count, CharacterSet.decimalDigits.contains(chars[j]) || chars[j] == "." || chars[j] == "e" || chars[j] == "E"
-                        || ((chars[j] == "-" || chars[j] == "+") && j > i && (chars[j - 1] == "e" || chars[j - 1] == "E")) { j += 1 }
-                let text = String(String.UnicodeScalarView(chars[i..<j]))
-                guard let n = Double(text) else { throw syntax("bad number '\(text)'") }
-                tokens.append(.number(n))
-                i = j
-            } else if c == "\"" || c == "'" {
-                var j = i + 1
-                var text = String.UnicodeScalarView()
-                while j < chars.count, chars[j] != c {
-                    if chars[j] == "\\", j + 1 < chars.count { j += 1 }
-                    text.append(chars[j])
-                    j += 1
-                }
-                guard j < chars.count else { throw syntax("unterminated string") }
-                tokens.append(.string(String(text)))
-                i = j + 1
-            } else if CharacterSet.letters.contains(c) {
-                var j = i
-                while j < chars.count, CharacterSet.letters.contains(chars[j]) { j += 1 }
-                let word = String(String.UnicodeScalarView(chars[i..<j])).lowercased()
-                switch word {
-                case "and": tokens.append(.op("and"))
-                case "or": tokens.append(.op("or"))
-                case "not": tokens.append(.op("!"))
-                case "in": tokens.append(.op("in"))
-                case "true": tokens.append(.number(1))
-                case "false": tokens.append(.number(0))
-                default: throw syntax("unknown word '\(word)' (selectors start with a dot: .\(word))")
-                }
-                i = j
-            } else {
-                let two = i + 1 < chars.count ? String(String.UnicodeScalarView([c, chars[i + 1]])) : ""
-                if ["**", "==", "!=", "<=", ">=", "&&", "||"].contains(two) {
-                    tokens.append(.op(two == "&&" ? "and" : two == "||" ? "or" : two))
-                    i += 2
-                } else if "+-*/%<>!()[],".unicodeScalars.contains(c) {
-                    tokens.append(.op(String(c)))
-                    i += 1
-                } else {
-                    throw syntax("unexpected character '\(c)'")
-                }
-            }
-        }
-        return tokens
-    }
-
-    struct Parser {
-        let tokens: [Token]
-        let maxDepth: Int
-        var position = 0
-        /// Calls of parseExpression in progress (nesting: parentheses, lists, unary chains).
-        var nesting = 0
-
-        var atEnd: Bool { position >= tokens.count }
-        var peek: String? {
-            guard !atEnd else { return nil }
-            switch tokens[position] {
-            case .op(let o): return o
-            case .number(let n): return String(n)
-            case .string(let s): return "\"\(s)\""
-            case .selector(let s): return "." + s
-            }
-        }
-
-        static let precedence: [String: Int] = [
-            "or": 1, "and": 2, "in": 3, "==": 4, "!=": 4, "<": 5, "<=": 5, ">": 5, ">=": 5,
-            "+": 6, "-": 6, "*": 7, "/": 7, "%": 7, "**": 8,
-        ]
-
-        func syntax(_ why: String) -> EngineError {
-            EngineError.invalidArgument("syntax error in FILTER expression: \(why)")
-        }
-
-        /// A parsed subtree and its height (1 for a leaf).
-        typealias Parsed = (node: Node, height: Int)
-
-        func checked(_ height: Int) throws -> Int {
-            guard height <= maxDepth, nesting <= maxDepth else {
-                throw EngineError.invalidArgument("the FILTER expression is nested deeper than \(maxDepth) levels: flatten it (e.g. .x in [1, 2, 3] instead of a chain of or)")
-            }
-            return height
-        }
-
-        mutating func parseExpression(_ minPrecedence: Int) throws -> Parsed {
-            nesting += 1
-            defer { nesting -= 1 }
-            _ = try checked(0)
-            var left = try parseUnary()
-            while !atEnd, case .op(let op) = tokens[position], let p = Self.precedence[op], p > minPrecedence {
-                position += 1
-                // ** is right-associative; the rest associate to the left.
-                let right = try parseExpression(op == "**" ? p - 1 : p)
-                left = (.binary(op, left.node, right.node), try checked(1 + max(left.height, right.height)))
-            }
-            return left
-        }
-
-        mutating func parseUnary() throws -> Parsed {
-            guard !atEnd else { throw syntax("unexpected end") }
-            if case .op(let op) = tokens[position], op == "!" || op == "-" {
-                position += 1
-                let operand = try parseExpression(op == "!" ? 3 : 7)
-                return (.unary(op, operand.node), try checked(1 + operand.height))
-            }
-            return try parsePrimary()
-        }
-
-        mutating func parsePrimary() throws -> Parsed {
-            guard !atEnd else { throw syntax("unexpected end") }
-            let token = tokens[position]
-            position += 1
-            switch token {
-            case .number(let n): return (.number(n), 1)
-            case .string(let s): return (.string(s), 1)
-            case .selector(let s): return (.selector(s), 1)
-            case .op("("):
-                let inner = try parseExpression(0)
-                try expect(")")
-                return inner
-            case .op("["):
-                var items: [Node] = []
-                var height = 0
-                if !atEnd, tokens[position] == .op("]") { position += 1; return (.list(items), 1) }
-                while true {
-                    let item = try parseExpression(0)
-                    items.append(item.node)
-                    height = max(height, item.height)
-                    guard !atEnd else { throw syntax("unterminated list") }
-                    if tokens[position] == .op(",") { position += 1; continue }
-                    try expect("]")
-                    return (.list(items), try checked(1 + height))
-                }
-            case .op(let o): throw syntax("unexpected '\(o)'")
-            }
-        }
-
-        mutating func expect(_ op: String) throws {
-            guard !atEnd, tokens[position] == .op(op) else { throw syntax("expected '\(op)'") }
-            position += 1
-        }
     }
 }

@@ -3,11 +3,12 @@
 // plain filter walks past non-members and returns too few or wrong hits; this planner never
 // relies on that.
 //
-// Plan, per query:
-//   1. Members: the filter's indexed part (`category == X`, `author in [...]`, joined by
-//      and/or; see FilterExpression.indexedSet) resolves to an ascending id list from the LMDB
-//      attribute tables in one read transaction. A filter without an indexed part falls back to
-//      widening post-filtering (Search.swift), as Redis does.
+// Plan, per query (steps 2 and 3 of QueryPlan.swift, which runs it):
+//   1. Members: a CATEGORY's value and the filter's indexed part (`category == X`,
+//      `author in [...]`, joined by and/or; see FilterExpression.indexedSet) resolve to an
+//      ascending id list from the LMDB attribute tables, in the search's read transaction. A
+//      filter without an indexed part has no members: QueryPlan checks the nearest items in
+//      widening rounds instead, as Redis does.
 //   2. Per segment, the members' positions (cached: MemberCache), and a plan by a cost model
 //      in vectors touched (`planCosts`):
 //      - exact: score only the members' rows (gathered, one BLAS call per block): always
@@ -17,8 +18,8 @@
 //      - otherwise (too few members near the query: a category that lies elsewhere) the
 //        cheaper of exact and a FAISS walk restricted by a bitmap selector, efSearch / nprobe
 //        raised by 1/selectivity and widened while it returns fewer than it could.
-//   3. Hits are checked against the whole expression (the indexed part is a superset); while
-//      fewer than k pass and unexamined members remain, k widens ×4.
+//   3. Hits are checked against the whole expression (the indexed part is a superset), one
+//      by one, until k pass; while fewer pass and unexamined members remain, QueryPlan widens.
 // Guarantee: when at least k live items match, k come back.
 // Invariants: member ids come from one LMDB snapshot; an id committed but not yet applied to
 // the segments is simply not found, exactly as for unfiltered searches.
@@ -44,33 +45,32 @@ extension Collection {
         .invalidArgument("'\(attribute)' is not an indexed attribute of '\(name)' (indexed: \(definition.attributes.joined(separator: ", ")))")
     }
 
-    /// Top-k among items whose indexed attribute `attribute` has `value` (and that satisfy
-    /// `filter`, when given).
-    public func search(_ request: SearchRequest, attribute: String, value: String,
-                       filter: FilterExpression? = nil) throws -> [SearchHit] {
-        guard definition.attributes.contains(attribute) else { throw notIndexed(attribute) }
-        var set = FilterExpression.IndexedSet.value(attribute: attribute, text: value)
-        if let extra = filter?.indexedSet(over: Set(definition.attributes)) { set = .allOf([set, extra]) }
-        return try search(request, members: set, check: filter)
-    }
-
-    /// Top-k among the items whose attributes satisfy `filter`. With an indexed part, the
-    /// planner above; otherwise the nearest `maxCandidates` items are examined in widening
-    /// rounds (nil: 100 × k, as Redis's FILTER-EF; 0: as many as needed).
-    public func search(_ request: SearchRequest, filter: FilterExpression, maxCandidates: Int?) throws -> [SearchHit] {
-        if let set = filter.indexedSet(over: Set(definition.attributes)) {
-            return try search(request, members: set, check: filter)
+    /// A request's restriction (step 2 of QueryPlan): the members an index can list — a
+    /// CATEGORY's value and a FILTER's indexed part, both when both are given — and the
+    /// filter to check on each candidate. A FILTER with no indexed part has no members: the
+    /// nearest items are checked instead, within its FILTER-EF budget.
+    func restriction(of request: SearchRequest) throws -> (members: FilterExpression.IndexedSet?, check: FilterExpression?) {
+        let indexed = Set(definition.attributes)
+        var parts: [FilterExpression.IndexedSet] = []
+        switch request.category {
+        case .value(let value, let attribute):
+            guard indexed.contains(attribute) else { throw notIndexed(attribute) }
+            parts.append(.value(attribute: attribute, text: value))
+        case .predicted:
+            preconditionFailure("a predicted category is resolved before the plan (CategorySearch.swift)")
+        case nil:
+            break
         }
-        return try search(request, where: { filter.matches($0.attributes) }, maxCandidates: maxCandidates)
+        if let set = request.filter?.indexedSet(over: indexed) { parts.append(set) }
+        return (parts.isEmpty ? nil : .allOf(parts), request.filter)
     }
 
-    /// Each segment's share of the set's members: from the cache while it is valid, else
-    /// resolved from LMDB (generations read first: see MemberCache's invariants).
-    func memberPositions(_ set: FilterExpression.IndexedSet) throws -> [MemberPositions] {
-        let segments = segmentsSnapshot()
+    /// Each segment's share of the set's members: from the cache while it is valid for these
+    /// segments, else resolved in `txn` (generations read first: see MemberCache's invariants).
+    func memberPositions(_ set: FilterExpression.IndexedSet, segments: [any Segment], _ txn: Transaction) throws -> [MemberPositions] {
         if let parts = memberCache.lookup(set, segments: segments) { return parts }
         let generations = memberCache.generations(of: set)
-        let members: [UInt64] = try wrapped { try engine.environment.read { txn in try self.members(of: set, txn) } }
+        let members = try self.members(of: set, txn)
         let parts = segments.compactMap { MemberPositions(segment: $0, members: members) }
         memberCache.store(set, generations: generations, segments: segments, parts: parts)
         return parts
@@ -96,41 +96,13 @@ extension Collection {
         }
     }
 
-    /// Top-k among the set's members that also satisfy `check`.
-    func search(_ request: SearchRequest, members set: FilterExpression.IndexedSet, check: FilterExpression?) throws -> [SearchHit] {
-        try validate(request)
-        let (query, excluded) = try resolveQuery(request)
-        let parts = try memberPositions(set)
-        guard !parts.isEmpty else { return [] }
-        let reachable = parts.reduce(0) { $0 + $1.positions.count }
-        let oversampling = oversampling(request)
-        var k = (request.k + excluded.count) * max(1, oversampling)
-        while true {
-            let wanted = min(k, reachable)
-            var top = TopK(k: max(1, wanted))
-            let neighbors = try query.withUnsafeBufferPointer { q in
-                for part in parts {
-                    top.push(contentsOf: try search(part, q.baseAddress!, k: wanted, request: request))
-                }
-                return oversampling > 0 ? try rescored(top.sorted(), query: q.baseAddress!) : top.sorted()
-            }
-            var found = try hits(for: neighbors, excluding: excluded, limit: .max,
-                                 withAttributes: request.withAttributes || check != nil)
-            if let check { found = found.filter { check.matches($0.attributes) } }
-            if found.count >= request.k || wanted >= reachable {
-                found = Array(found.prefix(request.k))
-                if !request.withAttributes { for i in found.indices { found[i].attributes = nil } }
-                return found
-            }
-            k *= 4
-        }
-    }
-
-    private func search(_ part: MemberPositions, _ q: UnsafePointer<Float>, k: Int,
-                        request: SearchRequest) throws -> [Neighbor] {
+    /// One segment's nearest `k` members, by the plan the cost model (or the request) chose,
+    /// with its fallbacks; never fewer than k when the segment holds k live members.
+    func search(_ part: MemberPositions, _ q: UnsafePointer<Float>, k: Int,
+                request: SearchRequest, _ txn: Transaction) throws -> [Neighbor] {
         guard !request.exact, let sealed = part.segment as? any ANNSegment, let selector = part.selector else {
             EngineMetrics.filtered(.exact)
-            return try exactSearch(part, q, k: k)
+            return try exactSearch(part, q, k: k, txn)
         }
         let reachable = min(k, part.positions.count)
         let costs = planCosts(part, sealed, k: k, request: request)
@@ -141,7 +113,7 @@ extension Collection {
         EngineMetrics.filtered(plan == .postFilter ? .postFilter : plan == .approximate ? .selector : .exact)
         switch plan {
         case .exact, .automatic:
-            return try exactSearch(part, q, k: k)
+            return try exactSearch(part, q, k: k, txn)
         case .postFilter:
             // The unfiltered nearest items, members kept: whenever k members are among them
             // they are the filter's top k (every other member is farther than all of them).
@@ -150,7 +122,7 @@ extension Collection {
             // nodes without in-links), a scan of the members is the same answer, complete.
             if wide >= sealed.liveCount {
                 EngineMetrics.filtered(.fallbackExact)
-                return try exactSearch(part, q, k: k)
+                return try exactSearch(part, q, k: k, txn)
             }
             let found = try wrapped { try sealed.search(q, k: wide, effort: postFilterEffort(sealed, wide: wide, request: request)) }
                 .filter { n in sealed.position(of: n.id).map { selector[$0 >> 3] & UInt8(1 << ($0 & 7)) != 0 } ?? false }
@@ -159,7 +131,7 @@ extension Collection {
             // a selector walk and a scan.
             if costs.exact <= costs.selector {
                 EngineMetrics.filtered(.fallbackExact)
-                return try exactSearch(part, q, k: k)
+                return try exactSearch(part, q, k: k, txn)
             }
             EngineMetrics.filtered(.fallbackSelector)
         case .approximate:
@@ -167,26 +139,22 @@ extension Collection {
         }
         var effort = filteredEffort(for: part, sealed: sealed, k: k, request: request)
         var found = try wrapped { try sealed.search(q, k: k, effort: effort, selector: selector) }
-        // A graph walk can still stop short inside a sparse filter: widen, then scan.
-        while found.count < reachable && sealed.info.kind == .hnsw && effort.efSearch < engine.options.maxEfSearch {
-            effort.efSearch = min(effort.efSearch * 4, engine.options.maxEfSearch)
+        // A walk can still stop short inside a sparse filter: widen, then scan.
+        while found.count < reachable, let wider = widened(effort, sealed) {
+            effort = wider
             found = try wrapped { try sealed.search(q, k: k, effort: effort, selector: selector) }
         }
         guard found.count < reachable && request.filterPlan != .approximate else { return found }
         EngineMetrics.filtered(.fallbackExact)
-        return try exactSearch(part, q, k: k)
+        return try exactSearch(part, q, k: k, txn)
     }
 
     /// Exact over the members of one segment: from its own rows, or by id from LMDB.
-    private func exactSearch(_ part: MemberPositions, _ q: UnsafePointer<Float>, k: Int) throws -> [Neighbor] {
+    private func exactSearch(_ part: MemberPositions, _ q: UnsafePointer<Float>, k: Int, _ txn: Transaction) throws -> [Neighbor] {
         if let found = part.segment.exactSearch(q, k: k, positions: part.positions) { return found }
         var scan = StoredVectorScan(dimension: definition.dimension, metric: definition.metric, query: q, k: k)
-        try wrapped {
-            try engine.environment.read { txn in
-                for p in part.positions where part.segment.live.isLive(p) {
-                    if let bytes = try store.vectorBytes(part.segment.id(at: p), txn) { scan.add(id: part.segment.id(at: p), bytes: bytes) }
-                }
-            }
+        for p in part.positions where part.segment.live.isLive(p) {
+            if let bytes = try store.vectorBytes(part.segment.id(at: p), txn) { scan.add(id: part.segment.id(at: p), bytes: bytes) }
         }
         return scan.finish()
     }

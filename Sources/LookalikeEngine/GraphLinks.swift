@@ -37,7 +37,7 @@ extension Collection {
                 guard let segment = graphs.first(where: { $0.position(of: id) != nil }), segment.info.kind == .hnsw,
                       let position = segment.position(of: id),
                       position < ((segment as? GraphSegment)?.indexed ?? segment.count) else { throw notInGraphYet(key) }
-                let origin = try indexVector(own)
+                let origin = try preparedVector(own)
                 let item = Array(Views.split(key).item.utf8)
                 return try segment.index.hnswLinks(position: position).reversed().map { level in
                     try linked(level, in: segment, from: origin, excluding: item, txn)
@@ -57,7 +57,7 @@ extension Collection {
             let other = Views.split(key).item
             let bytes = Array(other.utf8)
             guard bytes != item else { continue }
-            let score = pairScore(origin, try indexVector(vector))
+            let score = pairScore(origin, try preparedVector(vector))
             if let i = slot[bytes] {
                 if isBetter(score, than: out[i].score) { out[i].score = score }
             } else {

@@ -199,7 +199,7 @@ extension Collection {
             try store.item(id, txn).map { Views.split($0.key).view == nil } ?? false
         }
         report.newItems = newIds.count
-        report.existingItems = try liveCount(below: report.firstId, txn)
+        report.existingItems = try storedVectors(below: report.firstId, txn)
         guard !newIds.isEmpty else { return report }
         let d = definition.dimension
         let perPass = max(1, engine.options.batchJobMemory / (d * 4))
@@ -240,7 +240,8 @@ extension Collection {
         return ids
     }
 
-    private func liveCount(below end: UInt64, _ txn: Transaction) throws -> Int {
+    /// Stored vectors (items and views) with ids below `end`.
+    private func storedVectors(below end: UInt64, _ txn: Transaction) throws -> Int {
         var n = 0
         try store.forEachVector(from: 0, txn) { id, _ in
             guard id < end else { return false }

@@ -134,9 +134,9 @@ extension Collection {
     /// A query vector as the index wants it: projected when the collection reduces dimensions
     /// and it has the input dimension, then prepared as every vector (unit length for cosine).
     func queryVector(_ v: [Float]) throws -> [Float] {
-        guard let projection, v.count != definition.dimension else { return try indexVector(v) }
+        guard let projection, v.count != definition.dimension else { return try preparedVector(v) }
         guard v.count == projection.inputDimension else { throw Self.dimensionMismatch(projection, definition, v.count) }
-        return try indexVector(projection.apply(v))
+        return try preparedVector(projection.apply(v))
     }
 
     static func dimensionMismatch(_ p: Projection, _ d: CollectionDefinition, _ got: Int) -> EngineError {

@@ -2,7 +2,8 @@
 //   - A user's history: several stored items aggregated into one query vector — their mean,
 //     explicitly weighted, or weighted by attention softmax(q·x) for a given vector q — with
 //     the items themselves left out of the results (SearchRequest.Query.history).
-//   - Threshold queries: every item within a score threshold, up to a cap (near-duplicates).
+//   - Threshold queries: every item within a score threshold, up to a cap (near-duplicates):
+//     `SearchRequest.threshold`, a stop rule of QueryPlan's widening.
 //   - The cascade: a top-N list filled from stages in order (same author, similar items,
 //     optionally in the same category, best-ranked by a numeric attribute), each hit tagged
 //     with its stage.
@@ -36,14 +37,14 @@ extension Collection {
         }
         let rows = try keys.map { key -> [Float] in
             guard let v = try vector(key: key) else { throw EngineError.keyNotFound(key) }
-            return try indexVector(v)
+            return try preparedVector(v)
         }
         let weights = try historyWeights(rows, weighting)
         var sum = [Float](repeating: 0, count: definition.dimension)
         for (row, w) in zip(rows, weights) where w > 0 {
             for j in 0..<sum.count { sum[j] += w * row[j] }
         }
-        do { return try indexVector(sum, allowZero: false) } catch EngineError.zeroVector {
+        do { return try preparedVector(sum, allowZero: false) } catch EngineError.zeroVector {
             throw EngineError.invalidArgument("the history's vectors cancel out (their weighted mean is zero): weight them differently")
         }
     }
@@ -67,27 +68,6 @@ extension Collection {
             let e = logits.map { exp($0 - top) }
             let total = e.reduce(0, +)
             return e.map { $0 / total }
-        }
-    }
-
-    /// Every item whose score passes `threshold` (cosine and IP: score ≥ threshold; L2:
-    /// distance ≤ threshold), best first, at most `request.k`. The search widens (×4 from 64)
-    /// until an item fails the threshold or the cap or the collection is reached, so within
-    /// the cap nothing that an ANN search of that depth would find is missed; `request.exact`
-    /// makes it complete. `search` is the search to run (plain, filtered, by category).
-    public func within(_ request: SearchRequest, threshold: Float,
-                       search: (SearchRequest) throws -> [SearchHit]) throws -> [SearchHit] {
-        let cap = request.k
-        let passes: (SearchHit) -> Bool = definition.metric == .l2 ? { $0.score <= threshold } : { $0.score >= threshold }
-        var round = request
-        round.k = min(cap, 64)
-        while true {
-            let hits = try search(round)
-            let kept = hits.filter(passes)
-            if kept.count < hits.count || hits.count < round.k || round.k >= cap {
-                return Array(kept.prefix(cap))
-            }
-            round.k = min(cap, round.k * 4)
         }
     }
 }
@@ -163,7 +143,7 @@ extension Collection {
                 hits = try search(request)
             case .sharing(let attribute):
                 guard let value = stored(attribute) else { continue }  // nothing shares a missing value
-                hits = try search(request, attribute: attribute, value: value)
+                hits = try search(request.inCategory(value, attribute: attribute))
             case .similarIn(let attribute):
                 var value = stored(attribute)
                 if value == nil {
@@ -171,7 +151,7 @@ extension Collection {
                     predicted = value != nil
                 }
                 guard let value else { continue }  // no category stored, none to predict
-                hits = try search(request, attribute: attribute, value: value)
+                hits = try search(request.inCategory(value, attribute: attribute))
             case .top(let attribute, let ascending):
                 hits = try topRanked(attribute, ascending: ascending, skipping: taken, limit: count - out.count,
                                      withAttributes: withAttributes)

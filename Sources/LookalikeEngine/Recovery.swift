@@ -82,7 +82,7 @@ extension Collection {
             try store.forEachVector(from: manifest.sealedThrough, txn) { id, bytes in
                 vector.withUnsafeMutableBytes { _ = bytes.copyBytes(to: $0) }
                 guard let key = try store.key(id, txn) else { throw EngineError.storage("item \(id) has a vector and no key record") }
-                appendCommitted(id: id, key: key, vector: try indexVector(vector))
+                appendCommitted(id: id, key: key, vector: try preparedVector(vector))
                 nextId = max(nextId, id + 1)
                 return true
             }

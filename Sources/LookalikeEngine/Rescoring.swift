@@ -3,7 +3,7 @@
 // the exact order among what they found (Qdrant's "rescore", Milvus's "refine").
 //
 // A search with oversampling r asks every segment for r × (COUNT + excluded) candidates, merges
-// them, reads just those candidates' vectors (one read transaction, one LMDB get each: no scan)
+// them, reads just those candidates' vectors (in the search's read transaction, one LMDB get each: no scan)
 // and scores them exactly with OpenBLAS (StoredVectorScan, the exact scans' one scorer). The
 // collection's default is its definition's `rescore` (0 = off); without one, compressed HNSW
 // specs (`HNSW32,SQ8`, `HNSW32,SQfp16`, and VADD … Q8's sets) rescore with the engine's
@@ -31,16 +31,12 @@ extension Collection {
     /// `candidates` (closest first, by the index's distances) re-ranked by exact distances to
     /// `query` (the index's query: normalised for cosine), computed from the stored vectors.
     /// Candidates whose vector has gone (removed meanwhile) are left out.
-    func rescored(_ candidates: [Neighbor], query: UnsafePointer<Float>) throws -> [Neighbor] {
+    func rescored(_ candidates: [Neighbor], query: UnsafePointer<Float>, _ txn: Transaction) throws -> [Neighbor] {
         guard !candidates.isEmpty else { return [] }
         var scan = StoredVectorScan(dimension: definition.dimension, metric: definition.metric, query: query,
                                     k: candidates.count)
-        try wrapped {
-            try engine.environment.read { txn in
-                for n in candidates {
-                    if let bytes = try store.vectorBytes(n.id, txn) { scan.add(id: n.id, bytes: bytes) }
-                }
-            }
+        for n in candidates {
+            if let bytes = try store.vectorBytes(n.id, txn) { scan.add(id: n.id, bytes: bytes) }
         }
         return scan.finish()
     }

@@ -45,7 +45,7 @@ extension Engine {
         collectionNames().compactMap { collection($0) }.map { c in
             let s = c.segmentSummary()
             return CollectionStatistics(
-                name: c.name, items: (try? c.count()) ?? 0, sealedSegments: s.sealed, sealingSegments: s.frozen,
+                name: c.name, items: (try? c.itemCount()) ?? 0, sealedSegments: s.sealed, sealingSegments: s.frozen,
                 mutableItems: s.mutableCount, unindexedItems: c.unindexed.items,
                 segmentsDueToMerge: c.mergeCandidate()?.count ?? 0, memory: (try? c.memoryUsage()) ?? MemoryUsage())
         }

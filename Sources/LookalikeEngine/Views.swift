@@ -5,7 +5,7 @@
 // index, segment, seal, compaction and recovery path handles it as any member. What makes
 // them one item:
 //   - searches map each hit to its item and keep the item once, at its best score, widening
-//     until k distinct items are found (Search.swift `hits(for:)`, `unlimitedSearch`);
+//     until k distinct items are found (QueryPlan.swift `collect`, `run`);
 //   - a view's attributes are always its item's (copied when the view is added, and whenever
 //     the item's change), so filters see the item; setting them on a view is refused;
 //   - removing the item removes its views, in the same transaction;

@@ -8,6 +8,9 @@
 //   - Writes commit and apply in submission order; ids are allocated on the commit thread only.
 //   - A failed transaction is retried write by write, so one bad write (or a full disk at one
 //     moment) fails only the writes it must.
+//   - `failure` is set when a transaction fails on its own (a full disk, a full map, an I/O
+//     error: not a bad write, which fails alone inside a committing transaction) and cleared
+//     by the next commit: the server is read-only in effect meanwhile (/healthz, INFO).
 //   - Every committed change becomes a replication stream entry in the same transaction, in
 //     commit order (ReplicationLog): replicas and backups see exactly what was acknowledged.
 // Threads: `submit` from any thread; staging, committing and applying run on the commit thread.
@@ -16,6 +19,7 @@
 // hundred writes per second; grouping makes thousands of writes cost one fsync.
 import Foundation
 import LookalikeStorage
+import Synchronization
 
 /// What a write asks for. Vectors are validated and prepared before they get here.
 public enum WriteRequest: Sendable {
@@ -24,6 +28,12 @@ public enum WriteRequest: Sendable {
     case setAttributes(key: String, attributes: String?)
     /// Deletes the whole collection (Engine.dropCollection).
     case dropCollection
+}
+
+/// Why writes are failing: the first failure since the last commit (WriteQueue's `failure`).
+public struct WriteFailure: Sendable, Equatable {
+    public let since: Date
+    public let error: String
 }
 
 public enum AttributeUpdate: Sendable, Equatable {
@@ -49,7 +59,7 @@ public enum WriteOutcome: Sendable, Equatable {
 struct PreparedWrite: @unchecked Sendable {
     let collection: Collection
     let request: WriteRequest
-    let indexVector: [Float]?
+    let preparedVector: [Float]?
     /// On a replica: the primary's stream entry for this write, recorded as it came.
     var replicated: [UInt8]? = nil
     let completion: @Sendable (Result<WriteOutcome, EngineError>) -> Void
@@ -77,6 +87,9 @@ final class WriteQueue: @unchecked Sendable {
     /// Backpressure: called before each batch is taken, may wait (Indexing.swift). Set before
     /// `start`.
     var throttle: () -> Void = {}
+    /// Set by a failed transaction, cleared by the next commit (the header's invariant).
+    private let failureState = Mutex<WriteFailure?>(nil)
+    var failure: WriteFailure? { failureState.withLock { $0 } }
 
     init(environment: Environment, log: ReplicationLog, maxBatch: Int) {
         self.environment = environment
@@ -169,16 +182,24 @@ final class WriteQueue: @unchecked Sendable {
             if batch.count > 1 {
                 for w in batch { commit([w]) }
             } else {
-                batch[0].completion(.failure(EngineError.wrap(error)))
+                let wrapped = EngineError.wrap(error)
+                failureState.withLock { if $0 == nil { $0 = WriteFailure(since: Date(), error: Self.oneLine("\(wrapped)")) } }
+                batch[0].completion(.failure(wrapped))
             }
             return
         }
+        failureState.withLock { $0 = nil }
         // Operators' view of the group commit (Statistics.swift): its size, and its time with
         // the fsync, for the batches that committed (a failed one is retried write by write).
         EngineMetrics.commitBatchSize.record(batch.count)
         EngineMetrics.commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
         for e in effects { apply(e) }
         for (w, outcome) in zip(batch, outcomes) { w.completion(outcome) }
+    }
+
+    /// An error's text on one line (INFO lines and /healthz bodies are line-based).
+    static func oneLine(_ text: String) -> String {
+        String(text.map { $0 == "\n" || $0 == "\r" ? " " : $0 })
     }
 
     /// The stream entry of a committed write: the primary's own bytes on a replica; else the

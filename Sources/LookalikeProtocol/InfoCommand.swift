@@ -35,7 +35,7 @@ enum InfoCommand {
         let engine = server.engine
         let names = engine.collectionNames()
         var items = 0
-        for n in names { items += (try? engine.collection(n)?.count()) ?? 0 }
+        for n in names { items += (try? engine.collection(n)?.itemCount()) ?? 0 }
         let rss = residentBytes()
         let indexing = engine.indexingStatistics()
         let heap = heapBytes()
@@ -85,6 +85,9 @@ enum InfoCommand {
                 ("lookalike_linked_items", String(indexing.linked)),
                 ("lookalike_write_throttled_seconds", String(format: "%.3f", indexing.throttledSeconds)),
                 ("lookalike_write_throttled_batches", String(indexing.throttledBatches)),
+                ("lookalike_writes_failing", engine.writeFailure == nil ? "0" : "1"),
+                ("lookalike_write_failure_since", engine.writeFailure.map { String(Int($0.since.timeIntervalSince1970)) } ?? "0"),
+                ("lookalike_write_failure", engine.writeFailure.map { String($0.error.prefix(300)) } ?? ""),
             ] + server.snapshots.infoLines()),
             ("Stats", [
                 ("total_connections_received", String(server.totalConnections.load(ordering: .relaxed))),

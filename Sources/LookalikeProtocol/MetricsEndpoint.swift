@@ -3,9 +3,10 @@
 //
 // Owns: its listening channel, the health state, and one pool thread that runs scrapes.
 // /healthz answers 200 `serving` once the RESP port listens, 503 `loading` while the engine
-// opens (the endpoint starts before it), and 503 `stopping` once shutdown began. There is no
-// read-only state: a full disk or failed commit fails the writes concerned (each write is
-// retried alone, WriteQueue.swift) and the server goes on serving reads and later writes.
+// opens (the endpoint starts before it), 503 `stopping` once shutdown began, and 503
+// `read-only: ...` while writes fail as a whole (a full disk or map: the last transaction
+// failed and none has committed since, WriteQueue.swift). Reads go on meanwhile, and the
+// state clears by itself at the next commit, so a probe sees the node recover.
 // Invariants: a scrape never runs on the event loop (it reads LMDB for item counts); scrapes
 // run one at a time on the endpoint's own pool thread, so the RESP search pool is never
 // taken by monitoring. Anything but GET /metrics and GET /healthz answers 404 or 405.
@@ -73,6 +74,16 @@ public final class MetricsEndpoint: Sendable {
     public func setHealth(_ h: Health) { health.store(h.rawValue, ordering: .relaxed) }
     var currentHealth: Health { Health(rawValue: health.load(ordering: .relaxed)) ?? .loading }
 
+    /// /healthz's answer: ready only while serving with writes committing; `read-only` while
+    /// every write fails (a full disk or map: reads still answer, WriteQueue's `failure`).
+    func healthReport() -> (ready: Bool, text: String) {
+        let health = currentHealth
+        guard health == .serving else { return (false, health.text) }
+        guard let failure = server.withLock({ $0 })?.engine.writeFailure else { return (true, health.text) }
+        let since = ISO8601DateFormatter().string(from: failure.since)
+        return (false, "read-only: writes failing since \(since): \(failure.error.prefix(300))")
+    }
+
     /// The text of /metrics, gathered on the pool thread.
     func scrape(on loop: EventLoop) -> EventLoopFuture<[UInt8]> {
         pool.runIfActive(eventLoop: loop) { [self] in
@@ -123,8 +134,8 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
                 }
             }
         case "/healthz":
-            let health = endpoint.currentHealth
-            respond(health == .serving ? .ok : .serviceUnavailable, Array((health.text + "\n").utf8), head: head, context: context)
+            let (ready, text) = endpoint.healthReport()
+            respond(ready ? .ok : .serviceUnavailable, Array((text + "\n").utf8), head: head, context: context)
         default:
             respond(.notFound, Array("not found: try /metrics or /healthz\n".utf8), head: head, context: context)
         }

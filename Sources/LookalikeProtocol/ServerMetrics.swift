@@ -118,6 +118,7 @@ public final class ServerMetrics: Sendable {
         gauge("lookalike_lmdb_used_bytes", engine.storageBytes())
         gauge("lookalike_lmdb_map_bytes", server.options.engine.storage.mapSize)
         gauge("lookalike_unindexed_items", indexing.unindexed)
+        gauge("lookalike_writes_failing", engine.writeFailure == nil ? 0 : 1)
         counter("lookalike_linked_items_total", indexing.linked)
         counter("lookalike_write_throttled_batches_total", indexing.throttledBatches)
         gauge("lookalike_uptime_seconds", Int(Date().timeIntervalSince(server.startedAt)))

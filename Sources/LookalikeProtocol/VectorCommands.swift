@@ -211,9 +211,6 @@ enum VectorCommands {
         var request: SearchRequest
         var withScores = false
         var epsilon: Double?
-        var filter: FilterExpression?
-        var filterEffort: Int?
-        var category: Category?
 
         init(_ inv: Invocation, query: SearchRequest.Query, from start: Int, command: String, k: Int) throws {
             request = SearchRequest(query: query, k: k, excludeQueryItem: false)
@@ -223,12 +220,12 @@ enum VectorCommands {
                 case "CATEGORY":
                     guard i + 1 < inv.count else { throw CommandError.syntax() }
                     guard inv.keyword(i + 1) == "AUTO" else {
-                        category = .named(inv.string(i + 1))
+                        request.category = .value(inv.string(i + 1))
                         i += 2
                         continue
                     }
                     i += 2
-                    category = .auto(try AutoCategory(inv, at: &i))
+                    request.category = try AutoCategory(inv, at: &i).restriction
                 case "P", "PREDICT":
                     throw CommandError("\(inv.keyword(i)) belongs to CATEGORY AUTO: CATEGORY AUTO [P probability] [PREDICT]")
                 case "WITHSCORES": withScores = true; i += 1
@@ -249,7 +246,7 @@ enum VectorCommands {
                     i += 2
                 case "FILTER":
                     guard i + 1 < inv.count else { throw CommandError.syntax() }
-                    do { filter = try FilterExpression(inv.string(i + 1), limits: inv.server.options.filterLimits) } catch let e as EngineError {
+                    do { request.filter = try FilterExpression(inv.string(i + 1), limits: inv.server.options.filterLimits) } catch let e as EngineError {
                         throw CommandError(e.description)
                     }
                     i += 2
@@ -257,7 +254,7 @@ enum VectorCommands {
                     guard i + 1 < inv.count, let n = Int(inv.string(i + 1)), n >= 0, n <= maxFilterEffort else {
                         throw CommandError("FILTER-EF must be an integer from 0 to \(maxFilterEffort)")
                     }
-                    filterEffort = n
+                    request.filterCandidates = n
                     i += 2
                 default:
                     throw CommandError("unknown \(command) option '\(inv.string(i).prefix(64))'")
@@ -275,29 +272,14 @@ enum VectorCommands {
             let version = inv.connection.protocolVersion
             let metric = collection.definition.metric
             let options = self
+            var bounded = request
+            bounded.threshold = threshold.map { engineScore($0, metric) }
+            let request = bounded
             return inv.offload {
-                let search = { (request: SearchRequest) throws -> [SearchHit] in try options.search(collection, request) }
-                let hits: [SearchHit]
-                if let threshold {
-                    hits = try collection.within(options.request, threshold: engineScore(threshold, metric), search: search)
-                } else {
-                    hits = try search(options.request)
-                }
+                let hits = try collection.search(request)
                 let scored = hits.map { (hit: $0, score: redisScore($0.score, metric)) }
                     .filter { options.epsilon == nil || withinEpsilon($0.score, options.epsilon!, metric) }
-                return vsimReply(scored, withScores: options.withScores, withAttributes: options.request.withAttributes, version: version)
-            }
-        }
-
-        private func search(_ collection: Collection, _ request: SearchRequest) throws -> [SearchHit] {
-            switch category {
-            case .named(let value):
-                return try collection.search(request, attribute: "category", value: value, filter: filter)
-            case .auto(let auto):
-                return try collection.searchInPredictedCategory(request, topP: auto.topP, predict: auto.predict, filter: filter)
-            case nil:
-                return try filter.map { try collection.search(request, filter: $0, maxCandidates: filterEffort) }
-                    ?? collection.search(request)
+                return vsimReply(scored, withScores: options.withScores, withAttributes: request.withAttributes, version: version)
             }
         }
     }
@@ -345,8 +327,6 @@ enum VectorCommands {
         return .array(flat)
     }
 
-    enum Category: Sendable { case named(String), auto(AutoCategory) }
-
     /// CATEGORY AUTO's words: P p (the most likely categories adding up to p share the
     /// results) and PREDICT (an ELE query predicts instead of using the item's own category).
     struct AutoCategory: Sendable {
@@ -370,6 +350,8 @@ enum VectorCommands {
                 }
             }
         }
+
+        var restriction: CategoryRestriction { .predicted(topP: topP, predict: predict) }
     }
 
     /// VPREDICT key (ELE element | FP32 blob | VALUES n … | HISTORY n e1 … en [WEIGHTS w1 … wn])
@@ -421,7 +403,7 @@ enum VectorCommands {
 
     static func vcard(_ inv: Invocation) throws -> Reply {
         guard let c = inv.server.collection(inv.string(1)) else { return .now(.integer(0)) }
-        return inv.offload { .integer(try c.count()) }
+        return inv.offload { .integer(try c.itemCount()) }
     }
 
     static func vdim(_ inv: Invocation) throws -> Reply {
@@ -454,7 +436,7 @@ enum VectorCommands {
                 (.simple("quant-type"), .simple(quantName(d.index))),
                 (.simple("vector-dim"), .integer(d.dimension)),
                 (.simple("projection-input-dim"), .integer(c.projectionInputDimension)),
-                (.simple("size"), .integer(try c.count())),
+                (.simple("size"), .integer(try c.itemCount())),
                 (.simple("max-level"), .integer(0)),
                 (.simple("vset-uid"), .integer(Int(c.numberForInfo))),
                 (.simple("hnsw-max-node-uid"), .integer(Int(clamping: c.idHighWaterMark))),

@@ -99,7 +99,7 @@ public final class CollectionStore: Sendable {
     }
 
     /// Stored vectors: items and their views.
-    public func count(_ txn: Transaction) throws -> Int { try txn.count(items) }
+    public func vectorCount(_ txn: Transaction) throws -> Int { try txn.count(items) }
 
     /// Stored views (extra vectors of items).
     public func viewCount(_ txn: Transaction) throws -> Int { try txn.count(views) }

@@ -6,8 +6,13 @@
 //   - Table handles are opened only under `tableLock` in a transaction of their own that
 //     commits at once (LMDB forbids concurrent mdb_dbi_open), and stay open for the life of
 //     the environment (a dropped collection's tables are emptied, never closed under a reader).
+//   - Read transactions are reused: an ended one is reset (`mdb_txn_reset`: it pins no pages)
+//     and kept, up to `maxIdleReaders`, for the next `read` to renew. mdb_txn_begin callocs
+//     room for every possible table (maxTables × 49 bytes: 200 KB, 2 µs at 4,096 tables,
+//     measured), which was the largest cost of a small filtered search; a renew is 0.02 µs.
+//     The kept handles are aborted before the environment closes.
 // Threads: read transactions are opened with MDB_NOTLS, so any thread may run any number of
-// them. Write transactions are serialised by LMDB's own writer lock; a write runs entirely on
+// them, and a reset one may be renewed on another thread. Write transactions are serialised by LMDB's own writer lock; a write runs entirely on
 // the calling thread (LMDB requires that), and must not start a second write inside it.
 // Bytes handed out by a transaction (`get`, cursors) are valid only until it ends.
 import CLMDB
@@ -76,6 +81,11 @@ public final class Environment: @unchecked Sendable {
     public let path: String
     public let options: StorageOptions
     private let tableLock = Mutex<[String: Table]>([:])
+    /// Reset read transactions waiting to be renewed (see the header).
+    private let idleReaders = Mutex<[IdleReader]>([])
+    static let maxIdleReaders = 16
+    /// A reset read transaction; only the mutex above hands it out.
+    private struct IdleReader: @unchecked Sendable { let txn: OpaquePointer }
 
     public init(path: String, options: StorageOptions = StorageOptions()) throws {
         self.path = path
@@ -110,7 +120,10 @@ public final class Environment: @unchecked Sendable {
         }
     }
 
-    deinit { mdb_env_close(env) }
+    deinit {
+        for idle in idleReaders.withLock({ $0 }) { mdb_txn_abort(idle.txn) }
+        mdb_env_close(env)
+    }
 
     /// Opens (creating if needed) a named table.
     public func table(_ name: String, duplicates: Bool = false) throws -> Table {
@@ -166,11 +179,32 @@ public final class Environment: @unchecked Sendable {
     }
 
     public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
+        let txn = try beginRead()
+        let t = Transaction(txn: txn, writable: false)
+        defer { t.finish(); endRead(txn) }
+        return try body(t)
+    }
+
+    /// A read transaction: a kept one renewed, else a new one.
+    private func beginRead() throws -> OpaquePointer {
+        while let idle = idleReaders.withLock({ $0.popLast() }) {
+            if mdb_txn_renew(idle.txn) == MDB_SUCCESS { return idle.txn }
+            mdb_txn_abort(idle.txn)  // cannot be renewed: drop it, try the next or a new one
+        }
         var txn: OpaquePointer?
         try StorageError.check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "begin read")
-        let t = Transaction(txn: txn!, writable: false)
-        defer { t.finish(); mdb_txn_abort(txn) }
-        return try body(t)
+        return txn!
+    }
+
+    /// Ends a read transaction: reset and kept for reuse, or aborted when enough are kept.
+    private func endRead(_ txn: OpaquePointer) {
+        mdb_txn_reset(txn)
+        let kept = idleReaders.withLock { idle in
+            guard idle.count < Self.maxIdleReaders else { return false }
+            idle.append(IdleReader(txn: txn))
+            return true
+        }
+        if !kept { mdb_txn_abort(txn) }
     }
 
     /// Runs body in a write transaction and commits it; any thrown error aborts it.

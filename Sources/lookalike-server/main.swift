@@ -315,7 +315,7 @@ struct LookalikeServer: ParsableCommand {
         server.boundPort.store(boundPort, ordering: .relaxed)
         server.startReplication()
         let collections = engine.collectionNames().map { name in
-            "\(name) (\((try? engine.collection(name)?.count()) ?? 0) items)"
+            "\(name) (\((try? engine.collection(name)?.itemCount()) ?? 0) items)"
         }
         logger.info("lookalike-server listening on \(options.host):\(boundPort), data \(options.dataDirectory), collections: \(collections.isEmpty ? "none" : collections.joined(separator: ", "))")
         metrics?.attach(server)

@@ -160,7 +160,7 @@ final class CategoryModelTests: XCTestCase {
         for r in await c.write(batch: writes) { _ = try r.get() }
         let ranked = [("small", 0.6), ("mid", 0.3), ("big", 0.1)].map { CategoryProbability(category: $0.0, probability: $0.1) }
         for (p, k, expected) in [(0.9, 10, 7), (0.95, 10, 10), (0.95, 57, 57), (0.95, 100, 57), (0.5, 10, 3), (0.95, 2, 2)] {
-            let hits = try c.search(SearchRequest(query: .vector([0, 4]), k: k), categories: ranked, topP: p, attribute: "category", filter: nil)
+            let hits = try c.searchCategories(SearchRequest(query: .vector([0, 4]), k: k), ranked, topP: p, attribute: "category")
             XCTAssertEqual(hits.count, expected, "P \(p), k \(k)")
             XCTAssertEqual(Set(hits.map(\.key)).count, hits.count)
             XCTAssertEqual(hits.map(\.score), hits.map(\.score).sorted(), "best first")

@@ -56,7 +56,7 @@ final class CategorySearchTests: XCTestCase {
                 for q in queries {
                     var request = SearchRequest(query: .vector(q), k: 10)
                     request.filterPlan = plan
-                    let hits = try c.search(request, attribute: "category", value: name)
+                    let hits = try c.search(request.inCategory(name))
                     XCTAssertEqual(hits.count, min(10, size), "\(name) \(plan): k must come back when k exist")
                     XCTAssertTrue(hits.allSatisfy { category[$0.key] == name }, "\(name) \(plan): a hit outside the category")
                     total += recall(hits.map(\.key), bruteForce(q, members, k: min(10, size), metric: .cosine))
@@ -67,8 +67,8 @@ final class CategorySearchTests: XCTestCase {
                 XCTAssertGreaterThanOrEqual(mean, bar, "\(name) (\(size) items) \(plan) recall \(mean)")
             }
         }
-        XCTAssertEqual(try c.search(SearchRequest(query: .vector(queries[0]), k: 10), attribute: "category", value: "none"), [])
-        XCTAssertThrowsError(try c.search(SearchRequest(query: .vector(queries[0])), attribute: "colour", value: "red"))
+        XCTAssertEqual(try c.search(SearchRequest(query: .vector(queries[0]), k: 10).inCategory("none")), [])
+        XCTAssertThrowsError(try c.search(SearchRequest(query: .vector(queries[0])).inCategory("red", attribute: "colour")))
     }
 
     func testCategoriesThatFollowTheVectors() async throws { try await check(correlated: true) }
@@ -105,7 +105,7 @@ final class CategorySearchTests: XCTestCase {
         for (name, members) in [("half", half), ("far", far)] {
             var total = 0.0
             for q in queries {
-                let hits = try c.search(SearchRequest(query: .vector(q), k: 10), attribute: "category", value: name)
+                let hits = try c.search(SearchRequest(query: .vector(q), k: 10).inCategory(name))
                 XCTAssertEqual(hits.count, 10, name)
                 total += recall(hits.map(\.key), bruteForce(q, members, k: 10, metric: .l2))
             }
@@ -148,7 +148,7 @@ final class CategorySearchTests: XCTestCase {
             let filter = try FilterExpression(source)
             let matching = data.filter { filter.matches(attributes[$0.key]!) }
             for q in queries {
-                let hits = try c.search(SearchRequest(query: .vector(q), k: 10), filter: filter, maxCandidates: 0)
+                let hits = try c.search(SearchRequest(query: .vector(q), k: 10).filtered(filter, candidates: 0))
                 XCTAssertEqual(hits.count, min(10, matching.count), source)
                 XCTAssertTrue(hits.allSatisfy { filter.matches(attributes[$0.key]!) }, source)
                 if filter.indexedSet(over: ["category", "author"]) != nil, !matching.isEmpty {
@@ -159,7 +159,7 @@ final class CategorySearchTests: XCTestCase {
         // CATEGORY and FILTER together: both apply.
         let filter = try FilterExpression(".price >= 5")
         let both = data.filter { attributes[$0.key]!["category"] as! String == "cat4" && (attributes[$0.key]!["price"] as! Int) >= 5 }
-        let hits = try c.search(SearchRequest(query: .vector(queries[0]), k: 10), attribute: "category", value: "cat4", filter: filter)
+        let hits = try c.search(SearchRequest(query: .vector(queries[0]), k: 10).inCategory("cat4").filtered(filter))
         XCTAssertEqual(hits.map(\.key), bruteForce(queries[0], both, k: 10, metric: .l2))
     }
 
@@ -188,10 +188,10 @@ final class CategorySearchTests: XCTestCase {
         var more = far
         more.k = rare.count + 5
         for request in [far, more] {
-            XCTAssertEqual(try c.search(request, attribute: "category", value: "rare").map(\.key), rare)
+            XCTAssertEqual(try c.search(request.inCategory("rare")).map(\.key), rare)
             for (source, effort) in [(".category == \"rare\"", nil), (".category == \"rare\" and .price >= 0", nil),
                                      (".price % 37 == 0", 0)] as [(String, Int?)] {
-                let hits = try c.search(request, filter: FilterExpression(source), maxCandidates: effort)
+                let hits = try c.search(request.filtered(FilterExpression(source), candidates: effort))
                 XCTAssertEqual(hits.map(\.key), rare, source)
             }
         }
@@ -212,8 +212,8 @@ final class CategorySearchTests: XCTestCase {
         engine.waitForSealing()
         let near = SearchRequest(query: .vector([100, 0, 0, 0]), k: 3)
         let filter = try FilterExpression(".category == \"c1\"")
-        func keys() throws -> [String] { try c.search(near, attribute: "category", value: "c1").map(\.key) }
-        func filtered() throws -> [String] { try c.search(near, filter: filter, maxCandidates: nil).map(\.key) }
+        func keys() throws -> [String] { try c.search(near.inCategory("c1")).map(\.key) }
+        func filtered() throws -> [String] { try c.search(near.filtered(filter, candidates: nil)).map(\.key) }
         XCTAssertEqual(try keys(), ["k100", "k97", "k103"])
         XCTAssertEqual(try filtered(), ["k100", "k97", "k103"])
         // A new member lands in the mutable segment.

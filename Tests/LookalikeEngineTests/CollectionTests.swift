@@ -28,7 +28,7 @@ final class CollectionTests: XCTestCase {
         XCTAssertEqual(r2, .updated)
         let same = try await c.upsert(key: "a", vector: vector(2))
         XCTAssertEqual(same, .unchanged, "the same vector and attributes again change nothing")
-        XCTAssertEqual(try c.count(), 1)
+        XCTAssertEqual(try c.itemCount(), 1)
         XCTAssertEqual(try c.vector(key: "a"), vector(2))
         // A new vector without SETATTR keeps the attributes.
         XCTAssertEqual(try c.item(key: "a")?.attributes, #"{"category":"boots"}"#)
@@ -41,7 +41,7 @@ final class CollectionTests: XCTestCase {
         XCTAssertTrue(r3)
         let r4 = try await c.remove(key: "a")
         XCTAssertFalse(r4)
-        XCTAssertEqual(try c.count(), 1)
+        XCTAssertEqual(try c.itemCount(), 1)
         XCTAssertFalse(try c.contains(key: "a"))
         XCTAssertEqual(try c.search(.init(query: .vector(vector(2)), k: 5)).map(\.key), ["b"])
         // As in Redis, the collection goes with its last element.
@@ -97,7 +97,7 @@ final class CollectionTests: XCTestCase {
         let results = await c.write(batch: requests)
         XCTAssertTrue(results.allSatisfy { (try? $0.get()) != nil })
         engine.waitForSealing()
-        XCTAssertEqual(try c.count(), 40)
+        XCTAssertEqual(try c.itemCount(), 40)
         XCTAssertGreaterThan(c.segmentSummary().sealed, 1)
         for q in 0..<40 {
             let hits = try c.search(.init(query: .vector(vector(q)), k: 40))
@@ -120,7 +120,7 @@ final class CollectionTests: XCTestCase {
         XCTAssertNil(engine.collection("shoes"))
         await assertThrowsAsync(.unknownCollection("shoes")) { try await c.upsert(key: "x", vector: self.vector(1)) }
         let again = try makeCollection()
-        XCTAssertEqual(try again.count(), 0)
+        XCTAssertEqual(try again.itemCount(), 0)
         XCTAssertThrowsError(try makeCollection()) { XCTAssertEqual($0 as? EngineError, .collectionExists("shoes")) }
     }
 

@@ -38,7 +38,7 @@ final class CompactionTests: XCTestCase {
             let approximate = try c.search(SearchRequest(query: .vector(q), k: 10))
             XCTAssertTrue(approximate.allSatisfy { live[$0.key] != nil }, line: line)
         }
-        XCTAssertEqual(try c.count(), live.count, line: line)
+        XCTAssertEqual(try c.itemCount(), live.count, line: line)
     }
 
     func testCompactionDropsDeadItemsAndMergesSegments() async throws {

@@ -23,7 +23,7 @@ final class DurabilityTests: XCTestCase {
         let engine = try Engine(directory: dir, options: options)
         defer { engine.close() }
         let c = try XCTUnwrap(engine.collection("p"))
-        XCTAssertEqual(try c.count(), 950)
+        XCTAssertEqual(try c.itemCount(), 950)
         XCTAssertEqual(c.segmentSummary().sealed, 3, "sealed segments load from files, not rebuilt")
         XCTAssertEqual(c.segmentSummary().mutableCount, 100, "only what came after the last seal is replayed")
         XCTAssertEqual(try c.count(attribute: "category", value: "x"), 950)
@@ -76,7 +76,7 @@ final class DurabilityTests: XCTestCase {
         let engine = try Engine(directory: dir, options: options)
         defer { engine.close() }
         let c = try XCTUnwrap(engine.collection("d"))
-        XCTAssertEqual(try c.count(), 250)
+        XCTAssertEqual(try c.itemCount(), 250)
         for i in [0, 120, 249] {
             XCTAssertEqual(try c.search(.init(query: .vector(vectors[i]), k: 1)).first?.key, "d\(i)")
         }
@@ -186,7 +186,7 @@ extension DurabilityTests {
             guard case .storage(let message)? = failure else { return XCTFail("expected a storage error, got \(String(describing: failure))") }
             XCTAssertTrue(message.contains("--map-size") || message.contains("disk is full"), message)
             XCTAssertGreaterThan(acknowledged.count, 100)
-            XCTAssertEqual(try c.count(), acknowledged.count, "the failed write changed nothing")
+            XCTAssertEqual(try c.itemCount(), acknowledged.count, "the failed write changed nothing")
             // Reads keep working.
             XCTAssertEqual(try c.search(.init(query: .vector(writerVector(index: 3, version: 0, dimension: 256)), k: 1)).first?.key, "k3")
             engine.close()
@@ -194,7 +194,7 @@ extension DurabilityTests {
         let engine = try Engine(directory: dir, options: options)
         defer { engine.close() }
         let c = try XCTUnwrap(engine.collection("full"))
-        XCTAssertEqual(try c.count(), acknowledged.count)
+        XCTAssertEqual(try c.itemCount(), acknowledged.count)
         for key in acknowledged.suffix(5) { XCTAssertTrue(try c.contains(key: key)) }
     }
 }

@@ -182,7 +182,7 @@ final class FreshDataTests: XCTestCase {
         XCTAssertLessThanOrEqual(summary.sealed, 6, "segments did not merge: \(summary)")
         let queries = clusteredVectors(count: 20, dimension: d, clusters: 50, seed: 7)
         XCTAssertGreaterThanOrEqual(try meanRecall(c, live, queries: queries), 0.95)
-        XCTAssertEqual(try c.count(), live.count)
+        XCTAssertEqual(try c.itemCount(), live.count)
         // After a restart, the merged segments and their tombstones come back the same.
         engine.close()
         let reopened = try Engine(directory: dir)
@@ -228,7 +228,7 @@ final class FreshDataTests: XCTestCase {
         }
         XCTAssertTrue(results.allSatisfy { (try? $0.get()) == .added })
         XCTAssertGreaterThan(engine.indexingStatistics().throttledBatches, 0, "the writer was never held back")
-        XCTAssertEqual(try c.count(), 4000)
+        XCTAssertEqual(try c.itemCount(), 4000)
         for i in stride(from: 0, to: 4000, by: 37) { XCTAssertEqual(try c.vector(key: "k\(i)"), vectors[i]) }
     }
 

@@ -60,7 +60,7 @@ final class DropInBatchTests: XCTestCase {
             let done = DispatchGroup()
             let upsertOK = Mutex(false)
             done.enter()
-            engine.writeQueue.submit(PreparedWrite(collection: c, request: .dropCollection, indexVector: nil) { _ in done.leave() })
+            engine.writeQueue.submit(PreparedWrite(collection: c, request: .dropCollection, preparedVector: nil) { _ in done.leave() })
             done.enter()
             c.submit(.upsert(key: "k\(round)", vector: [1, 2], attributes: .keep)) { result in
                 if case .success = result { upsertOK.withLock { $0 = true } }

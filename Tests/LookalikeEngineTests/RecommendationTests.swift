@@ -56,7 +56,7 @@ final class RecommendationTests: XCTestCase {
             XCTAssertEqual(approximate.count, 10)
         }
         // With a filter too: every hit in the category, still none of the history.
-        let filtered = try c.search(SearchRequest(query: .history(history, .mean), k: 10), attribute: "category", value: "c1")
+        let filtered = try c.search(SearchRequest(query: .history(history, .mean), k: 10).inCategory("c1"))
         XCTAssertEqual(filtered.count, 10)
         XCTAssertTrue(filtered.allSatisfy { Int($0.key.dropFirst())! % 3 == 1 && !history.contains($0.key) })
     }
@@ -84,15 +84,34 @@ final class RecommendationTests: XCTestCase {
             // A threshold that 150 items pass: more than one widening round.
             let scores = try c.search(SearchRequest(query: .vector(q), k: 151, exact: true)).map(\.score)
             let threshold = (scores[149] + scores[150]) / 2
+            func bounded(_ r: SearchRequest) -> SearchRequest { var r = r; r.threshold = threshold; return r }
             let inside = Set(ranked.prefix(150))
-            let exact = try c.within(SearchRequest(query: .vector(q), k: 1_000, exact: true), threshold: threshold) { try c.search($0) }
+            let exact = try c.search(bounded(SearchRequest(query: .vector(q), k: 1_000, exact: true)))
             XCTAssertEqual(Set(exact.map(\.key)), inside, "\(metric): exact is complete")
-            let approximate = try c.within(SearchRequest(query: .vector(q), k: 1_000), threshold: threshold) { try c.search($0) }
+            let approximate = try c.search(bounded(SearchRequest(query: .vector(q), k: 1_000)))
             XCTAssertGreaterThanOrEqual(Double(Set(approximate.map(\.key)).intersection(inside).count) / 150, 0.95, "\(metric)")
             XCTAssertTrue(approximate.allSatisfy { metric == .l2 ? $0.score <= threshold : $0.score >= threshold }, "nothing outside")
-            let capped = try c.within(SearchRequest(query: .vector(q), k: 20, exact: true), threshold: threshold) { try c.search($0) }
+            let capped = try c.search(bounded(SearchRequest(query: .vector(q), k: 20, exact: true)))
             XCTAssertEqual(Set(capped.map(\.key)), Set(ranked.prefix(20)), "\(metric): the cap keeps the best")
         }
+    }
+
+    /// A threshold is a stop rule of the one query plan, so it composes with a category and
+    /// a filter: every member inside the threshold comes back (exact), over several rounds.
+    func testWithinACategoryReturnsEveryMemberInsideTheThreshold() async throws {
+        let (c, data) = try await load()
+        let q = data[42].vector
+        let members = data.filter { Int($0.key.dropFirst())! % 3 == 1 }
+        let ranked = bruteForce(q, members, k: members.count, metric: .cosine)
+        let scores = try c.search(SearchRequest(query: .vector(q), k: 151, exact: true).inCategory("c1")).map(\.score)
+        var request = SearchRequest(query: .vector(q), k: 1_000, exact: true)
+        request.threshold = (scores[139] + scores[140]) / 2
+        let inside = Set(ranked.prefix(140))
+        XCTAssertEqual(Set(try c.search(request.inCategory("c1")).map(\.key)), inside, "CATEGORY")
+        let filter = try FilterExpression(".category == \"c1\"")
+        XCTAssertEqual(Set(try c.search(request.filtered(filter)).map(\.key)), inside, "FILTER")
+        request.k = 30
+        XCTAssertEqual(Set(try c.search(request.inCategory("c1")).map(\.key)), Set(ranked.prefix(30)), "the cap keeps the best")
     }
 
     // MARK: The cascade

@@ -64,7 +64,7 @@ final class ReplicationTests: XCTestCase {
         XCTAssertEqual(replica.replication.position.offset, end)
         XCTAssertEqual(replica.collectionNames(), ["items"])
         let r = try XCTUnwrap(replica.collection("items"))
-        XCTAssertEqual(try r.count(), try c.count())
+        XCTAssertEqual(try r.itemCount(), try c.itemCount())
         for i in 0..<300 {
             XCTAssertEqual(try r.vector(key: "k\(i)"), try c.vector(key: "k\(i)"), "k\(i)")
             XCTAssertEqual(try r.item(key: "k\(i)"), try c.item(key: "k\(i)"), "k\(i)")
@@ -136,7 +136,7 @@ final class ReplicationTests: XCTestCase {
         defer { restored.close(); replayed.close() }
         XCTAssertEqual(restored.replication.position.offset, summary.position.offset)
         let a = try XCTUnwrap(restored.collection("s")), b = try XCTUnwrap(replayed.collection("s"))
-        XCTAssertEqual(try a.count(), try b.count())
+        XCTAssertEqual(try a.itemCount(), try b.itemCount())
         for i in 0..<2500 { XCTAssertEqual(try a.vector(key: "k\(i)"), try b.vector(key: "k\(i)"), "k\(i)") }
     }
 

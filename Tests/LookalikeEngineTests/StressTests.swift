@@ -97,7 +97,7 @@ final class StressTests: XCTestCase {
             XCTAssertTrue(ok, "\(key) does not hold its last acknowledged vector")
         }
         for key in ledger.removedNow { XCTAssertFalse(try c.contains(key: key), key) }
-        XCTAssertEqual(try c.count(), latest.count, "no stray items")
+        XCTAssertEqual(try c.itemCount(), latest.count, "no stray items")
     }
 }
 

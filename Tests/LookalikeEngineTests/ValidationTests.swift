@@ -16,7 +16,7 @@ final class ValidationTests: XCTestCase {
     override func tearDown() { engine.close() }
 
     func assertUnchanged(file: StaticString = #filePath, line: UInt = #line) throws {
-        XCTAssertEqual(try c.count(), 1, file: file, line: line)
+        XCTAssertEqual(try c.itemCount(), 1, file: file, line: line)
         XCTAssertEqual(try c.vector(key: "keep"), [1, 2, 3, 4], file: file, line: line)
         XCTAssertEqual(try c.item(key: "keep")?.attributes, #"{"category":"a"}"#, file: file, line: line)
     }

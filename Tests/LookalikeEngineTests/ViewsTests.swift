@@ -58,7 +58,7 @@ final class ViewsTests: XCTestCase {
         let c = try engine.createCollection(.init(name: "products", dimension: dimension, metric: .cosine, index: "HNSW16"))
         let vectors = try await load(c)
         engine.waitForSealing()
-        XCTAssertEqual(try c.count(), 200, "VCARD counts items, not views")
+        XCTAssertEqual(try c.itemCount(), 200, "VCARD counts items, not views")
         XCTAssertEqual(try c.vectorCount(), 800)
 
         var found = 0
@@ -81,7 +81,7 @@ final class ViewsTests: XCTestCase {
             let more = try c.search(SearchRequest(query: .key("p\(probe)"), k: 10))
             XCTAssertFalse(more.contains { $0.key == "p\(probe)" })
             // Filtered: views carry the item's category, so the planner finds them.
-            let filtered = try c.search(SearchRequest(query: .vector(q), k: 10, exact: true), attribute: "category", value: "k1")
+            let filtered = try c.search(SearchRequest(query: .vector(q), k: 10, exact: true).inCategory("k1"))
             XCTAssertEqual(filtered.map(\.key), truth(q, vectors, k: 10) { Int($0.dropFirst())! % 4 == 1 })
         }
         XCTAssertGreaterThanOrEqual(Double(found) / 60, 0.9)
@@ -97,7 +97,7 @@ final class ViewsTests: XCTestCase {
         try await c.setAttributes(key: "p5", "{\"category\":\"moved\"}")
         XCTAssertEqual(try c.item(key: back)?.attributes, "{\"category\":\"moved\"}", "and follows them")
         let q = vectors["p5"]![3]
-        let moved = try c.search(SearchRequest(query: .vector(q), k: 5), attribute: "category", value: "moved")
+        let moved = try c.search(SearchRequest(query: .vector(q), k: 5).inCategory("moved"))
         XCTAssertEqual(moved.map(\.key), ["p5"])
         XCTAssertEqual(moved.first?.view, "back", "found through its view's vector")
 
@@ -115,9 +115,9 @@ final class ViewsTests: XCTestCase {
         XCTAssertNotNil(afterRemove.first { $0.key == "p5" }, "the item stays")
         XCTAssertNotEqual(afterRemove.first { $0.key == "p5" }?.view, "back", "without the removed view")
         XCTAssertNil(try c.vector(key: back))
-        XCTAssertEqual(try c.count(), 200)
+        XCTAssertEqual(try c.itemCount(), 200)
         try await c.remove(key: "p6")
-        XCTAssertEqual(try c.count(), 199)
+        XCTAssertEqual(try c.itemCount(), 199)
         XCTAssertEqual(try c.vectorCount(), 800 - 1 - 4)
         let near6 = try c.search(SearchRequest(query: .vector(vectors["p6"]![2]), k: 10, exact: true))
         XCTAssertFalse(near6.contains { $0.key == "p6" }, "no view of a removed item is found")
@@ -126,7 +126,7 @@ final class ViewsTests: XCTestCase {
         engine = try makeEngine(dir)
         defer { engine.close() }
         c = try XCTUnwrap(engine.collection("products"))
-        XCTAssertEqual(try c.count(), 199)
+        XCTAssertEqual(try c.itemCount(), 199)
         XCTAssertEqual(try c.vectorCount(), 795)
         let again = try c.search(SearchRequest(query: .vector(vectors["p9"]![2]), k: 3, exact: true))
         XCTAssertEqual(again.first?.key, "p9")

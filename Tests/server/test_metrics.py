@@ -2,11 +2,13 @@
 own text parser; counters must move by exactly the traffic sent."""
 import fcntl
 import os
+import struct
 import subprocess
 import time
 import urllib.error
 import urllib.request
 
+import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -193,3 +195,53 @@ def test_healthz_says_loading_until_the_server_listens(tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=30)
+
+
+def test_healthz_says_read_only_while_the_disk_is_full_and_recovers(tmp_path):
+    """A full disk fails every write, unlike one bad write: /healthz answers 503 read-only and
+    INFO says so while reads go on; once space is back the next write commits and the server is
+    ready again. The disk is a 16 MiB tmpfs (skipped where mounting one is not allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        mport = free_port()
+        s = Server(disk / "data", "--metrics-port", str(mport))
+        s.log = tmp_path / "server.log"  # beside the small disk, not on it
+        s.start()
+        try:
+            r = s.client()
+            rows = [struct.pack("256f", *[float((i * 7 + j) % 13) + 1 for j in range(256)]) for i in range(64)]
+            r.execute_command("VADD", "shop", "FP32", rows[0], "first")
+            assert get(mport, "/healthz") == (200, "serving\n")
+            st = os.statvfs(disk)
+            with open(disk / "ballast", "wb") as f:  # leave about 1 MiB free
+                f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - (1 << 20)))
+            failure = None
+            for i in range(20_000):
+                try:
+                    r.execute_command("VADD", "shop", "FP32", rows[i % 64], f"k{i}")
+                except redis.ResponseError as e:
+                    failure = str(e)
+                    break
+            assert failure is not None, "the disk never filled"
+            status, body = get(mport, "/healthz")
+            assert status == 503 and body.startswith("read-only: writes failing since"), body
+            persistence = r.info("persistence")
+            assert persistence["lookalike_writes_failing"] == 1
+            assert persistence["lookalike_write_failure_since"] > 0
+            assert value(scrape(mport), "lookalike_writes_failing") == 1
+            assert len(r.execute_command("VSIM", "shop", "ELE", "first", "COUNT", 3)) == 3  # reads go on
+            assert r.execute_command("VISMEMBER", "shop", "first") == 1
+            (disk / "ballast").unlink()
+            assert r.execute_command("VADD", "shop", "FP32", rows[1], "after") == 1
+            assert get(mport, "/healthz") == (200, "serving\n")
+            assert r.info("persistence")["lookalike_writes_failing"] == 0
+            assert value(scrape(mport), "lookalike_writes_failing") == 0
+            assert r.execute_command("VISMEMBER", "shop", "after") == 1
+        finally:
+            s.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

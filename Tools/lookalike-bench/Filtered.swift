@@ -118,7 +118,7 @@ struct Filtered: AsyncParsableCommand {
                     var request = SearchRequest(query: .vector(set.row(row)), k: k)
                     if let plan {
                         request.filterPlan = plan
-                        results.append(try c.search(request, attribute: group.attribute, value: group.value))
+                        results.append(try c.search(request.inCategory(group.value, attribute: group.attribute)))
                     } else {
                         results.append(try c.search(request))
                     }

@@ -91,7 +91,9 @@ struct Predict: AsyncParsableCommand {
             var recall = 0.0, listed = 0
             let r = try rate(held.count) { h in
                 let (i, q) = (held[h], set.row(held[h]))
-                let hits = try c.searchInPredictedCategory(SearchRequest(query: .vector(q), k: k), topP: topP)
+                var request = SearchRequest(query: .vector(q), k: k)
+                request.category = .predicted(topP: topP)
+                let hits = try c.search(request)
                 let scores = exactScores(loadedRows, rows: loaded.count, dimension: set.dimension, query: q)
                 let truth = Set(loaded.indices.filter { set.categories[loaded[$0]] == set.categories[i] }
                     .sorted { scores[$0] > scores[$1] }.prefix(k).map { set.keys[loaded[$0]] })

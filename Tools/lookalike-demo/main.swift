@@ -29,7 +29,7 @@ struct Demo: AsyncParsableCommand {
         let name = "demo-\(index)-\(metric)-\(dimension)"
         let c = try engine.createCollectionIfMissing(CollectionDefinition(
             name: name, dimension: dimension, metric: metric, index: index))
-        let before = try c.count()
+        let before = try c.itemCount()
         print("collection \(name): \(before) items in \(data)")
 
         var rng = SystemRandomNumberGenerator()
@@ -75,7 +75,7 @@ struct Demo: AsyncParsableCommand {
 
         let reopenStarted = DispatchTime.now()
         engine = try Engine(directory: data, options: options)
-        let reopened = try engine.collection(name)?.count() ?? 0
+        let reopened = try engine.collection(name)?.itemCount() ?? 0
         print(String(format: "reopened with %d items in %.3f s", reopened, elapsed(since: reopenStarted)))
         engine.close()
     }

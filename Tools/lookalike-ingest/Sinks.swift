@@ -78,7 +78,7 @@ final class OfflineSink: Sink {
     func exactNote() throws -> String? {
         let needed = collection.itemsToTrain
         guard needed > 0 else { return nil }
-        return "note: '\(collection.name)' holds \(try collection.count()) items, too few to train its \(collection.definition.index) index: "
+        return "note: '\(collection.name)' holds \(try collection.itemCount()) items, too few to train its \(collection.definition.index) index: "
             + "it is searched exactly (every item compared) until it holds \(needed), and indexed from then on"
     }
 }
