@@ -367,7 +367,10 @@ public final class CommandHandler: ChannelInboundHandler {
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let protocolError = error as? RESPProtocolError, !closing {
+        if let protocolError = error as? RESPProtocolError {
+            // Already closing (after QUIT, at shutdown or the timeout): the bytes that do not
+            // parse came after the last command that counts; the replies owed still go out.
+            guard !closing else { return }
             server.protocolErrors.wrappingAdd(1, ordering: .relaxed)
             // Answer after the replies already owed, then close this connection only.
             reply(.now(.error("ERR \(protocolError.description)")), version: connection?.protocolVersion ?? 2, context: context)
