@@ -80,6 +80,23 @@ final class CommandHandlerChannelTests: XCTestCase {
         }
     }
 
+    /// Each reply is encoded in the protocol version in force when its command was sent, even
+    /// when it completes after a HELLO that changed it.
+    func testRepliesKeepTheProtocolVersionOfTheirCommand() async throws {
+        let server = try makeTestServer(self)
+        let c = try await connect(server)
+        let read = resp("VISMEMBER", "s", "a") + resp("VGETATTR", "s", "a")
+        try await c.send(vadd("s", [1, 0, 0], "a") + read + resp("HELLO", "3") + read + resp("HELLO", "2") + read)
+        let got = try await c.next(9)
+        guard got.count == 9 else { return XCTFail("\(got.count) replies of 9") }
+        XCTAssertEqual(got[0], .integer(1))
+        XCTAssertEqual(Array(got[1...2]), [.integer(1), .bulk(nil)], "RESP2 replies, sent before HELLO 3")
+        guard case .map = got[3] else { return XCTFail("HELLO 3 answered \(got[3])") }
+        XCTAssertEqual(Array(got[4...5]), [.bool(true), .null], "RESP3 replies")
+        guard case .array = got[6] else { return XCTFail("HELLO 2 answered \(got[6])") }
+        XCTAssertEqual(Array(got[7...8]), [.integer(1), .bulk(nil)], "RESP2 replies again")
+    }
+
     // MARK: 2. A protocol error after pipelined commands
 
     func testProtocolErrorAnswersAfterTheRepliesOwedThenCloses() async throws {

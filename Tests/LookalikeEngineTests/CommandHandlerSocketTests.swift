@@ -102,7 +102,8 @@ final class CommandHandlerSocketTests: XCTestCase {
         }
         sender.start()
         let stalledAt = settled(from: start) { processed(server) } - start
-        XCTAssertEqual(sent.wait(timeout: .now()), .timedOut, "the server took the whole pipeline from a client that reads nothing")
+        let sentAll = sent.wait(timeout: .now()) == .success
+        XCTAssertFalse(sentAll, "the server took the whole pipeline from a client that reads nothing")
         XCTAssertLessThan(stalledAt, n / 2, "the server kept reading from a client that reads nothing")
         XCTAssertGreaterThan(stalledAt, 0)
         // Reading resumes as the replies drain; every reply comes, in request order.
@@ -113,7 +114,7 @@ final class CommandHandlerSocketTests: XCTestCase {
                 break
             }
         }
-        XCTAssertEqual(sent.wait(timeout: .now() + 30), .success)
+        if !sentAll { XCTAssertEqual(sent.wait(timeout: .now() + 30), .success, "the sender is still blocked") }
         XCTAssertEqual(processed(server) - start, n)
         XCTAssertEqual(try client.call("PING"), .simple("PONG"))
     }

@@ -14,9 +14,11 @@ import XCTest
 import Glibc
 #endif
 
-/// A reply as it came off the wire (RESP2, what a connection speaks until HELLO 3).
+/// A reply as it came off the wire: RESP2 (what a connection speaks until HELLO 3), and the
+/// RESP3 types the tests meet (a map keeps its keys and values in one list).
 indirect enum WireReply: Equatable, CustomStringConvertible {
     case simple(String), error(String), integer(Int), bulk(String?), array([WireReply])
+    case bool(Bool), null, map([WireReply])
 
     var description: String {
         switch self {
@@ -26,6 +28,9 @@ indirect enum WireReply: Equatable, CustomStringConvertible {
         case .bulk(let s?): return s.count > 80 ? "\"\(s.prefix(80))...\" (\(s.utf8.count) bytes)" : "\"\(s)\""
         case .bulk(nil): return "(nil)"
         case .array(let items): return "[" + items.map(\.description).joined(separator: ", ") + "]"
+        case .bool(let b): return b ? "#t" : "#f"
+        case .null: return "_"
+        case .map(let items): return "%{" + items.map(\.description).joined(separator: ", ") + "}"
         }
     }
 
@@ -65,14 +70,16 @@ indirect enum WireReply: Equatable, CustomStringConvertible {
             guard bytes.count - p >= n + 2 else { return nil }
             defer { p += n + 2 }
             return .bulk(String(decoding: bytes[p..<(p + n)], as: UTF8.self))
-        case "*":
+        case "#": return .bool(rest == "t")
+        case "_": return .null
+        case "*", "%":
             guard let n = Int(rest) else { XCTFail("bad array length \(rest)"); return nil }
             var items: [WireReply] = []
-            for _ in 0..<max(n, 0) {
+            for _ in 0..<max(kind == "%" ? 2 * n : n, 0) {
                 guard let item = value(bytes, &p) else { return nil }
                 items.append(item)
             }
-            return .array(items)
+            return kind == "%" ? .map(items) : .array(items)
         default:
             XCTFail("unexpected reply line '\(text.prefix(40))'")
             return nil
