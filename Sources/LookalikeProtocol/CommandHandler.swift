@@ -7,7 +7,8 @@
 //     in force when its command was dispatched;
 //   - memory per connection is bounded: a command counts as in flight until its reply has been
 //     written to the socket, and reading pauses at `maxPipeline` in flight or while the
-//     socket's write buffer is above its high-water mark (the client is not reading); a
+//     socket's write buffer is above its high-water mark (the client is not reading; the
+//     commands already read in that wakeup still run, CommandHandlerSocketTests); a
 //     connection with more than its output-buffer limit of replies unread is closed, as
 //     Redis's client-output-buffer-limit does;
 //   - with a timeout, a connection that completed no command for that long and is owed no
