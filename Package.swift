@@ -162,7 +162,10 @@ let package = Package(
             name: "LookalikeEngineTests",
             dependencies: ["LookalikeEngine", "LookalikeStorage", "LookalikeIndex", "LookalikeProtocol", "LookalikeFormats",
                            .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "NIOEmbedded", package: "swift-nio")]
+                           .product(name: "NIOEmbedded", package: "swift-nio"),
+                           // The handler tests over a real Unix socket (CommandHandlerSocketTests).
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
         ),
     ]
 )

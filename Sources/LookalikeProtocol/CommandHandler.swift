@@ -7,7 +7,8 @@
 //     in force when its command was dispatched;
 //   - memory per connection is bounded: a command counts as in flight until its reply has been
 //     written to the socket, and reading pauses at `maxPipeline` in flight or while the
-//     socket's write buffer is above its high-water mark (the client is not reading); a
+//     socket's write buffer is above its high-water mark (the client is not reading; the
+//     commands already read in that wakeup still run, CommandHandlerSocketTests); a
 //     connection with more than its output-buffer limit of replies unread is closed, as
 //     Redis's client-output-buffer-limit does;
 //   - with a timeout, a connection that completed no command for that long and is owed no
@@ -368,7 +369,10 @@ public final class CommandHandler: ChannelInboundHandler {
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let protocolError = error as? RESPProtocolError, !closing {
+        if let protocolError = error as? RESPProtocolError {
+            // Already closing (after QUIT, at shutdown or the timeout): the bytes that do not
+            // parse came after the last command that counts; the replies owed still go out.
+            guard !closing else { return }
             server.protocolErrors.wrappingAdd(1, ordering: .relaxed)
             // Answer after the replies already owed, then close this connection only.
             reply(.now(.error("ERR \(protocolError.description)")), version: connection?.protocolVersion ?? 2, context: context)
