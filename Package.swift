@@ -158,9 +158,20 @@ let package = Package(
                           .product(name: "Logging", package: "swift-log")], path: "Tests/Fuzz/commands"),
         .executableTarget(name: "fuzz-formats", dependencies: ["FuzzSupport", "LookalikeFormats"], path: "Tests/Fuzz/formats"),
 
+        // Tests, one target per module (Docs/architecture.md); LookalikeTestSupport is what
+        // they share (data, brute force, folders).
+        .target(name: "LookalikeTestSupport", dependencies: ["LookalikeEngine", "LookalikeFormats"],
+                path: "Tests/LookalikeTestSupport"),
+        .testTarget(name: "LookalikeStorageTests", dependencies: ["LookalikeStorage", "LookalikeTestSupport"]),
+        .testTarget(name: "LookalikeIndexTests", dependencies: ["LookalikeIndex", "LookalikeFormats", "LookalikeTestSupport"]),
+        .testTarget(name: "LookalikeFormatsTests", dependencies: ["LookalikeFormats", "LookalikeTestSupport"]),
         .testTarget(
             name: "LookalikeEngineTests",
-            dependencies: ["LookalikeEngine", "LookalikeStorage", "LookalikeIndex", "LookalikeProtocol", "LookalikeFormats",
+            dependencies: ["LookalikeEngine", "LookalikeStorage", "LookalikeIndex", "LookalikeFormats", "LookalikeTestSupport"]
+        ),
+        .testTarget(
+            name: "LookalikeProtocolTests",
+            dependencies: ["LookalikeProtocol", "LookalikeEngine", "LookalikeFormats", "LookalikeTestSupport",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOEmbedded", package: "swift-nio"),
                            // The handler tests over a real Unix socket (CommandHandlerSocketTests).

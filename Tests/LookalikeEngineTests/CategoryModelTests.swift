@@ -4,6 +4,7 @@
 // or one category; top-p search never returning fewer than k when k exist.
 import Foundation
 import LookalikeFormats
+import LookalikeTestSupport
 import XCTest
 
 @testable import LookalikeEngine

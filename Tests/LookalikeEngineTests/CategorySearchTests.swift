@@ -4,6 +4,7 @@
 // attributes; prediction on separated data.
 import LookalikeEngine
 import LookalikeFormats
+import LookalikeTestSupport
 import XCTest
 
 final class CategorySearchTests: XCTestCase {

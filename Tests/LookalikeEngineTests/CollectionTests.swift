@@ -1,6 +1,7 @@
 // Items: upsert, update, attributes, delete, reads, "more like this", drop; and the presets.
 import Foundation
 import LookalikeEngine
+import LookalikeTestSupport
 import XCTest
 
 final class CollectionTests: XCTestCase {

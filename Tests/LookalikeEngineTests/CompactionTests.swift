@@ -4,6 +4,7 @@
 import Foundation
 import LookalikeEngine
 import Synchronization
+import LookalikeTestSupport
 import XCTest
 
 final class CompactionTests: XCTestCase {

@@ -5,6 +5,7 @@
 import Foundation
 import LookalikeEngine
 import LookalikeIndex
+import LookalikeTestSupport
 import XCTest
 
 final class CompressedHNSWTests: XCTestCase {

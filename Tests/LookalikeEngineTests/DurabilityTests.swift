@@ -2,6 +2,7 @@
 // reopen: every acknowledged write is there, nothing half-written, no leftover files.
 import Foundation
 import LookalikeEngine
+import LookalikeTestSupport
 import XCTest
 
 final class DurabilityTests: XCTestCase {

@@ -1,5 +1,6 @@
 // Redis's FILTER language: operators, precedence, types, and "missing means no match".
 import LookalikeEngine
+import LookalikeTestSupport
 import XCTest
 
 final class FilterExpressionTests: XCTestCase {

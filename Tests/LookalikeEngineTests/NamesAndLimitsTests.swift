@@ -1,4 +1,5 @@
 // Names carry byte strings losslessly; FILTER limits hold before a deep tree exists (issue 17).
+import LookalikeTestSupport
 import XCTest
 @testable import LookalikeEngine
 import LookalikeFormats

@@ -3,6 +3,7 @@
 // kept results and their lookup after deletes and a reopen; the JSON lines file.
 import Foundation
 import LookalikeEngine
+import LookalikeTestSupport
 import XCTest
 
 final class NewItemsTests: XCTestCase {

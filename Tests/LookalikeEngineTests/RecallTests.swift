@@ -1,6 +1,7 @@
 // Recall@10 against brute force for each index family and metric, with data spread over
 // sealed segments and the mutable one, as in production.
 import LookalikeEngine
+import LookalikeTestSupport
 import XCTest
 
 final class RecallTests: XCTestCase {

@@ -3,6 +3,7 @@
 // threshold queries that return everything within the threshold, up to a cap.
 import LookalikeEngine
 import LookalikeFormats
+import LookalikeTestSupport
 import XCTest
 
 final class RecommendationTests: XCTestCase {

@@ -3,6 +3,7 @@
 // answers PSYNC's questions, and a snapshot taken under writes stands exactly at its offset.
 import Foundation
 import LookalikeEngine
+import LookalikeTestSupport
 import XCTest
 
 final class ReplicationTests: XCTestCase {

@@ -4,6 +4,7 @@
 import Foundation
 import LookalikeEngine
 import LookalikeFormats
+import LookalikeTestSupport
 import XCTest
 
 final class StressTests: XCTestCase {

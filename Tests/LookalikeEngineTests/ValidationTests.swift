@@ -1,6 +1,7 @@
 // Bad input gets a clear error and changes nothing.
 import LookalikeEngine
 import LookalikeIndex
+import LookalikeTestSupport
 import XCTest
 
 final class ValidationTests: XCTestCase {

@@ -4,6 +4,7 @@
 import Foundation
 import LookalikeEngine
 import LookalikeIndex
+import LookalikeTestSupport
 import XCTest
 
 final class VectorSetQueriesTests: XCTestCase {

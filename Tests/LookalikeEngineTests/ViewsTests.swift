@@ -3,6 +3,7 @@
 // and reopen treat item and views as one.
 import Foundation
 import LookalikeEngine
+import LookalikeTestSupport
 import XCTest
 
 final class ViewsTests: XCTestCase {

@@ -7,6 +7,7 @@
 import Foundation
 import LookalikeFormats
 import LookalikeIndex
+import LookalikeTestSupport
 import XCTest
 
 final class HNSWInsertTests: XCTestCase {

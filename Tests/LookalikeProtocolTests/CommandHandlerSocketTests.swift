@@ -19,6 +19,7 @@ import Foundation
 @testable import LookalikeProtocol
 import NIOCore
 import NIOPosix
+import LookalikeTestSupport
 import XCTest
 
 final class CommandHandlerSocketTests: XCTestCase {

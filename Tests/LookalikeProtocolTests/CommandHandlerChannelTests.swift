@@ -18,6 +18,7 @@ import LookalikeEngine
 import LookalikeProtocol
 import NIOCore
 import NIOEmbedded
+import LookalikeTestSupport
 import XCTest
 
 final class CommandHandlerChannelTests: XCTestCase {

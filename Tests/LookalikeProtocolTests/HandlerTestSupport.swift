@@ -9,6 +9,7 @@ import Logging
 import LookalikeEngine
 import LookalikeProtocol
 import NIOCore
+import LookalikeTestSupport
 import XCTest
 #if canImport(Glibc)
 import Glibc

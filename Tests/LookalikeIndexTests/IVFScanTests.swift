@@ -6,6 +6,7 @@
 import Foundation
 import LookalikeFormats
 import LookalikeIndex
+import LookalikeTestSupport
 import XCTest
 
 final class IVFScanTests: XCTestCase {

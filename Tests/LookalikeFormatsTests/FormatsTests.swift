@@ -2,6 +2,7 @@
 // files that must be refused with a reason, and metadata record counts.
 import Foundation
 import LookalikeFormats
+import LookalikeTestSupport
 import XCTest
 
 final class FormatsTests: XCTestCase {

@@ -1,12 +1,14 @@
-// Test data made by the tests themselves: seeded, clustered vectors and a brute-force truth
-// computed here in Double, independently of the engine's own exact scan.
+// LookalikeTestSupport: what every test target shares. Test data made by the tests themselves
+// (seeded, clustered vectors, and a brute-force truth computed here in Double, independently of
+// the engine's own exact scan), temporary folders, built executables, error assertions.
+// Threads: helpers are called from the test's own thread.
 import Foundation
 import LookalikeEngine
 import LookalikeFormats
 import XCTest
 
 /// Points around `clusters` random centres: what image embeddings look like, roughly.
-func clusteredVectors(count: Int, dimension: Int, clusters: Int, spread: Float = 0.35,
+public func clusteredVectors(count: Int, dimension: Int, clusters: Int, spread: Float = 0.35,
                       seed: UInt64) -> [[Float]] {
     var rng = SeededRandom(seed: seed)
     let centres = (0..<clusters).map { _ in (0..<dimension).map { _ in rng.gaussian() } }
@@ -17,7 +19,7 @@ func clusteredVectors(count: Int, dimension: Int, clusters: Int, spread: Float =
 }
 
 /// Exact top-k keys by brute force, in Double.
-func bruteForce(_ query: [Float], _ data: [(key: String, vector: [Float])], k: Int, metric: Metric)
+public func bruteForce(_ query: [Float], _ data: [(key: String, vector: [Float])], k: Int, metric: Metric)
     -> [String]
 {
     func norm(_ v: [Float]) -> Double { v.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot() }
@@ -38,12 +40,12 @@ func bruteForce(_ query: [Float], _ data: [(key: String, vector: [Float])], k: I
     return scored.sorted { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }.prefix(k).map(\.0)
 }
 
-func recall(_ found: [String], _ truth: [String]) -> Double {
+public func recall(_ found: [String], _ truth: [String]) -> Double {
     Double(Set(found).intersection(truth).count) / Double(truth.count)
 }
 
 /// A fresh data folder, removed when the test ends.
-func temporaryDirectory(_ test: XCTestCase) -> String {
+public func temporaryDirectory(_ test: XCTestCase) -> String {
     let dir = FileManager.default.temporaryDirectory
         .appendingPathComponent("lookalike-test-\(UUID().uuidString)").path
     test.addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
@@ -51,7 +53,7 @@ func temporaryDirectory(_ test: XCTestCase) -> String {
 }
 
 /// An executable built next to the test bundle (the package's products).
-func builtExecutable(_ name: String) -> URL {
+public func builtExecutable(_ name: String) -> URL {
     let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
     for dir in [bundle, bundle.deletingLastPathComponent()] {
         let candidate = dir.appendingPathComponent(name)
@@ -61,19 +63,19 @@ func builtExecutable(_ name: String) -> URL {
 }
 
 /// The vector the crash writer writes for a key and version (shared with Tests/TestWriter).
-func writerVector(index: Int, version: Int, dimension: Int) -> [Float] {
+public func writerVector(index: Int, version: Int, dimension: Int) -> [Float] {
     (0..<dimension).map { j in Float((index * 31 + j * 7 + version * 13) % 97) / 97 + Float(j == 0 ? 1 : 0) }
 }
 
 extension XCTestCase {
-    func assertThrows<T>(_ expected: EngineError, _ body: () throws -> T,
+    public func assertThrows<T>(_ expected: EngineError, _ body: () throws -> T,
                          file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertThrowsError(try body(), file: file, line: line) { error in
             XCTAssertEqual(error as? EngineError, expected, file: file, line: line)
         }
     }
 
-    func assertThrowsAsync<T>(_ expected: EngineError, _ body: () async throws -> T,
+    public func assertThrowsAsync<T>(_ expected: EngineError, _ body: () async throws -> T,
                               file: StaticString = #filePath, line: UInt = #line) async {
         do {
             _ = try await body()

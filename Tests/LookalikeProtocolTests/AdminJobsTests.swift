@@ -4,6 +4,7 @@
 import Dispatch
 @testable import LookalikeProtocol
 import Synchronization
+import LookalikeTestSupport
 import XCTest
 
 final class AdminJobsTests: XCTestCase {

@@ -3,6 +3,7 @@
 import Foundation
 import LookalikeFormats
 import LookalikeIndex
+import LookalikeTestSupport
 import XCTest
 
 final class FaissShimTests: XCTestCase {

@@ -5,6 +5,7 @@
 import Foundation
 import LookalikeEngine
 import LookalikeProtocol
+import LookalikeTestSupport
 import XCTest
 
 final class OperationsTests: XCTestCase {

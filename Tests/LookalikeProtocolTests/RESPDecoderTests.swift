@@ -3,6 +3,7 @@
 import LookalikeProtocol
 import NIOCore
 import LookalikeFormats
+import LookalikeTestSupport
 import XCTest
 
 final class RESPDecoderTests: XCTestCase {
