@@ -1,0 +1,241 @@
+// CollectionCommit: a collection's part of the group commit — staging each write in the
+// commit's LMDB transaction, then applying what committed to the in-memory segments (append,
+// tombstone, freeze, a live IVF segment once trained), and the compaction and drop flags.
+// Invariants: as Collection.swift's; an effect is applied only after its transaction committed
+// (WriteQueue), and the mutable segment is appended to under the collection's lock, so a
+// concurrent freeze (SAVE) never seals an item out of sight.
+// Threads: the commit thread only (WriteQueue), except `freezeMutable` (the sealer and SAVE,
+// under the lock) and `beginCompaction`/`endCompaction` (the compaction's caller).
+import Foundation
+import Logging
+import LookalikeIndex
+import LookalikeStorage
+import Synchronization
+
+extension Collection {
+    // MARK: - Commit thread
+
+    /// Writes one request into the open transaction. Throws a per-write error only before it
+    /// has changed anything, so the rest of the batch can commit.
+    func stage(_ write: PreparedWrite, _ txn: Transaction, _ effects: inout [MemoryEffect]) throws
+        -> WriteOutcome
+    {
+        // A drop staged earlier in this batch counts: a write after it would go into tables
+        // the drop emptied, be acknowledged, and vanish with the collection.
+        guard !droppedInBatch, !state.withLock({ $0.dropped }) else { throw EngineError.unknownCollection(name) }
+        switch write.request {
+        case .upsert(let key, let vector, let attributes):
+            // A view mirrors its item's attributes (Views.swift); checked before any change.
+            let item = try itemOfView(key, attributes, txn)
+            let oldId = try store.id(forKey: key, txn)
+            let old = try oldId.flatMap { try store.item($0, txn) }
+            var newAttributes = old?.attributes
+            if case .set(let a) = attributes { newAttributes = (a?.isEmpty ?? true) ? nil : a }
+            if let item { newAttributes = item.attributes }
+            if item == nil, newAttributes != old?.attributes { try setViewAttributes(of: key, newAttributes, txn, &effects) }
+            if let oldId, let old, try sameVector(oldId, vector, txn) {
+                // Same vector: only attributes may change, and the id stays (no tombstone churn
+                // when a load is run again).
+                guard newAttributes != old.attributes else { return .unchanged }
+                membersChanged(try store.setAttributes(id: oldId, old: old, attributes: newAttributes, txn), &effects)
+                return .updated
+            }
+            let id = nextId
+            nextId += 1
+            var touched: IndexedValues = []
+            if let oldId, let old {
+                touched = try store.removeItem(id: oldId, record: old, txn)
+                effects.append(.tombstone(self, id: oldId))
+            }
+            try vector.withUnsafeBufferPointer {
+                touched.formUnion(try store.insert(id: id, record: ItemRecord(key: key, attributes: newAttributes),
+                                                   vector: $0, txn))
+            }
+            effects.append(.add(self, id: id, key: key, vector: write.preparedVector!))
+            membersChanged(touched, &effects)
+            return old == nil ? .added : .updated
+        case .remove(let key):
+            guard try store.id(forKey: key, txn) != nil else { return .notFound }
+            // An item goes with its views; a view goes alone.
+            let members = Views.split(key).view == nil ? [key] + (try store.viewKeys(of: key, txn)) : [key]
+            for member in members {
+                guard let id = try store.id(forKey: member, txn), let record = try store.item(id, txn) else { continue }
+                let touched = try store.removeItem(id: id, record: record, txn)
+                try store.deleteKey(member, txn)
+                effects.append(.tombstone(self, id: id))
+                membersChanged(touched, &effects)
+            }
+            // As in Redis, a set whose last element goes is deleted with it.
+            if try store.vectorCount(txn) == 0 { try stageDrop(txn, &effects) }
+            return .removed
+        case .setAttributes(let key, let attributes):
+            guard Views.split(key).view == nil else { throw Self.viewAttributesRefused(key) }
+            guard let id = try store.id(forKey: key, txn), let old = try store.item(id, txn) else {
+                return .notFound
+            }
+            let a = (attributes?.isEmpty ?? true) ? nil : attributes
+            if a != old.attributes {
+                membersChanged(try store.setAttributes(id: id, old: old, attributes: a, txn), &effects)
+                try setViewAttributes(of: key, a, txn, &effects)
+            }
+            return .updated
+        case .dropCollection:
+            try stageDrop(txn, &effects)
+            return .removed
+        }
+    }
+
+    /// Deletes the collection's tables and meta keys in the open transaction.
+    private func stageDrop(_ txn: Transaction, _ effects: inout [MemoryEffect]) throws {
+        try store.emptyAll(txn)
+        for key in [Engine.definitionKey(name), Engine.manifestKey(number), Engine.nextIdKey(number),
+                    Self.lastRunKey(number), Self.runningKey(number), Self.abortedKey(number),
+                    Projection.metaKey(number), StoredCategoryModel.metaKey(number)] {
+            try engine.meta.delete(key, txn)
+        }
+        droppedInBatch = true
+        effects.append(.drop(self))
+    }
+
+    /// For a view (Views.swift): its item's record, whose attributes the view mirrors; nil for an
+    /// item. Throws before any change when the item is missing or attributes are set on a view.
+    private func itemOfView(_ key: String, _ update: AttributeUpdate, _ txn: Transaction) throws -> ItemRecord? {
+        let (item, view) = Views.split(key)
+        guard view != nil else { return nil }
+        if case .set = update { throw Self.viewAttributesRefused(key) }
+        guard let id = try store.id(forKey: item, txn), let record = try store.item(id, txn) else {
+            throw EngineError.invalidArgument("no element named '\(item)': add the item itself before its views")
+        }
+        return record
+    }
+
+    static func viewAttributesRefused(_ key: String) -> EngineError {
+        .invalidArgument("attributes belong to the item: set them on '\(Views.split(key).item)', not on one of its views")
+    }
+
+    /// Copies an item's new attributes to its views, so filters see every view as the item.
+    private func setViewAttributes(of key: String, _ attributes: String?, _ txn: Transaction,
+                                   _ effects: inout [MemoryEffect]) throws {
+        for member in try store.viewKeys(of: key, txn) {
+            guard let id = try store.id(forKey: member, txn), let record = try store.item(id, txn),
+                  record.attributes != attributes else { continue }
+            membersChanged(try store.setAttributes(id: id, old: record, attributes: attributes, txn), &effects)
+        }
+    }
+
+    /// Filters over these values must be resolved again once this write is applied: after
+    /// the segment effects of the same write, so a resolution never misses an applied item.
+    private func membersChanged(_ values: IndexedValues, _ effects: inout [MemoryEffect]) {
+        if !values.isEmpty { effects.append(.membersChanged(self, values)) }
+    }
+
+    private func sameVector(_ id: UInt64, _ vector: [Float], _ txn: Transaction) throws -> Bool {
+        guard let stored = try store.vectorBytes(id, txn), stored.count == vector.count * 4 else {
+            return false
+        }
+        return vector.withUnsafeBytes { $0.elementsEqual(stored) }
+    }
+
+    /// Stores the id counter, and notes in the clock table when this batch's new ids (from
+    /// `batchStart`) were allocated, so "added since a time" resolves to an id.
+    func persistNextId(_ txn: Transaction, batchStart: UInt64) throws {
+        guard !droppedInBatch else { return }  // its meta keys are gone with it
+        try engine.meta.putUInt64(Engine.nextIdKey(number), nextId, txn)
+        if nextId > batchStart {
+            try store.noteClock(second: UInt64(max(0, Date().timeIntervalSince1970)), firstId: batchStart, txn)
+        }
+    }
+
+    func appendCommitted(id: UInt64, key: String, vector: [Float]) {
+        startLiveSegmentIfTrained()
+        // The mutable segment is frozen as soon as it fills, so it always has room here. The
+        // append is under the lock because SAVE freezes the mutable segment from another
+        // thread: an item lands wholly before the freeze (and is sealed) or after it.
+        let target = state.withLock { s in
+            vector.withUnsafeBufferPointer { s.mutable.append(id: id, key: key, vector: $0.baseAddress!) }
+            return s.mutable
+        }
+        if target is any LiveSegment { engine.indexer.wake() }
+        if target.isFull { freezeMutable() }
+    }
+
+    /// Items an index that needs training waits for before its first seal: FAISS's k-means
+    /// wants 39 points per centroid (or codebook entry). Until then the items are served by
+    /// an exact scan, which is also the right answer for so few items. 0 when none are needed.
+    /// Public: the ingest tool says so when a load ends below it.
+    public var itemsToTrain: Int {
+        state.withLock { s in s.template == nil && s.sealed.isEmpty ? trainHint : 0 }
+    }
+
+    /// Moves the mutable segment to the frozen list and schedules its sealing; an index that
+    /// cannot be trained yet (too few items) keeps it mutable and exact instead.
+    func freezeMutable() {
+        let fresh = newGrowingSegment()
+        let needed = itemsToTrain
+        let full: (any GrowingSegment)? = state.withLock { s in
+            // A full segment always has enough: flatCapacity waits for training's count.
+            guard s.mutable.count > 0, s.mutable.count >= needed else { return nil }
+            let f = s.mutable
+            s.frozen.append(f)
+            s.mutable = fresh
+            return f
+        }
+        if let full { engine.sealer.schedule(self, full) }
+    }
+
+    /// Commit thread. The first seal of an IVF collection trains its quantizer while the next
+    /// (flat, exact) segment already fills; from then on new items belong in the trained lists.
+    /// So the flat segment gives way to a live IVF one at once: frozen and sealed early if it
+    /// holds items, rather than scanned by every query until it is full.
+    private func startLiveSegmentIfTrained() {
+        guard !usesGraph else { return }
+        let (template, isLive) = state.withLock { ($0.template, $0.mutable is any LiveSegment) }
+        guard let template, !isLive, supportsLiveIVF(template) else { return }
+        let fresh = newGrowingSegment()
+        guard fresh is any LiveSegment else { return }
+        let early: (any GrowingSegment)? = state.withLock { s in
+            let old = s.mutable
+            s.mutable = fresh
+            guard old.count > 0 else { return nil }
+            s.frozen.append(old)
+            return old
+        }
+        if let early { engine.sealer.schedule(self, early) }
+    }
+
+    func supportsLiveIVF(_ template: FaissIndex) -> Bool {
+        let key = ObjectIdentifier(template)
+        if let known = liveIVFSupport.withLock({ $0 }), known.template == key { return known.supported }
+        let supported = IVFSegment.supports(template)
+        liveIVFSupport.withLock { $0 = (key, supported) }
+        return supported
+    }
+
+    func tombstoneCommitted(id: UInt64) {
+        state.withLock { s in
+            for seg in s.all.reversed() {
+                if let first = seg.firstId, first <= id, let last = seg.lastId, id <= last {
+                    seg.markDeleted(id: id)
+                    return
+                }
+            }
+        }
+    }
+
+    /// False when a compaction of this collection is already running.
+    func beginCompaction() -> Bool {
+        state.withLock { s in
+            guard !s.compacting else { return false }
+            s.compacting = true
+            return true
+        }
+    }
+
+    func endCompaction() { state.withLock { $0.compacting = false } }
+
+    func markDropped() {
+        state.withLock { $0.dropped = true }
+    }
+
+    public var isDropped: Bool { state.withLock { $0.dropped } }
+}
