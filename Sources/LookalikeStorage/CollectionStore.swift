@@ -205,11 +205,12 @@ public final class CollectionStore: Sendable {
                        _ txn: Transaction) throws -> IndexedValues {
         let idKey = IdKey.encode(id)
         try txn.put(keys, Array(record.key.utf8), idKey)
-        try txn.put(items, idKey, Self.encodeItem(record))
+        // Ids ascend, so items and vectors are appended (pages filled, not split: Transaction.append).
+        try Self.encodeItem(record).withUnsafeBytes { try txn.append(items, idKey, $0) }
         if record.key.utf8.contains(Self.viewSeparator) { try txn.put(views, Array(record.key.utf8), []) }
         try vector.withMemoryRebound(to: UInt8.self) { bytes in
             // x86-64 and arm64 are little-endian: the floats' bytes are stored as they are.
-            _ = try idKey.withUnsafeBytes { try txn.put(vectors, $0, UnsafeRawBufferPointer(bytes)) }
+            try txn.append(vectors, idKey, UnsafeRawBufferPointer(bytes))
         }
         return try index(id: idKey, attributes: record.attributes, add: true, txn)
     }
