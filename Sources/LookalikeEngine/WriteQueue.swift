@@ -183,7 +183,7 @@ final class WriteQueue: @unchecked Sendable {
                 for w in batch { commit([w]) }
             } else {
                 let wrapped = EngineError.wrap(error)
-                failureState.withLock { if $0 == nil { $0 = WriteFailure(since: Date(), error: Self.oneLine("\(wrapped)")) } }
+                failureState.withLock { if $0 == nil { $0 = WriteFailure(since: Date(), error: "\(wrapped)") } }
                 batch[0].completion(.failure(wrapped))
             }
             return
@@ -195,11 +195,6 @@ final class WriteQueue: @unchecked Sendable {
         EngineMetrics.commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
         for e in effects { apply(e) }
         for (w, outcome) in zip(batch, outcomes) { w.completion(outcome) }
-    }
-
-    /// An error's text on one line (INFO lines and /healthz bodies are line-based).
-    static func oneLine(_ text: String) -> String {
-        String(text.map { $0 == "\n" || $0 == "\r" ? " " : $0 })
     }
 
     /// The stream entry of a committed write: the primary's own bytes on a replica; else the

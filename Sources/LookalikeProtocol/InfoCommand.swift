@@ -44,6 +44,7 @@ enum InfoCommand {
         let stats = server.stats
         let uptime = Date().timeIntervalSince(server.startedAt)
         let adminJobs = server.admin.counts
+        let writeFailure = engine.writeFailure  // read once: the three lines agree
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         func seconds(_ t: timeval) -> String { String(format: "%.6f", Double(t.tv_sec) + Double(t.tv_usec) / 1e6) }
@@ -85,9 +86,9 @@ enum InfoCommand {
                 ("lookalike_linked_items", String(indexing.linked)),
                 ("lookalike_write_throttled_seconds", String(format: "%.3f", indexing.throttledSeconds)),
                 ("lookalike_write_throttled_batches", String(indexing.throttledBatches)),
-                ("lookalike_writes_failing", engine.writeFailure == nil ? "0" : "1"),
-                ("lookalike_write_failure_since", engine.writeFailure.map { String(Int($0.since.timeIntervalSince1970)) } ?? "0"),
-                ("lookalike_write_failure", engine.writeFailure.map { String($0.error.prefix(300)) } ?? ""),
+                ("lookalike_writes_failing", writeFailure == nil ? "0" : "1"),
+                ("lookalike_write_failure_since", writeFailure.map { String(Int($0.since.timeIntervalSince1970)) } ?? "0"),
+                ("lookalike_write_failure", writeFailure.map { RESPValue.oneLine(String($0.error.prefix(300))) } ?? ""),
             ] + server.snapshots.infoLines()),
             ("Stats", [
                 ("total_connections_received", String(server.totalConnections.load(ordering: .relaxed))),

@@ -81,7 +81,7 @@ public final class MetricsEndpoint: Sendable {
         guard health == .serving else { return (false, health.text) }
         guard let failure = server.withLock({ $0 })?.engine.writeFailure else { return (true, health.text) }
         let since = ISO8601DateFormatter().string(from: failure.since)
-        return (false, "read-only: writes failing since \(since): \(failure.error.prefix(300))")
+        return (false, RESPValue.oneLine("read-only: writes failing since \(since): \(failure.error.prefix(300))"))
     }
 
     /// The text of /metrics, gathered on the pool thread.

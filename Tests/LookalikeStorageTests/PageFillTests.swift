@@ -8,12 +8,16 @@ import LookalikeTestSupport
 import XCTest
 
 final class PageFillTests: XCTestCase {
-    func testAscendingInsertsFillPages() throws {
+    private func emptyStore() throws -> (Environment, CollectionStore) {
         var options = StorageOptions()
         options.mapSize = 64 << 20
         options.sync = .none
         let env = try Environment(path: temporaryDirectory(self), options: options)
-        let store = try CollectionStore(environment: env, number: 1, indexedAttributes: [])
+        return (env, try CollectionStore(environment: env, number: 1, indexedAttributes: []))
+    }
+
+    func testAscendingInsertsFillPages() throws {
+        let (env, store) = try emptyStore()
         let d = 384, n = 200
         let vector = [Float](repeating: 0.5, count: d)
         for batch in 0..<(n / 50) {
@@ -34,11 +38,7 @@ final class PageFillTests: XCTestCase {
 
     /// A key that does not sort last still goes in (a plain put), and reads back.
     func testAnOutOfOrderIdStillInserts() throws {
-        var options = StorageOptions()
-        options.mapSize = 64 << 20
-        options.sync = .none
-        let env = try Environment(path: temporaryDirectory(self), options: options)
-        let store = try CollectionStore(environment: env, number: 1, indexedAttributes: [])
+        let (env, store) = try emptyStore()
         let vector: [Float] = [1, 2, 3]
         for id in [UInt64(10), 5, 7] {
             _ = try env.write { txn in
