@@ -202,7 +202,7 @@ int lk_hnsw_insert(lk_index *index, int64_t n, const float *x, int threads, char
     });
 }
 
-void lk_set_build_nice(int nice) { lk::set_build_nice(nice); }
+void lk_set_build_priority(int nice, int idle) { lk::set_build_priority(nice, idle != 0); }
 
 int lk_index_search(const lk_index *index, int64_t n, const float *x, int64_t k,
                     const lk_search_params *params, float *distances, int64_t *labels,

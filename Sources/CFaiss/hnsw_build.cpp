@@ -24,6 +24,7 @@
 
 #include <faiss/utils/random.h>
 #include <immintrin.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -53,8 +54,18 @@ struct Heap : std::priority_queue<T> {
 
 thread_local bool tl_nice_set = false;
 thread_local int tl_nice = 0;
+thread_local bool tl_idle = false;
 
-void apply_nice(int nice) { (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice); }
+// SCHED_IDLE on top of the nice value: a search thread that wakes preempts an idle-policy
+// builder at once, where a niced one may keep the core for the rest of its slice (EEVDF).
+void apply_priority(int nice, bool idle) {
+    const pid_t tid = (pid_t)syscall(SYS_gettid);
+    (void)setpriority(PRIO_PROCESS, (id_t)tid, nice);
+    if (idle) {
+        sched_param param{};
+        (void)sched_setscheduler(tid, SCHED_IDLE, &param);
+    }
+}
 
 // What every worker of one insert shares.
 struct Graph {
@@ -391,6 +402,7 @@ void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const floa
     const int team = std::max(1, threads > 0 ? threads : omp_get_max_threads());
     const bool nice_set = tl_nice_set;
     const int nice = tl_nice;
+    const bool idle_policy = tl_idle;
     faiss::RandomGenerator rng2(789);
     int i1 = (int)n;
     for (int pt_level = (int)hist.size() - 1; pt_level >= 0; pt_level--) {
@@ -414,7 +426,7 @@ void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const floa
         std::vector<std::thread> pool;
         for (int t = 0; t < helpers; t++)
             pool.emplace_back([&] {
-                if (nice_set) apply_nice(nice);
+                if (nice_set) apply_priority(nice, idle_policy);
                 work();
             });
         work();
@@ -431,10 +443,11 @@ void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const floa
     live.entry.store(pack_entry(h.entry_point, h.max_level), std::memory_order_release);
 }
 
-void set_build_nice(int nice) {
+void set_build_priority(int nice, bool idle) {
     tl_nice_set = true;
     tl_nice = nice;
-    apply_nice(nice);
+    tl_idle = idle;
+    apply_priority(nice, idle);
 }
 
 }  // namespace lk

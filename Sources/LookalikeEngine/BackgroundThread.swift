@@ -17,9 +17,11 @@ final class BackgroundThread: @unchecked Sendable {
     private var stopping = false
     private var finished = false
 
-    init(name: String, nice: Int) {
+    /// Runs at the options' build priority (`buildNice`, `buildIdle`).
+    init(name: String, options: EngineOptions) {
+        let (nice, idle) = (options.buildNice, options.buildIdle)
         let t = Thread { [self] in
-            FaissIndex.setBuildNice(nice)
+            FaissIndex.setBuildPriority(nice: nice, idle: idle)
             while true {
                 condition.lock()
                 while jobs.isEmpty && !stopping { condition.wait() }

@@ -79,8 +79,8 @@ public final class Engine: @unchecked Sendable {
         do { replication = try ReplicationLog(meta: meta, environment: environment, limit: options.replicationBacklogBytes) }
         catch { throw EngineError.wrap(error) }
         writeQueue = WriteQueue(environment: environment, log: replication, maxBatch: options.maxBatch)
-        merger = Merger(nice: options.buildNice)
-        sealer = Sealer(nice: options.buildNice)
+        merger = Merger(options: options)
+        sealer = Sealer(options: options)
         indexer = Indexer(options: options, collections: { [weak self] in
             self?.registry.withLock { Array($0.values) } ?? []
         })
@@ -250,12 +250,12 @@ public final class Engine: @unchecked Sendable {
     public func storageBytes() -> Int { environment.usedBytes() }
 
     /// The indexing backlog and backpressure, for INFO: items written but not yet linked into
-    /// a graph, items linked since start, and how long (and how many times) the commit thread
-    /// waited for the indexer.
-    public func indexingStatistics() -> (unindexed: Int, linked: Int, throttledSeconds: Double, throttledBatches: Int) {
+    /// a graph, items linked since start (and of those at normal priority, once writes paused),
+    /// and how long (and how many times) the commit thread waited for the indexer.
+    public func indexingStatistics() -> (unindexed: Int, linked: Int, drained: Int, throttledSeconds: Double, throttledBatches: Int) {
         let backlog = registry.withLock { Array($0.values) }.reduce(0) { $0 + $1.unindexed.items }
         let s = indexer.statistics
-        return (backlog, s.linked, s.throttledSeconds, s.throttledBatches)
+        return (backlog, s.linked, s.drained, s.throttledSeconds, s.throttledBatches)
     }
 
     // MARK: - Lifecycle

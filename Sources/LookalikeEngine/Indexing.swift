@@ -30,6 +30,9 @@ final class Indexer: @unchecked Sendable {
     private var woken = false
     /// When the commit thread last reported new items (under `condition`).
     private var lastWrite = Date.distantPast
+    /// The commit thread is held back with writes queued (under `condition`): writes have not
+    /// paused, although none commits, so the drainer must not take over from the indexer.
+    private var throttling = false
     /// Linking threads still running (under `condition`): `stop` waits for none.
     private var running = 0
     /// Wakes so far (under `condition`): the drainer's way not to miss one while it looks.
@@ -49,6 +52,8 @@ final class Indexer: @unchecked Sendable {
 
     // Counters for INFO (read under the condition's lock).
     private(set) var linkedTotal = 0
+    /// Of those, linked by the drainer at normal priority (writes had paused).
+    private(set) var drainedTotal = 0
     private(set) var throttledSeconds = 0.0
     private(set) var throttledBatches = 0
     private var lastProgress = Date()
@@ -90,7 +95,7 @@ final class Indexer: @unchecked Sendable {
     }
 
     private func runIndexer() {
-        FaissIndex.setBuildNice(options.buildNice)
+        FaissIndex.setBuildPriority(nice: options.buildNice, idle: options.buildIdle)
         while true {
             condition.lock()
             while !woken && !stopping { condition.wait() }
@@ -127,8 +132,9 @@ final class Indexer: @unchecked Sendable {
         }
     }
 
-    /// Seconds since the last write. Caller holds `condition`.
-    private func quietFor() -> Double { Date().timeIntervalSince(lastWrite) }
+    /// Seconds since the last write; none while writes wait in backpressure. Caller holds
+    /// `condition`.
+    private func quietFor() -> Double { throttling ? 0 : Date().timeIntervalSince(lastWrite) }
 
     private func hasBacklog() -> Bool {
         collections().contains { !$0.isDropped && !$0.liveSegmentsWithBacklog().isEmpty }
@@ -156,6 +162,7 @@ final class Indexer: @unchecked Sendable {
         condition.lock()
         if linked > 0 {
             linkedTotal += linked
+            if onlyIfQuiet { drainedTotal += linked }
             lastProgress = Date()
         }
         condition.broadcast()
@@ -184,7 +191,12 @@ final class Indexer: @unchecked Sendable {
         guard over() else { return }
         let started = Date()
         condition.lock()
-        defer { condition.unlock() }
+        throttling = true
+        defer {
+            throttling = false
+            lastWrite = Date()  // writes were queued until now
+            condition.unlock()
+        }
         throttledBatches += 1
         while !stopping {
             condition.unlock()
@@ -202,8 +214,9 @@ final class Indexer: @unchecked Sendable {
         return bytes > options.maxUnindexedBytes
     }
 
-    /// For INFO: items linked since start, and how long writers were held back.
-    var statistics: (linked: Int, throttledSeconds: Double, throttledBatches: Int) {
-        condition.withLock { (linkedTotal, throttledSeconds, throttledBatches) }
+    /// For INFO: items linked since start (and of those by the drainer), and how long writers
+    /// were held back.
+    var statistics: (linked: Int, drained: Int, throttledSeconds: Double, throttledBatches: Int) {
+        condition.withLock { (linkedTotal, drainedTotal, throttledSeconds, throttledBatches) }
     }
 }

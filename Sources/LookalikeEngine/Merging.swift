@@ -34,7 +34,7 @@ final class Merger: @unchecked Sendable {
     private var cancelled = false
     private var scheduled = Set<ObjectIdentifier>()
 
-    init(nice: Int) { thread = BackgroundThread(name: "lookalike-merger", nice: nice) }
+    init(options: EngineOptions) { thread = BackgroundThread(name: "lookalike-merger", options: options) }
 
     /// Merges what the policy asks for in `collection`, in the background (once per request in
     /// flight: a collection already scheduled is not queued twice).

@@ -44,6 +44,9 @@ public struct EngineOptions: Sendable {
     /// Nice value of the indexer, sealer and merger threads (index building yields to
     /// searches); 0 = as searches.
     public var buildNice = 10
+    /// Also run those threads under SCHED_IDLE: a search that wakes takes the core from a
+    /// builder at once, where a niced builder may finish its time slice first.
+    public var buildIdle = true
     /// OpenMP threads for sealing (building indexes); 0 = all cores.
     public var buildThreads = 0
     /// Threads for the new-items batch job (NewItems); 0 = all cores.

@@ -27,8 +27,8 @@ final class Sealer: @unchecked Sendable {
     private let lock = NSLock()
     private var cancelled = false
 
-    init(nice: Int) {
-        thread = BackgroundThread(name: "lookalike-sealer", nice: nice)
+    init(options: EngineOptions) {
+        thread = BackgroundThread(name: "lookalike-sealer", options: options)
     }
 
     func schedule(_ collection: Collection, _ segment: any GrowingSegment) {

@@ -9,7 +9,7 @@
 // nobody searches), one thread at a time may `insert` while any number search, `info`,
 // `reconstruct`, read `flatVectors` or `links`; searches see the vectors of inserts that had
 // returned when they started (and never a position beyond). `write` and `clone` must not
-// overlap an `insert`. `setBuildNice` applies to the calling thread's later inserts.
+// overlap an `insert`. `setBuildPriority` applies to the calling thread's later inserts.
 import CFaiss
 
 public enum IndexError: Error, CustomStringConvertible, Equatable {
@@ -198,8 +198,9 @@ public final class FaissIndex: @unchecked Sendable {
         try checkFaiss { lk_hnsw_insert(handle, Int64(count), vectors, Int32(threads), $0, $1) }
     }
 
-    /// The nice value of the calling thread and of the OpenMP workers of its later `insert`s.
-    public static func setBuildNice(_ nice: Int) { lk_set_build_nice(Int32(nice)) }
+    /// The nice value (and, with `idle`, the SCHED_IDLE policy) of the calling thread and of
+    /// the workers of its later `insert`s.
+    public static func setBuildPriority(nice: Int, idle: Bool) { lk_set_build_priority(Int32(nice), idle ? 1 : 0) }
 
     /// Searches `queryCount` queries; returns distances and positions, `k` per query (-1 = none).
     /// `faissSearch` runs FAISS's own HNSW loop or IVF search instead of the shim's (tests, A/B;

@@ -84,6 +84,7 @@ enum InfoCommand {
                 ("lookalike_seal_threshold", String(server.options.engine.sealThreshold)),
                 ("lookalike_unindexed_items", String(indexing.unindexed)),
                 ("lookalike_linked_items", String(indexing.linked)),
+                ("lookalike_linked_items_drained", String(indexing.drained)),
                 ("lookalike_write_throttled_seconds", String(format: "%.3f", indexing.throttledSeconds)),
                 ("lookalike_write_throttled_batches", String(indexing.throttledBatches)),
                 ("lookalike_writes_failing", writeFailure == nil ? "0" : "1"),

@@ -233,6 +233,24 @@ final class FreshDataTests: XCTestCase {
         for i in stride(from: 0, to: 4000, by: 37) { XCTAssertEqual(try c.vector(key: "k\(i)"), vectors[i]) }
     }
 
+    /// While writers wait in backpressure, writes have not paused: the niced indexer links, and
+    /// the drainer (normal priority, competing with searches) takes over only once the last
+    /// write committed, for what was left then (at most the bound plus that last batch).
+    func testDrainerWaitsWhileWritersAreHeldBack() async throws {
+        let d = 384, bound = 64, batch = 2000
+        let (engine, _) = try engine { o in o.maxUnindexedBytes = bound * d * 4 }
+        let c = try engine.createCollection(.init(name: "b", dimension: d, metric: .cosine, index: "HNSW16"))
+        let vectors = clusteredVectors(count: 6000, dimension: d, clusters: 30, seed: 8)
+        for start in stride(from: 0, to: 6000, by: batch) {
+            let results = await c.write(batch: (start..<start + batch).map { .upsert(key: "k\($0)", vector: vectors[$0], attributes: .keep) })
+            XCTAssertTrue(results.allSatisfy { (try? $0.get()) == .added })
+        }
+        engine.waitForIndexing()
+        let s = engine.indexingStatistics()
+        XCTAssertGreaterThan(s.throttledBatches, 0, "the writer was never held back")
+        XCTAssertLessThanOrEqual(s.drained, bound + batch, "the drainer linked while writes were queued")
+    }
+
     /// Searches run while items stream in, are linked, sealed and merged: no search returns an
     /// item whose removal was acknowledged before it began, or one item twice; afterwards each
     /// acknowledged item is found.

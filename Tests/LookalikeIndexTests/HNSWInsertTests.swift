@@ -228,7 +228,7 @@ final class HNSWInsertTests: XCTestCase {
                 failures.count(searches)
             }
         }
-        FaissIndex.setBuildNice(5)
+        FaissIndex.setBuildPriority(nice: 5, idle: false)
         var start = 1_000
         while start < total {
             let n = min(total - start, 1_250)
@@ -248,6 +248,21 @@ final class HNSWInsertTests: XCTestCase {
     /// The unlinked tail of a live graph segment is scanned exactly in place: with nothing
     /// deleted, with deletes in the tail and in the graph, and with a selector (a filter's
     /// members). Truth: brute force over the same live, allowed items.
+    /// A build thread's priority: the nice value, and SCHED_IDLE when asked (a thread may lower
+    /// its own priority without privileges), on a thread of its own so the runner keeps its own.
+    func testBuildPriorityIsAppliedToTheCallingThread() throws {
+        final class Seen: @unchecked Sendable { var policy: Int32 = -1, nice: Int32 = -1 }
+        let seen = Seen(), done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            FaissIndex.setBuildPriority(nice: 7, idle: true)
+            (seen.policy, seen.nice) = (sched_getscheduler(0), getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0))
+            done.signal()
+        }
+        done.wait()
+        XCTAssertEqual(seen.policy, 5, "not SCHED_IDLE (5 in <sched.h>, which Glibc hides from Swift without _GNU_SOURCE)")
+        XCTAssertEqual(seen.nice, 7)
+    }
+
     func testGraphSegmentFindsItsUnlinkedTailExactly() throws {
         let count = 400, linked = 150, k = 10
         let base = data(count, metric: .innerProduct, seed: 11)

@@ -131,11 +131,13 @@ int lk_hnsw_reserve(lk_index *index, int64_t capacity, char *err, size_t errlen)
  * an error before lk_hnsw_reserve. */
 int lk_hnsw_insert(lk_index *index, int64_t n, const float *x, int threads, char *err, size_t errlen);
 
-/* Nice value (setpriority on the calling thread and on every OpenMP worker thread of later
- * lk_hnsw_insert calls made from this thread), so index building yields to searches.
+/* Nice value (setpriority on the calling thread and on every worker thread of later
+ * lk_hnsw_insert calls made from this thread), so index building yields to searches; with
+ * idle != 0 also the SCHED_IDLE policy, so a waking search preempts a builder at once.
  * (The workers lk_hnsw_insert starts take the value as they start.)
- * Raising priority again (a lower value) needs CAP_SYS_NICE; without it that part is ignored. */
-void lk_set_build_nice(int nice);
+ * Raising priority again (a lower value, or leaving SCHED_IDLE) needs CAP_SYS_NICE; without it
+ * that part is ignored. */
+void lk_set_build_priority(int nice, int idle);
 
 /* Search n queries; distances and labels are n*k each; missing results have label -1.
  * Every HNSW index with flat, 8-bit or fp16 L2/IP storage is searched by the shim's loop
