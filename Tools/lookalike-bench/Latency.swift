@@ -20,9 +20,6 @@ struct Latency: AsyncParsableCommand {
     @Option(help: "HNSW efSearch of the queries.") var ef = 64
     @Option(help: "The server's seal threshold (items per background index build; the server's default).") var sealThreshold = 100_000
     @Option(help: "Port for the server under test.") var port = 6479
-    @Option(name: .customLong("server-arg"), parsing: .unconditionalSingleValue,
-            help: "An extra argument for the server under test (repeat it: --server-arg --build-nice --server-arg 19).")
-    var serverArguments: [String] = []
     @Flag(help: "20,000 items, 4 s per scenario: finishes in under two minutes.") var quick = false
     @Option(help: "Scratch folder (deleted afterwards).") var scratch = NSTemporaryDirectory() + "lookalike-bench-latency"
     @Option(help: "Results JSON (for the plot).") var results = ".build/bench-results/latency.json"
@@ -38,7 +35,7 @@ struct Latency: AsyncParsableCommand {
         print("# Latency: \(set.name), \(f0(rate)) VSIM/s offered for \(duration) s per scenario, EF \(ef); \(machineLine())")
         try? FileManager.default.removeItem(atPath: scratch)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        let server = try ServerProcess(data: scratch, port: port, arguments: ["--seal-threshold", "\(sealThreshold)"] + serverArguments)
+        let server = try ServerProcess(data: scratch, port: port, arguments: ["--seal-threshold", "\(sealThreshold)"])
         defer { server.stop() }
         _ = try loadOnline(port: port, key: "items", set: set, range: 0..<set.count, connections: 2, depth: 1_000)
         _ = try RESPClient(address: "127.0.0.1:\(port)").call(["SAVE"])
