@@ -181,7 +181,7 @@ int lk_index_add(lk_index *index, int64_t n, const float *x, char *err, size_t e
     return guarded(err, errlen, [&] {
         if (!index->index->is_trained) throw std::invalid_argument("index is not trained");
         // A reserved graph grows through the safe loop only (FAISS's add would move its arrays).
-        if (index->live) return lk::hnsw_insert(*lk::flat_hnsw(index->index), *index->live, n, x, 0);
+        if (index->live) return lk::hnsw_insert(*lk::flat_hnsw(index->index), *index->live, n, x, 0, 0);
         index->index->add(n, x);
     });
 }
@@ -195,10 +195,11 @@ int lk_hnsw_reserve(lk_index *index, int64_t capacity, char *err, size_t errlen)
     });
 }
 
-int lk_hnsw_insert(lk_index *index, int64_t n, const float *x, int threads, char *err, size_t errlen) {
+int lk_hnsw_insert(lk_index *index, int64_t n, const float *x, int threads, int ef_construction, char *err,
+                   size_t errlen) {
     return guarded(err, errlen, [&] {
         if (!index->live) throw std::invalid_argument("lk_hnsw_insert before lk_hnsw_reserve");
-        lk::hnsw_insert(*lk::flat_hnsw(index->index), *index->live, n, x, threads);
+        lk::hnsw_insert(*lk::flat_hnsw(index->index), *index->live, n, x, threads, ef_construction);
     });
 }
 

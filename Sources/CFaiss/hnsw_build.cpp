@@ -332,7 +332,7 @@ void hnsw_reserve(faiss::IndexHNSW &index, std::unique_ptr<LiveGraph> &live, int
     live = std::move(g);
 }
 
-void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const float *x, int threads) {
+void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const float *x, int threads, int efc) {
     if (n < 0) throw std::invalid_argument("negative count");
     bool idle = false;
     if (!live.inserting.compare_exchange_strong(idle, true))
@@ -392,7 +392,7 @@ void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const floa
                 reinterpret_cast<const float *>(flat->codes.data()),
                 (size_t)flat->d,
                 flat->metric_type == faiss::METRIC_INNER_PRODUCT,
-                h.efConstruction,
+                efc > 0 ? efc : h.efConstruction,
                 live.locks.data(),
                 entry_mutex,
                 (size_t)live.capacity,

@@ -101,7 +101,8 @@ void fast_hnsw_search(const faiss::IndexHNSW &index, const LiveGraph *live, int6
 
 // hnsw_build.cpp.
 void hnsw_reserve(faiss::IndexHNSW &index, std::unique_ptr<LiveGraph> &live, int64_t capacity);
-void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const float *x, int threads);
+// efc > 0 replaces the index's efConstruction for this call (the stored value is unchanged).
+void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const float *x, int threads, int efc);
 void set_build_priority(int nice, bool idle);
 
 // A per-thread visited table of at least n entries and a fresh stamp for it (a uint16 stamp:

@@ -249,13 +249,11 @@ public final class Engine: @unchecked Sendable {
     /// Bytes the LMDB file uses.
     public func storageBytes() -> Int { environment.usedBytes() }
 
-    /// The indexing backlog and backpressure, for INFO: items written but not yet linked into
-    /// a graph, items linked since start (and of those at normal priority, once writes paused),
-    /// and how long (and how many times) the commit thread waited for the indexer.
-    public func indexingStatistics() -> (unindexed: Int, linked: Int, drained: Int, throttledSeconds: Double, throttledBatches: Int) {
-        let backlog = registry.withLock { Array($0.values) }.reduce(0) { $0 + $1.unindexed.items }
-        let s = indexer.statistics
-        return (backlog, s.linked, s.drained, s.throttledSeconds, s.throttledBatches)
+    /// The indexing backlog and backpressure, for INFO (IndexingStatistics).
+    public func indexingStatistics() -> IndexingStatistics {
+        var s = indexer.statistics
+        s.unindexed = registry.withLock { Array($0.values) }.reduce(0) { $0 + $1.unindexed.items }
+        return s
     }
 
     // MARK: - Lifecycle

@@ -21,8 +21,15 @@
 //     behind by a niced indexer under query load would cost queries more than linking it
 //     (measured: 2× slower queries for 10 s after a load). A thread cannot raise its own
 //     priority back without privileges, hence a second thread rather than a renice.
+//   - Catching up: while writers wait in backpressure and searches are being served, the
+//     indexer links with a cheaper beam (`catchUpEfConstruction`), so that writes keep their
+//     rate without taking the cores from searches; with no searches it links at full quality
+//     and writers wait. Items linked so are linked again at full efConstruction when their
+//     segment is merged into a larger one (Merging.swift).
+// `noteSearch` from any search thread (one relaxed store).
 import Foundation
 import LookalikeIndex
+import Synchronization
 
 final class Indexer: @unchecked Sendable {
     private let condition = NSCondition()
@@ -54,6 +61,12 @@ final class Indexer: @unchecked Sendable {
     private(set) var linkedTotal = 0
     /// Of those, linked by the drainer at normal priority (writes had paused).
     private(set) var drainedTotal = 0
+    /// Of those, linked with the catch-up beam.
+    private(set) var caughtUpTotal = 0
+    /// When the last search began (DispatchTime nanoseconds; any thread).
+    private let lastSearch = Atomic<UInt64>(0)
+    /// Searches this recent count as "being served" for the catch-up beam.
+    static let searchingSeconds = 1.0
     private(set) var throttledSeconds = 0.0
     private(set) var throttledBatches = 0
     private var lastProgress = Date()
@@ -136,6 +149,19 @@ final class Indexer: @unchecked Sendable {
     /// `condition`.
     private func quietFor() -> Double { throttling ? 0 : Date().timeIntervalSince(lastWrite) }
 
+    /// A search began (the catch-up beam's signal that searches want the cores).
+    func noteSearch() { lastSearch.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
+
+    /// The beam to link `collection`'s next batch with: nil for its own efConstruction, or the
+    /// cheaper catch-up beam while writers wait and searches are being served.
+    private func catchUpBeam(_ collection: Collection) -> Int? {
+        let ef = options.catchUpEfConstruction
+        guard ef > 0, collection.usesGraph, ef < collection.efConstruction else { return nil }
+        let since = DispatchTime.now().uptimeNanoseconds &- lastSearch.load(ordering: .relaxed)
+        guard Double(since) < Self.searchingSeconds * 1e9, over() else { return nil }
+        return ef
+    }
+
     private func hasBacklog() -> Bool {
         collections().contains { !$0.isDropped && !$0.liveSegmentsWithBacklog().isEmpty }
     }
@@ -143,13 +169,16 @@ final class Indexer: @unchecked Sendable {
     /// One batch for every collection that has items waiting; false when there were none (or,
     /// for the drainer, when writes resumed: the niced indexer takes over).
     private func linkOneRound(onlyIfQuiet: Bool) -> Bool {
-        var linked = 0
+        var linked = 0, caughtUp = 0
         for c in collections() where !c.isDropped {
             for graph in c.liveSegmentsWithBacklog() {
                 if isStopping || (onlyIfQuiet && condition.withLock({ quietFor() }) < Self.quietSeconds) { return false }
                 linking.lock()
                 do {
-                    linked += try graph.indexPending(limit: Self.batch, threads: options.buildThreads)
+                    let beam = onlyIfQuiet ? nil : catchUpBeam(c)
+                    let n = try graph.indexPending(limit: Self.batch, threads: options.buildThreads, efConstruction: beam)
+                    linked += n
+                    if beam != nil { caughtUp += n }
                 } catch {
                     // The items stay searchable through the exact tail; the seal rebuilds it.
                     c.engine.logger.error("linking new items into the graph failed; they stay searchable exactly and the seal rebuilds the segment",
@@ -163,6 +192,7 @@ final class Indexer: @unchecked Sendable {
         if linked > 0 {
             linkedTotal += linked
             if onlyIfQuiet { drainedTotal += linked }
+            caughtUpTotal += caughtUp
             lastProgress = Date()
         }
         condition.broadcast()
@@ -214,9 +244,23 @@ final class Indexer: @unchecked Sendable {
         return bytes > options.maxUnindexedBytes
     }
 
-    /// For INFO: items linked since start (and of those by the drainer), and how long writers
-    /// were held back.
-    var statistics: (linked: Int, drained: Int, throttledSeconds: Double, throttledBatches: Int) {
-        condition.withLock { (linkedTotal, drainedTotal, throttledSeconds, throttledBatches) }
+    /// For INFO: items linked since start (and of those by the drainer, and with the catch-up
+    /// beam), and how long writers were held back.
+    var statistics: IndexingStatistics {
+        condition.withLock {
+            IndexingStatistics(unindexed: 0, linked: linkedTotal, drained: drainedTotal, caughtUp: caughtUpTotal,
+                               throttledSeconds: throttledSeconds, throttledBatches: throttledBatches)
+        }
     }
+}
+
+/// The indexing backlog and backpressure (Engine.indexingStatistics, for INFO and metrics).
+public struct IndexingStatistics: Sendable {
+    /// Items written but not yet linked into a graph.
+    public var unindexed: Int
+    /// Items linked since start; of those, by the drainer (writes had paused) and with the
+    /// catch-up beam (writers waited while searches ran).
+    public var linked: Int, drained: Int, caughtUp: Int
+    /// How long, and how many times, the commit thread waited for the indexer.
+    public var throttledSeconds: Double, throttledBatches: Int
 }

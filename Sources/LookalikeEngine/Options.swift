@@ -47,6 +47,10 @@ public struct EngineOptions: Sendable {
     /// Also run those threads under SCHED_IDLE: a search that wakes takes the core from a
     /// builder at once, where a niced builder may finish its time slice first.
     public var buildIdle = true
+    /// HNSW efConstruction the indexer links with while writers wait in backpressure and
+    /// searches are being served (Indexing.swift): cheaper links, so writes keep their rate
+    /// without taking the cores from searches. 0 = always the collection's own.
+    public var catchUpEfConstruction = 64
     /// OpenMP threads for sealing (building indexes); 0 = all cores.
     public var buildThreads = 0
     /// Threads for the new-items batch job (NewItems); 0 = all cores.

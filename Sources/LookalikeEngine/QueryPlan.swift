@@ -124,6 +124,7 @@ extension Collection {
     /// and run in one segment snapshot and one read transaction.
     public func search(_ request: SearchRequest) throws -> [SearchHit] {
         try validate(request)
+        engine.indexer.noteSearch()
         if case .predicted = request.category { return try searchInPredictedCategory(request) }
         let (query, excluded) = try resolveQuery(request)
         let (segments, sealed) = state.withLock { ($0.all, $0.sealed) }

@@ -191,11 +191,11 @@ public final class FaissIndex: @unchecked Sendable {
     }
 
     /// Appends `count` vectors (positions `info().count...`) and links them, with up to `threads`
-    /// OpenMP threads (<= 0: the default) at the index's efConstruction. Searches may run
-    /// meanwhile; they see the new vectors once this returns. Throws, changing nothing, beyond
-    /// the reserved capacity.
-    public func insert(_ vectors: UnsafePointer<Float>, count: Int, threads: Int) throws {
-        try checkFaiss { lk_hnsw_insert(handle, Int64(count), vectors, Int32(threads), $0, $1) }
+    /// OpenMP threads (<= 0: the default) at the index's efConstruction, or at `efConstruction`
+    /// when given (this call only). Searches may run meanwhile; they see the new vectors once
+    /// this returns. Throws, changing nothing, beyond the reserved capacity.
+    public func insert(_ vectors: UnsafePointer<Float>, count: Int, threads: Int, efConstruction: Int? = nil) throws {
+        try checkFaiss { lk_hnsw_insert(handle, Int64(count), vectors, Int32(threads), Int32(efConstruction ?? 0), $0, $1) }
     }
 
     /// The nice value (and, with `idle`, the SCHED_IDLE policy) of the calling thread and of

@@ -31,8 +31,8 @@ public final class GraphSegment: LiveSegment, @unchecked Sendable {
         buffer = FlatSegment(dimension: dimension, capacity: capacity, metric: metric)
     }
 
-    public func addToIndex(from: Int, count: Int, threads: Int) throws {
-        try index.insert(buffer.vectors + from * dimension, count: count, threads: threads)
+    public func addToIndex(from: Int, count: Int, threads: Int, efConstruction: Int?) throws {
+        try index.insert(buffer.vectors + from * dimension, count: count, threads: threads, efConstruction: efConstruction)
     }
 
     /// Safe beside an insert: the shim reads the graph below its published count.

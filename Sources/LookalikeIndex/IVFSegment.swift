@@ -45,7 +45,8 @@ public final class IVFSegment: LiveSegment, @unchecked Sendable {
         return (try? template.assignLists(&probe, count: 0)) != nil
     }
 
-    public func addToIndex(from: Int, count: Int, threads: Int) throws {
+    /// `efConstruction` is a graph's: lists have no beam.
+    public func addToIndex(from: Int, count: Int, threads: Int, efConstruction: Int?) throws {
         let rows = buffer.vectors + from * dimension
         let lists = try index.assignLists(rows, count: count)
         pthread_rwlock_wrlock(lock)

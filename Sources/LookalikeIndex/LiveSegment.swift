@@ -17,8 +17,9 @@ public protocol LiveSegment: GrowingSegment, ANNSegment {
     var metric: FaissMetric { get }
     /// How many leading positions are in the index, and why indexing stopped if it did.
     var progress: IndexProgress { get }
-    /// Adds buffer rows `from..<from + count` to the index (what differs between the kinds).
-    func addToIndex(from: Int, count: Int, threads: Int) throws
+    /// Adds buffer rows `from..<from + count` to the index (what differs between the kinds);
+    /// a graph links them with `efConstruction` when given, else with its own.
+    func addToIndex(from: Int, count: Int, threads: Int, efConstruction: Int?) throws
     /// The index's top k for one query, positions as the index numbers them.
     func indexSearch(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort,
                      members: UnsafeRawBufferPointer?) throws -> (distances: [Float], positions: [Int64])
@@ -61,9 +62,12 @@ extension LiveSegment {
     public var backlog: Int { count - indexed }
 
     /// Adds up to `limit` waiting rows to the index; returns how many. Indexer only.
+    /// `efConstruction`: a cheaper beam than the graph's own for these rows (catching up).
     @discardableResult
-    public func indexPending(limit: Int, threads: Int) throws -> Int {
-        try progress.advance(total: count, limit: limit) { from, n in try addToIndex(from: from, count: n, threads: threads) }
+    public func indexPending(limit: Int, threads: Int, efConstruction: Int? = nil) throws -> Int {
+        try progress.advance(total: count, limit: limit) { from, n in
+            try addToIndex(from: from, count: n, threads: threads, efConstruction: efConstruction)
+        }
     }
 
     public func search(_ query: UnsafePointer<Float>, k: Int, effort: SearchEffort) throws -> [Neighbor] {

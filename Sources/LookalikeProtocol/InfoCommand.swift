@@ -85,6 +85,7 @@ enum InfoCommand {
                 ("lookalike_unindexed_items", String(indexing.unindexed)),
                 ("lookalike_linked_items", String(indexing.linked)),
                 ("lookalike_linked_items_drained", String(indexing.drained)),
+                ("lookalike_linked_items_caught_up", String(indexing.caughtUp)),
                 ("lookalike_write_throttled_seconds", String(format: "%.3f", indexing.throttledSeconds)),
                 ("lookalike_write_throttled_batches", String(indexing.throttledBatches)),
                 ("lookalike_writes_failing", writeFailure == nil ? "0" : "1"),

@@ -58,6 +58,7 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "HNSW efConstruction of collections that set none (VADD ... EF).") var efConstruction = 200
     @Option(help: "MiB of written vectors not yet linked into a graph above which writes are acknowledged later (backpressure).") var maxUnindexedMb = 1
     @Option(help: "Nice value of the threads that link new items, seal and merge segments (0-19; higher yields more to searches).") var buildNice = 10
+    @Option(help: "HNSW efConstruction for linking while writers wait for the indexer and searches are being served (writes keep their rate; 0: always the collection's own).") var catchUpEfConstruction = 64
     @Option(help: "Scheduling policy of those threads: idle (SCHED_IDLE: a waking search preempts them at once) or normal (the nice value alone).") var buildPolicy = "idle"
     @Option(help: "Sealed segments of one size tier merged into one in the background (0: no merging).") var mergeFactor = 8
     @Option(help: "Most writes per group commit.") var maxBatch = 8192
@@ -119,6 +120,7 @@ struct LookalikeServer: ParsableCommand {
         guard (0...19).contains(buildNice) else { throw ValidationError("--build-nice must be 0 to 19") }
         guard ["idle", "normal"].contains(buildPolicy) else { throw ValidationError("--build-policy must be idle or normal") }
         guard efConstruction <= 4096 else { throw ValidationError("--ef-construction must be at most 4096") }
+        guard (0...4096).contains(catchUpEfConstruction) else { throw ValidationError("--catch-up-ef-construction must be 0 (off) to 4096") }
         guard categoryModelRetrainFraction >= 0 && categoryModelRetrainFraction.isFinite else {
             throw ValidationError("--category-model-retrain-fraction must be zero or more")
         }
@@ -209,6 +211,7 @@ struct LookalikeServer: ParsableCommand {
         o.engine.maxUnindexedBytes = maxUnindexedMb << 20
         o.engine.buildNice = buildNice
         o.engine.buildIdle = buildPolicy == "idle"
+        o.engine.catchUpEfConstruction = catchUpEfConstruction
         o.engine.mergeFactor = mergeFactor
         o.engine.maxBatch = maxBatch
         o.engine.maxKeyBytes = maxKeyBytes

@@ -249,6 +249,50 @@ final class FreshDataTests: XCTestCase {
         let s = engine.indexingStatistics()
         XCTAssertGreaterThan(s.throttledBatches, 0, "the writer was never held back")
         XCTAssertLessThanOrEqual(s.drained, bound + batch, "the drainer linked while writes were queued")
+        XCTAssertEqual(s.caughtUp, 0, "no search ran, so every item was linked at full efConstruction")
+    }
+
+    /// Writers held back while searches run: the indexer links with the catch-up beam, and the
+    /// graph still finds what brute force finds. With the beam off, nothing is linked with it.
+    func testIndexerCatchesUpWithACheaperBeamWhileSearchesRun() async throws {
+        for catchUp in [48, 0] {
+            let d = 64, bound = 32
+            let (engine, _) = try engine { o in
+                o.maxUnindexedBytes = bound * d * 4
+                o.catchUpEfConstruction = catchUp
+            }
+            let c = try engine.createCollection(.init(name: "c", dimension: d, metric: .cosine, index: "HNSW16"))
+            let vectors = clusteredVectors(count: 2000, dimension: d, clusters: 30, seed: 21)
+            let stop = ManagedAtomicFlag()
+            let searcher = Thread.detachNewThreadWithResult {
+                var n = 0
+                while !stop.isSet {
+                    _ = try? c.search(SearchRequest(query: .vector(vectors[n % 2000]), k: 10))
+                    n += 1
+                }
+                return n
+            }
+            var live: [String: [Float]] = [:]
+            for start in stride(from: 0, to: 2000, by: 500) {
+                let results = await c.write(batch: (start..<start + 500).map { i in
+                    live["k\(i)"] = vectors[i]
+                    return .upsert(key: "k\(i)", vector: vectors[i], attributes: .keep)
+                })
+                XCTAssertTrue(results.allSatisfy { (try? $0.get()) == .added })
+            }
+            engine.waitForIndexing()
+            stop.set()
+            XCTAssertGreaterThan(searcher.wait(), 0)
+            let s = engine.indexingStatistics()
+            XCTAssertGreaterThan(s.throttledBatches, 0, "the writer was never held back")
+            if catchUp > 0 {
+                XCTAssertGreaterThan(s.caughtUp, 0, "writers waited while searches ran, but no item was linked with the catch-up beam")
+            } else {
+                XCTAssertEqual(s.caughtUp, 0)
+            }
+            let queries = clusteredVectors(count: 30, dimension: d, clusters: 30, seed: 22)
+            XCTAssertGreaterThanOrEqual(try meanRecall(c, live, queries: queries), 0.95)
+        }
     }
 
     /// Searches run while items stream in, are linked, sealed and merged: no search returns an

@@ -119,7 +119,8 @@ int lk_index_add(lk_index *index, int64_t n, const float *x, char *err, size_t e
 int lk_hnsw_reserve(lk_index *index, int64_t capacity, char *err, size_t errlen);
 
 /* Appends n vectors at positions ntotal..ntotal+n-1 and links them into the graph, using up to
- * `threads` OpenMP threads (<= 0: the OpenMP default), with the index's efConstruction.
+ * `threads` OpenMP threads (<= 0: the OpenMP default), with the index's efConstruction, or with
+ * ef_construction when it is > 0 (a cheaper beam for this call: the indexer catching up).
  * (The workers are the calling thread plus threads - 1 it starts per call; omp_get_max_threads()
  * gives the default count.)
  * One insert call at a time per index; any number of lk_index_search calls may run at the same
@@ -129,7 +130,8 @@ int lk_hnsw_reserve(lk_index *index, int64_t capacity, char *err, size_t errlen)
  * The graph is FAISS 1.7.3's (same levels, order, neighbour heuristic and reverse-link shrink),
  * so write/read/clone and FAISS's own search accept it. A second concurrent call is an error;
  * an error before lk_hnsw_reserve. */
-int lk_hnsw_insert(lk_index *index, int64_t n, const float *x, int threads, char *err, size_t errlen);
+int lk_hnsw_insert(lk_index *index, int64_t n, const float *x, int threads, int ef_construction, char *err,
+                   size_t errlen);
 
 /* Nice value (setpriority on the calling thread and on every worker thread of later
  * lk_hnsw_insert calls made from this thread), so index building yields to searches; with
