@@ -3,7 +3,9 @@
 // rebuilt), its memory per item against the raw vectors (anonymous and file-backed resident
 // memory apart: LMDB pages mapped by reads are file pages the kernel may reclaim), recall@10
 // and queries/s over TCP, and restarts after SIGTERM and after SIGKILL. Several `--index`
-// specs run one after another on the same generated data, with a side-by-side summary.
+// specs run one after another on the same generated data, with a side-by-side summary; then
+// faiss-cpu HNSW32 at efConstruction 200 on the same prepared vectors and queries (2 threads,
+// in-process, one batch), and the rate of each HNSW spec at recall 0.95 against it.
 import ArgumentParser
 import Foundation
 import LookalikeClient
@@ -24,6 +26,9 @@ struct Scale: AsyncParsableCommand {
     @Option(help: "Port for the server under test.") var port = 6479
     @Flag(help: "100,000 items: finishes in under two minutes.") var quick = false
     @Option(help: "Scratch folder (deleted afterwards).") var scratch = NSTemporaryDirectory() + "lookalike-bench-scale"
+    @Flag(help: "Skip faiss-cpu (PyPI) HNSW32 at efConstruction 200 on the same data.") var noPeers = false
+    @Option(help: "Threads for faiss-cpu's build and batch search.") var threads = 2
+    @Option(help: "Recall@10 at which rates are compared with faiss-cpu.") var target = 0.95
 
     mutating func run() async throws {
         lineBufferedOutput()
@@ -42,19 +47,55 @@ struct Scale: AsyncParsableCommand {
         let prepared = set.prepared()
         let truth = GroundTruth(base: prepared, rows: set.count, queries: rawQueries, dimension: set.dimension, k: 10, normalise: true)
         var summary: [String] = []
+        var curves: [(String, [Point])] = []
         for spec in index {
-            summary += try measure(spec, set: set, npy: npy, meta: meta, prepared: prepared, truth: truth, rawQueries: rawQueries)
+            let (line, curve) = try measure(spec, set: set, npy: npy, meta: meta, prepared: prepared, truth: truth, rawQueries: rawQueries)
+            summary += line
+            curves.append((spec, curve))
         }
         print("")
         print("| \(set.count) × \(set.dimension) | RSS after queries (anon + file) | × raw (anon) | " + efforts.map { "effort \($0): recall@10, q/s" }.joined(separator: " | ") + " |")
         print("|---|---|---|" + efforts.map { _ in "---|" }.joined())
         for line in summary { print(line) }
+        if !noPeers && index.contains(where: { !$0.hasPrefix("IVF") }) {
+            try comparePeer(curves.filter { !$0.0.hasPrefix("IVF") }, prepared: prepared, truth: truth, rows: set.count,
+                            dimension: set.dimension)
+        }
+    }
+
+    /// faiss-cpu HNSW32 (efConstruction 200) on the same vectors and queries at the HNSW
+    /// efforts, and each spec's rate at `target` recall against faiss-cpu's.
+    func comparePeer(_ curves: [(String, [Point])], prepared: [Float], truth: GroundTruth, rows: Int, dimension: Int) throws {
+        let base = scratch + "/base.npy", qs = scratch + "/queries.npy"
+        try VectorFile.writeNPY(prepared, rows: rows, dimension: dimension, to: base)
+        try VectorFile.writeNPY(truth.queries, rows: truth.queries.count / dimension, dimension: dimension, to: qs)
+        let lines = try Peers.measure(["ann", "--base", base, "--queries", qs, "--k", "10", "--threads", "\(threads)",
+                                       "--specs", "HNSW32", "--no-hnswlib", "--ef-construction", "200", "--hnsw-ef"] + efforts.map(String.init),
+                                      out: scratch + "/peers", queries: truth.queries.count / dimension, k: 10)
+        var peer: [Point] = []
+        print("")
+        for (line, hits) in lines {
+            let recall = truth.recall(hits, base: prepared)
+            peer.append(Point(method: "faiss-cpu", index: "HNSW32", param: line.param, recall: recall, qps: line.qps))
+            print(String(format: "faiss-cpu HNSW32 efConstruction 200, %@: recall@10 %.3f, %.0f q/s (built at %.0f items/s, %d threads)",
+                         line.param, recall, line.qps, Double(rows) / line.build_s, threads))
+        }
+        let theirs = rateAtRecall(target, peer)
+        print("")
+        print("| at recall@10 \(target) | q/s | × faiss-cpu HNSW32 (efC 200, \(threads) threads, batch) |")
+        print("|---|---:|---:|")
+        print("| faiss-cpu | \(theirs.map(f0) ?? "not reached") | 1.00× |")
+        for (spec, curve) in curves {
+            let ours = rateAtRecall(target, curve)
+            let ratio = ours.flatMap { o in theirs.map { String(format: "%.2f×", o / $0) } } ?? "—"
+            print("| Lookalike \(spec) over TCP | \(ours.map(f0) ?? "not reached") | \(ratio) |")
+        }
     }
 
     /// Loads `spec` into a fresh folder, serves it, queries it at every effort; prints its table
     /// and returns its summary row.
     func measure(_ spec: String, set: Dataset, npy: String, meta: String, prepared: [Float], truth: GroundTruth,
-                 rawQueries: [[Float]]) throws -> [String] {
+                 rawQueries: [[Float]]) throws -> ([String], [Point]) {
         var rows: [(String, String)] = []
         let raw = Double(set.count * set.dimension * 4)
         rows.append(("raw float32 vectors", mib(raw)))
@@ -80,6 +121,7 @@ struct Scale: AsyncParsableCommand {
         let blobs = rawQueries.map { q in q.withUnsafeBytes { Array($0) } }
         let word = spec.hasPrefix("IVF") ? "NPROBE" : "EF"
         var cells: [String] = []
+        var curve: [Point] = []
         for effort in efforts {
             let command = { @Sendable (i: Int) -> [[UInt8]] in
                 [Array("VSIM".utf8), Array("items".utf8), Array("FP32".utf8), blobs[i % blobs.count], Array("COUNT".utf8), Array("10".utf8),
@@ -94,6 +136,7 @@ struct Scale: AsyncParsableCommand {
             let recall = truth.recall(hits, base: prepared)
             rows.append(("VSIM \(word) \(effort) over TCP (2 connections, pipelined)", String(format: "%.0f q/s, recall@10 %.3f", qps, recall)))
             cells.append(String(format: "%.3f, %.0f", recall, qps))
+            curve.append(Point(method: "Lookalike", index: spec, param: "\(word) \(effort)", recall: recall, qps: qps))
         }
         let rss = residentSplit(server.process.processIdentifier)
         rows.append(("server RSS after start-up (anon + file)", "\(mib(Double(afterStart.anon + afterStart.file))) (\(mib(Double(afterStart.anon))) + \(mib(Double(afterStart.file))))"))
@@ -117,8 +160,8 @@ struct Scale: AsyncParsableCommand {
         print("|---|---|")
         for r in rows { print("| \(r.0) | \(r.1) |") }
         let total = Double(rss.anon + rss.file)
-        return ["| \(spec) | \(mib(total)) (\(mib(Double(rss.anon))) + \(mib(Double(rss.file)))) | " + String(format: "%.2f× (%.2f×)", total / raw, Double(rss.anon) / raw)
-                + " | " + cells.joined(separator: " | ") + " |"]
+        return (["| \(spec) | \(mib(total)) (\(mib(Double(rss.anon))) + \(mib(Double(rss.file)))) | " + String(format: "%.2f× (%.2f×)", total / raw, Double(rss.anon) / raw)
+                + " | " + cells.joined(separator: " | ") + " |"], curve)
     }
 }
 
