@@ -61,7 +61,7 @@ extension Collection {
     /// Writes the record in the batch's transaction when it differs from the stored one (so a
     /// failed transaction's retry writes it again).
     func persistAttributeKinds(_ txn: Transaction) throws {
-        guard let record = attributeKinds.withLock({ $0 }) else { return }
+        guard !definition.attributes.isEmpty, let record = attributeKinds.withLock({ $0 }) else { return }
         let bytes = Self.encodeKinds(record)
         let key = Self.attributeKindsKey(number)
         if try engine.meta.get(key, txn) != bytes { try engine.meta.put(key, bytes, txn) }
