@@ -5,8 +5,8 @@
 // for byte and is handed the indexed values already extracted (`indexedValues`).
 //
 // Invariants: `json` is the text as given; `fields` are its first-level keys when it is a JSON
-// object, else empty (text that is not an object is stored, matches no FILTER and is in no
-// attribute table). JSON booleans stay booleans: the index spells them "true" / "false", the
+// object, else nil (text that is not an object is stored, matches no FILTER, not even one
+// without selectors, and is in no attribute table). JSON booleans stay booleans: the index spells them "true" / "false", the
 // filter language reads them as 1 and 0. Numbers are doubles (as both always read them).
 // Threads: an immutable value, any thread.
 import Foundation
@@ -30,7 +30,10 @@ public struct Attributes: Sendable {
 
     /// The text as given (what storage keeps and VGETATTR returns).
     public let json: String
-    let fields: [String: Value]
+    let fields: [String: Value]?
+
+    /// Whether the text is a JSON object (only then does any FILTER match it).
+    public var isObject: Bool { fields != nil }
 
     public init(json: String) {
         self.json = json
@@ -43,7 +46,7 @@ public struct Attributes: Sendable {
         self.init(json: json)
     }
 
-    public subscript(name: String) -> Value? { fields[name] }
+    public subscript(name: String) -> Value? { fields?[name] }
 
     // MARK: Index values
 
@@ -52,7 +55,7 @@ public struct Attributes: Sendable {
     /// Empty texts and texts over LMDB's key limit are not indexed (CollectionStore).
     public func indexedTexts(_ name: String) -> [String] {
         let scalars: [Scalar]
-        switch fields[name] {
+        switch self[name] {
         case .scalar(let s): scalars = [s]
         case .list(let items): scalars = items.compactMap { $0 }
         case .other, nil: return []
@@ -87,7 +90,7 @@ public struct Attributes: Sendable {
 
     /// A numeric attribute's value: a finite number, or a string holding one (rankings).
     public func number(_ name: String) -> Double? {
-        switch fields[name] {
+        switch self[name] {
         case .scalar(.number(let n)): return n.isFinite ? n : nil
         case .scalar(.string(let s)): return Double(s).flatMap { $0.isFinite ? $0 : nil }
         default: return nil
@@ -96,9 +99,9 @@ public struct Attributes: Sendable {
 
     // MARK: Parsing
 
-    private static func parse(_ json: String) -> [String: Value] {
+    private static func parse(_ json: String) -> [String: Value]? {
         parses.add(1, ordering: .relaxed)
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] else { return [:] }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] else { return nil }
         return object.mapValues { raw in
             if let list = raw as? [Any] { return .list(list.map(scalar)) }
             return scalar(raw).map(Value.scalar) ?? .other

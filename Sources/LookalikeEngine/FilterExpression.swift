@@ -104,7 +104,7 @@ public struct FilterExpression: Sendable {
     }
 
     public func matches(_ attributes: Attributes) -> Bool {
-        guard let v = try? Self.evaluate(root, attributes) else { return false }
+        guard attributes.isObject, let v = try? Self.evaluate(root, attributes) else { return false }
         return v.truthy
     }
 

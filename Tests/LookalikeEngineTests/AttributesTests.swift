@@ -32,6 +32,10 @@ final class AttributesTests: XCTestCase {
         XCTAssertNil(Attributes(""))
         XCTAssertNil(Attributes(nil))
         XCTAssertEqual(Attributes(json: "[1, 2]").indexedTexts("0"), [])  // not an object: nothing
+        XCTAssertFalse(Attributes(json: "{not json").isObject)
+        XCTAssertTrue(Attributes(json: "{}").isObject)
+        XCTAssertFalse(try FilterExpression("1").matches(Attributes(json: "{not json")), "no object, no match")
+        XCTAssertTrue(try FilterExpression("1").matches(Attributes(json: "{}")))
     }
 
     /// The member set decides a filter exactly only for the kinds of value its attributes held.
