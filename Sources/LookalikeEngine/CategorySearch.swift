@@ -83,8 +83,7 @@ extension Collection {
         var votes: [String: Double] = [:]
         var total = 0.0
         for hit in try search(request) {
-            guard let json = hit.attributes,
-                  let values = AttributeIndex.values(of: json, for: [attribute])[attribute] else { continue }
+            guard let values = Attributes(hit.attributes)?.indexedTexts(attribute), !values.isEmpty else { continue }
             let weight = similarityWeight(hit.score)
             for v in values { votes[v, default: 0] += weight / Double(values.count) }
             total += weight
@@ -109,8 +108,7 @@ extension Collection {
 
     /// A stored item's first value of `attribute` (a view answers for its item).
     func storedCategory(_ key: String, attribute: String) throws -> String? {
-        guard let json = try item(key: Views.split(key).item)?.attributes else { return nil }
-        return AttributeIndex.values(of: json, for: [attribute])[attribute]?.first
+        Attributes(try item(key: Views.split(key).item)?.attributes)?.indexedTexts(attribute).first
     }
 
     // MARK: - CATEGORY AUTO

@@ -310,8 +310,8 @@ extension Collection {
             try engine.environment.read { txn in
                 var found: [(id: UInt64, key: String, label: String)] = []
                 try store.forEachItem(txn) { id, r in
-                    guard Views.split(r.key).view == nil, let a = r.attributes,
-                          let label = AttributeIndex.values(of: a, for: ["category"])["category"]?.first else { return }
+                    guard Views.split(r.key).view == nil,
+                          let label = Attributes(r.attributes)?.indexedTexts("category").first else { return }
                     found.append((id, r.key, label))
                 }
                 var out = LabelledSample(labelled: found.count)

@@ -47,6 +47,9 @@ public final class Collection: @unchecked Sendable {
     let store: CollectionStore
     /// Resolved filters for the next query with the same filter (FilteredSearch).
     let memberCache: MemberCache
+    /// The kinds of value each indexed attribute has held; nil for a collection from before
+    /// they were recorded (AttributeKinds.swift).
+    let attributeKinds: Mutex<[String: AttributeKinds]?>
     let engine: Engine
     let segmentDirectory: String
     /// What the index spec builds, from an empty probe index: its kind, and how many vectors
@@ -108,6 +111,7 @@ public final class Collection: @unchecked Sendable {
                                     indexedAttributes: definition.attributes)
         segmentDirectory = "\(engine.directory)/segments/c\(number)"
         memberCache = MemberCache(budget: engine.options.filterCacheBytes)
+        attributeKinds = Mutex(try Self.loadKinds(engine, number: number))
         let probe = try Collection.probe(definition)
         specKind = probe.kind
         specStorage = probe.storage

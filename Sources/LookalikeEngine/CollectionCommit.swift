@@ -1,6 +1,9 @@
 // CollectionCommit: a collection's part of the group commit — staging each write in the
 // commit's LMDB transaction, then applying what committed to the in-memory segments (append,
 // tombstone, freeze, a live IVF segment once trained), and the compaction and drop flags.
+// Attributes are parsed here, once a write (Attributes.swift): the values they are indexed
+// under go to storage with the record, and their kinds to the collection's record of them
+// (AttributeKinds.swift); the old record's are parsed only when its index entries must go.
 // Invariants: as Collection.swift's; an effect is applied only after its transaction committed
 // (WriteQueue), and the mutable segment is appended to under the collection's lock, so a
 // concurrent freeze (SAVE) never seals an item out of sight.
@@ -32,24 +35,29 @@ extension Collection {
             var newAttributes = old?.attributes
             if case .set(let a) = attributes { newAttributes = (a?.isEmpty ?? true) ? nil : a }
             if let item { newAttributes = item.attributes }
-            if item == nil, newAttributes != old?.attributes { try setViewAttributes(of: key, newAttributes, txn, &effects) }
+            // Parsed once each: the new attributes (shared with the views), the old ones if needed.
+            let changed = newAttributes != old?.attributes
+            let newValues = changed ? indexedValues(staging: newAttributes) : nil
+            if item == nil, let newValues { try setViewAttributes(of: key, newAttributes, newValues, txn, &effects) }
             if let oldId, let old, try sameVector(oldId, vector, txn) {
                 // Same vector: only attributes may change, and the id stays (no tombstone churn
                 // when a load is run again).
-                guard newAttributes != old.attributes else { return .unchanged }
-                membersChanged(try store.setAttributes(id: oldId, old: old, attributes: newAttributes, txn), &effects)
+                guard let newValues else { return .unchanged }
+                try setAttributes(oldId, old, newAttributes, newValues, txn, &effects)
                 return .updated
             }
             let id = nextId
             nextId += 1
-            var touched: IndexedValues = []
+            let oldValues = indexedValues(old?.attributes)
+            var touched = newValues ?? oldValues
             if let oldId, let old {
-                touched = try store.removeItem(id: oldId, record: old, txn)
+                try store.removeItem(id: oldId, record: old, isView: item != nil, indexed: oldValues, txn)
+                touched.formUnion(oldValues)
                 effects.append(.tombstone(self, id: oldId))
             }
             try vector.withUnsafeBufferPointer {
-                touched.formUnion(try store.insert(id: id, record: ItemRecord(key: key, attributes: newAttributes),
-                                                   vector: $0, txn))
+                try store.insert(id: id, record: ItemRecord(key: key, attributes: newAttributes), vector: $0,
+                                 isView: item != nil, indexed: newValues ?? oldValues, txn)
             }
             effects.append(.add(self, id: id, key: key, vector: write.preparedVector!))
             membersChanged(touched, &effects)
@@ -57,10 +65,12 @@ extension Collection {
         case .remove(let key):
             guard try store.id(forKey: key, txn) != nil else { return .notFound }
             // An item goes with its views; a view goes alone.
-            let members = Views.split(key).view == nil ? [key] + (try store.viewKeys(of: key, txn)) : [key]
+            let isView = Views.split(key).view != nil
+            let members = isView ? [key] : [key] + (try viewKeys(of: key, txn))
             for member in members {
                 guard let id = try store.id(forKey: member, txn), let record = try store.item(id, txn) else { continue }
-                let touched = try store.removeItem(id: id, record: record, txn)
+                let touched = indexedValues(record.attributes)
+                try store.removeItem(id: id, record: record, isView: member != key || isView, indexed: touched, txn)
                 try store.deleteKey(member, txn)
                 effects.append(.tombstone(self, id: id))
                 membersChanged(touched, &effects)
@@ -75,8 +85,9 @@ extension Collection {
             }
             let a = (attributes?.isEmpty ?? true) ? nil : attributes
             if a != old.attributes {
-                membersChanged(try store.setAttributes(id: id, old: old, attributes: a, txn), &effects)
-                try setViewAttributes(of: key, a, txn, &effects)
+                let values = indexedValues(staging: a)
+                try setAttributes(id, old, a, values, txn, &effects)
+                try setViewAttributes(of: key, a, values, txn, &effects)
             }
             return .updated
         case .dropCollection:
@@ -90,7 +101,7 @@ extension Collection {
         try store.emptyAll(txn)
         for key in [Engine.definitionKey(name), Engine.manifestKey(number), Engine.nextIdKey(number),
                     Self.lastRunKey(number), Self.runningKey(number), Self.abortedKey(number),
-                    Projection.metaKey(number), StoredCategoryModel.metaKey(number)] {
+                    Projection.metaKey(number), StoredCategoryModel.metaKey(number), Self.attributeKindsKey(number)] {
             try engine.meta.delete(key, txn)
         }
         droppedInBatch = true
@@ -113,14 +124,41 @@ extension Collection {
         .invalidArgument("attributes belong to the item: set them on '\(Views.split(key).item)', not on one of its views")
     }
 
-    /// Copies an item's new attributes to its views, so filters see every view as the item.
-    private func setViewAttributes(of key: String, _ attributes: String?, _ txn: Transaction,
+    /// Copies an item's new attributes (and their index values) to its views, so filters see
+    /// every view as the item.
+    private func setViewAttributes(of key: String, _ attributes: String?, _ values: IndexedValues, _ txn: Transaction,
                                    _ effects: inout [MemoryEffect]) throws {
-        for member in try store.viewKeys(of: key, txn) {
+        for member in try viewKeys(of: key, txn) {
             guard let id = try store.id(forKey: member, txn), let record = try store.item(id, txn),
                   record.attributes != attributes else { continue }
-            membersChanged(try store.setAttributes(id: id, old: record, attributes: attributes, txn), &effects)
+            try setAttributes(id, record, attributes, values, txn, &effects)
         }
+    }
+
+    /// Replaces one member's attributes, re-listing it in the attribute tables.
+    private func setAttributes(_ id: UInt64, _ old: ItemRecord, _ attributes: String?, _ values: IndexedValues,
+                               _ txn: Transaction, _ effects: inout [MemoryEffect]) throws {
+        let leaving = indexedValues(old.attributes)
+        try store.setAttributes(id: id, old: old, attributes: attributes, leaving: leaving, joining: values, txn)
+        membersChanged(leaving.union(values), &effects)
+    }
+
+    private func viewKeys(of item: String, _ txn: Transaction) throws -> [String] {
+        try store.viewKeys(withPrefix: Views.member(item: item, view: ""), txn)
+    }
+
+    /// The attribute-table entries of stored attributes (parsed only when the collection
+    /// indexes some attribute).
+    private func indexedValues(_ json: String?) -> IndexedValues {
+        guard !definition.attributes.isEmpty, let parsed = Attributes(json) else { return [] }
+        return parsed.indexedValues(definition.attributes)
+    }
+
+    /// The same for attributes a write brings: parsed once, their kinds noted (AttributeKinds).
+    private func indexedValues(staging json: String?) -> IndexedValues {
+        guard !definition.attributes.isEmpty, let parsed = Attributes(json) else { return [] }
+        noteKinds(parsed)
+        return parsed.indexedValues(definition.attributes)
     }
 
     /// Filters over these values must be resolved again once this write is applied: after
@@ -141,6 +179,7 @@ extension Collection {
     func persistNextId(_ txn: Transaction, batchStart: UInt64) throws {
         guard !droppedInBatch else { return }  // its meta keys are gone with it
         try engine.meta.putUInt64(Engine.nextIdKey(number), nextId, txn)
+        try persistAttributeKinds(txn)
         if nextId > batchStart {
             try store.noteClock(second: UInt64(max(0, Date().timeIntervalSince1970)), firstId: batchStart, txn)
         }

@@ -176,6 +176,7 @@ public final class Engine: @unchecked Sendable {
                 try meta.put(Self.definitionKey(definition.name), Array(try JSONEncoder().encode(stored)), txn)
                 try meta.put(Self.manifestKey(n), Array(try JSONEncoder().encode(Manifest())), txn)
                 try meta.putUInt64(Self.nextIdKey(n), 0, txn)
+                try meta.put(Collection.attributeKindsKey(n), Collection.emptyKindsRecord(), txn)
                 if let p = Projection.of(definition) { try meta.put(Projection.metaKey(n), p.bytes, txn) }
                 return n
             }

@@ -12,8 +12,9 @@
 // `maxDepth` deep (a chain `a + b + c` is as deep as it is long). Parsing, evaluation and
 // planning recurse over the tree, so a depth bound is what keeps a hostile filter from
 // overflowing a thread's stack; it is checked while parsing, before any deep tree exists.
-// The parser (tokens to tree) is FilterParser.swift; this file holds the tree, its evaluation,
-// and its planning over attribute indexes (`indexedSet`).
+// The parser (tokens to tree) is FilterParser.swift; this file holds the tree, its evaluation
+// over parsed attributes (Attributes.swift), and its planning over attribute indexes
+// (`indexedSet`, and `isDecided`: when the indexed set is the answer and no hit is checked).
 // Threads: a compiled expression is immutable and may be evaluated from any thread.
 import Foundation
 
@@ -98,20 +99,18 @@ public struct FilterExpression: Sendable {
 
     /// True when the attributes JSON satisfies the expression.
     public func matches(_ attributesJSON: String?) -> Bool {
-        guard let json = attributesJSON, let data = json.data(using: .utf8),
-              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-        else { return false }
-        return matches(object)
+        guard let attributes = Attributes(attributesJSON) else { return false }
+        return matches(attributes)
     }
 
-    public func matches(_ object: [String: Any]) -> Bool {
-        guard let v = try? Self.evaluate(root, object) else { return false }
+    public func matches(_ attributes: Attributes) -> Bool {
+        guard attributes.isObject, let v = try? Self.evaluate(root, attributes) else { return false }
         return v.truthy
     }
 
     // MARK: Evaluation
 
-    static func evaluate(_ node: Node, _ object: [String: Any]) throws -> Value {
+    static func evaluate(_ node: Node, _ object: Attributes) throws -> Value {
         switch node {
         case .number(let n): return .number(n)
         case .string(let s): return .string(s)
@@ -139,18 +138,22 @@ public struct FilterExpression: Sendable {
         }
     }
 
-    static func convert(_ raw: Any) -> Value? {
-        switch raw {
-        case let s as String: return .string(s)
-        case let n as NSNumber: return .number(n.doubleValue)  // booleans are 1 and 0
-        case let a as [Any]:
-            let items = a.compactMap { item -> Value? in
-                if let s = item as? String { return .string(s) }
-                if let n = item as? NSNumber { return .number(n.doubleValue) }
-                return nil
+    /// An attribute as the language sees it: booleans are 1 and 0; an array only when every
+    /// element is a string or a number (or boolean); null and objects are unusable.
+    static func convert(_ raw: Attributes.Value) -> Value? {
+        func scalar(_ s: Attributes.Scalar) -> Value {
+            switch s {
+            case .string(let t): return .string(t)
+            case .number(let n): return .number(n)
+            case .bool(let b): return .number(b ? 1 : 0)
             }
-            return items.count == a.count ? .list(items) : nil
-        default: return nil
+        }
+        switch raw {
+        case .scalar(let s): return scalar(s)
+        case .list(let items):
+            let values = items.compactMap { $0.map(scalar) }
+            return values.count == items.count ? .list(values) : nil
+        case .other: return nil
         }
     }
 
@@ -254,7 +257,7 @@ public struct FilterExpression: Sendable {
     }
 
     /// A set of items that holds every match (a superset: members are still checked against
-    /// the whole expression), from `==` and `in [...]` tests on `indexed` attributes joined by
+    /// the whole expression unless `isDecided`), from `==` and `in [...]` tests on `indexed` attributes joined by
     /// `and` / `or`. Nil when the expression does not restrict to indexed values: a `not`, a
     /// range, or an `or` with an unindexed side may match items outside any value's set.
     public func indexedSet(over indexed: Set<String>) -> IndexedSet? {
@@ -285,26 +288,67 @@ public struct FilterExpression: Sendable {
     }
 
     /// The index entries a literal can equal. Attribute indexes hold values as text
-    /// (`AttributeIndex.scalarText`): numbers as integers when whole, booleans as true/false,
-    /// which the filter language treats as 1 and 0.
+    /// (`Attributes.text`): numbers as integers when whole, booleans as true/false, which the
+    /// filter language treats as 1 and 0.
     static func valueSet(_ attribute: String, _ literal: Node) -> IndexedSet? {
+        valueTexts(literal).map { .anyOf($0.map { .value(attribute: attribute, text: $0) }) }
+    }
+
+    static func valueTexts(_ literal: Node) -> [String]? {
         switch literal {
         case .string(let s):
             var texts = [s]
-            if let n = Double(s), n.isFinite { texts.append(numberText(n)) }
-            return .anyOf(texts.map { .value(attribute: attribute, text: $0) })
+            if let n = Double(s), n.isFinite { texts.append(Attributes.numberText(n)) }
+            return texts
         case .number(let n):
-            var texts = [numberText(n)]
+            var texts = [Attributes.numberText(n)]
             if n == 1 { texts.append("true") }
             if n == 0 { texts.append("false") }
-            return .anyOf(texts.map { .value(attribute: attribute, text: $0) })
+            return texts
         default:
             return nil
         }
     }
 
-    static func numberText(_ n: Double) -> String {
-        if let i = Int64(exactly: n) { return String(i) }
-        return String(n)
+    /// True when every item of `indexedSet` matches the whole expression, so no hit needs its
+    /// attributes checked: only `==` / `in` over indexed attributes joined by and / or, each
+    /// test exact for the kinds of value its attribute has held (`kinds`, AttributeKinds):
+    ///   - never an array (the table lists each element; `==` on an array is false);
+    ///   - a string literal: if strings were held, no other text in its set ("5" for "5.0",
+    ///     which the string "5" does not equal); if booleans, not "true" / "false";
+    ///   - a number literal 1 or 0: no strings held (the string "true" is listed, not equal).
+    public func isDecided(over indexed: Set<String>, kinds: (String) -> AttributeKinds) -> Bool {
+        Self.isDecided(root, indexed, kinds)
+    }
+
+    static func isDecided(_ node: Node, _ indexed: Set<String>, _ kinds: (String) -> AttributeKinds) -> Bool {
+        guard case .binary(let op, let a, let b) = node else { return false }
+        switch op {
+        case .and, .or:
+            return isDecided(a, indexed, kinds) && isDecided(b, indexed, kinds)
+        case .equal:
+            if case .selector(let name) = a, indexed.contains(name) { return isExact(kinds(name), b) }
+            if case .selector(let name) = b, indexed.contains(name) { return isExact(kinds(name), a) }
+            return false
+        case .in:
+            guard case .selector(let name) = a, indexed.contains(name), case .list(let items) = b else { return false }
+            return items.allSatisfy { isExact(kinds(name), $0) }
+        default:
+            return false
+        }
+    }
+
+    /// Whether the items listed under a literal's texts are exactly those equal to it.
+    static func isExact(_ kinds: AttributeKinds, _ literal: Node) -> Bool {
+        guard !kinds.contains(.list), let texts = valueTexts(literal) else { return false }
+        switch literal {
+        case .string(let s):
+            if kinds.contains(.string), texts.contains(where: { $0 != s }) { return false }
+            return !(kinds.contains(.bool) && (s == "true" || s == "false"))
+        case .number:
+            return !(kinds.contains(.string) && (texts.contains("true") || texts.contains("false")))
+        default:
+            return false
+        }
     }
 }

@@ -20,6 +20,7 @@
 //        raised by 1/selectivity and widened while it returns fewer than it could.
 //   3. Hits are checked against the whole expression (the indexed part is a superset), one
 //      by one, until k pass; while fewer pass and unexamined members remain, QueryPlan widens.
+//      A filter its members decide exactly (FilterExpression.isDecided) is not checked.
 // Guarantee: when at least k live items match, k come back.
 // Invariants: member ids come from one LMDB snapshot; an id committed but not yet applied to
 // the segments is simply not found, exactly as for unfiltered searches.
@@ -47,8 +48,11 @@ extension Collection {
 
     /// A request's restriction (step 2 of QueryPlan): the members an index can list — a
     /// CATEGORY's value and a FILTER's indexed part, both when both are given — and the
-    /// filter to check on each candidate. A FILTER with no indexed part has no members: the
-    /// nearest items are checked instead, within its FILTER-EF budget.
+    /// filter to check on each candidate: none when the members are exactly the filter's
+    /// matches (`isDecided`), so no hit's attributes are parsed. A FILTER with no indexed part
+    /// has no members: the nearest items are checked instead, within its FILTER-EF budget.
+    /// Called in the plan's read transaction: the kinds read here include those of every item
+    /// in its snapshot (a write's kinds are noted before it commits: AttributeKinds.swift).
     func restriction(of request: SearchRequest) throws -> (members: FilterExpression.IndexedSet?, check: FilterExpression?) {
         let indexed = Set(definition.attributes)
         var parts: [FilterExpression.IndexedSet] = []
@@ -62,7 +66,8 @@ extension Collection {
             break
         }
         if let set = request.filter?.indexedSet(over: indexed) { parts.append(set) }
-        return (parts.isEmpty ? nil : .allOf(parts), request.filter)
+        let decided = request.filter?.isDecided(over: indexed, kinds: kinds(of:)) ?? false
+        return (parts.isEmpty ? nil : .allOf(parts), decided ? nil : request.filter)
     }
 
     /// Each segment's share of the set's members: from the cache while it is valid for these

@@ -72,6 +72,9 @@ final class MemberCache: @unchecked Sendable {
         }
     }
 
+    /// Member sets held (tests: equal sets share one entry).
+    var count: Int { lock.withLock { entries.count } }
+
     /// Called by the commit thread once a write's effects are applied.
     func invalidate(_ values: IndexedValues) {
         let s = values.map { Self.slot($0.attribute, $0.value) }

@@ -38,7 +38,7 @@ extension Collection {
                         if key.elementsEqual(s) { return true }
                     }
                     guard Self.isBelow(key, end) else { return false }
-                    if key.contains(CollectionStore.viewSeparator) { return true }
+                    if key.contains(Views.separatorByte) { return true }
                     out.append(String(decoding: key, as: UTF8.self))
                     return limit.map { out.count < $0 } ?? true
                 }

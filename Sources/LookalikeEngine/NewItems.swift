@@ -265,7 +265,7 @@ extension Collection {
             var number: [String: Int32] = [:]
             for id in newIds {
                 guard let record = try c.store.item(id, txn) else { continue }
-                var value = record.attributes.flatMap { AttributeIndex.values(of: $0, for: [attribute])[attribute]?.first }
+                var value = Attributes(record.attributes)?.indexedTexts(attribute).first
                 if value == nil, let guess = try c.predict(.key(record.key), attribute: attribute)?.category {
                     value = guess
                     predicted += 1

@@ -136,7 +136,7 @@ extension Collection {
             let hits: [SearchHit]
             var predicted = false
             func stored(_ attribute: String) -> String? {
-                record.attributes.flatMap { AttributeIndex.values(of: $0, for: [attribute])[attribute]?.first }
+                Attributes(record.attributes)?.indexedTexts(attribute).first
             }
             switch stage {
             case .similar:
@@ -195,7 +195,7 @@ extension Collection {
         try wrapped {
             try engine.environment.read { txn in
                 try store.forEachItem(txn) { id, record in
-                    guard let a = record.attributes, let value = Self.number(attribute, in: a) else { return }
+                    guard let value = Attributes(record.attributes)?.number(attribute) else { return }
                     top.push(Neighbor(id: id, distance: Float(ascending ? value : -value)))
                 }
             }
@@ -204,15 +204,5 @@ extension Collection {
         let ranking = Ranking(ids: sorted.map(\.id), values: sorted.map { Double(ascending ? $0.distance : -$0.distance) }, built: now)
         rankings.withLock { $0[cacheKey] = ranking }
         return ranking
-    }
-
-    /// A numeric attribute's value (a number, or a string holding one), if the JSON has it.
-    static func number(_ attribute: String, in json: String) -> Double? {
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] else { return nil }
-        switch object[attribute] {
-        case let n as NSNumber where String(cString: n.objCType) != "c": return n.doubleValue.isFinite ? n.doubleValue : nil
-        case let s as String: return Double(s).flatMap { $0.isFinite ? $0 : nil }
-        default: return nil
-        }
     }
 }

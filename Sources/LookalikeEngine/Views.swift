@@ -15,6 +15,8 @@
 
 public enum Views {
     public static let separator: Character = "\u{1F}"
+    /// The separator as the byte in a stored key (one byte in UTF-8).
+    public static let separatorByte: UInt8 = 0x1F
 
     /// The item a member belongs to, and the view's name when the member is a view.
     public static func split(_ member: String) -> (item: String, view: String?) {

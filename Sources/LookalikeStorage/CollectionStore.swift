@@ -9,14 +9,15 @@
 //                                              added since a time" is an id range)
 //   c<N>/neighbors   key (UTF-8)            -> the batch job's JSON line for that item (NewItems)
 //   c<N>/views       key (UTF-8)            -> (empty) the keys holding an item's extra vectors
-//                                              (item, U+001F, view name: Views.swift)
+//                                              (how a view's key is spelt: the engine's Views.swift)
 // N is the collection's number (names may hold any bytes; table names may not).
+// Attributes are opaque text here: the caller (the engine, which parses them once) says which
+// attribute values an item is indexed under and whether a key is a view.
 //
 // Invariants (hold at every commit): a key is in `keys` iff its id is in `items` and `vectors`;
 // an id appears in an attribute table iff the item is live and has that value; ids ascend in
 // the order items were written and are never reused; removing an id writes its tombstone.
 // Threads: stateless over the Environment; callers supply the transaction.
-import Foundation
 
 public struct ItemRecord: Sendable, Equatable {
     public var key: String
@@ -104,9 +105,9 @@ public final class CollectionStore: Sendable {
     /// Stored views (extra vectors of items).
     public func viewCount(_ txn: Transaction) throws -> Int { try txn.count(views) }
 
-    /// The keys of an item's views, in key order.
-    public func viewKeys(of key: String, _ txn: Transaction) throws -> [String] {
-        let prefix = Array(key.utf8) + [Self.viewSeparator]
+    /// The keys in the views table that start with `prefix` (an item's views), in key order.
+    public func viewKeys(withPrefix prefix: String, _ txn: Transaction) throws -> [String] {
+        let prefix = Array(prefix.utf8)
         let c = try txn.cursor(views)
         var out: [String] = []
         var entry = c.seek(prefix)
@@ -129,9 +130,6 @@ public final class CollectionStore: Sendable {
             entry = c.next()
         }
     }
-
-    /// The byte that separates an item's key from a view's name (U+001F).
-    public static let viewSeparator: UInt8 = 0x1F
 
     /// Visits live vectors with id >= `from`, in id order, until `body` returns false.
     public func forEachVector(from: UInt64, _ txn: Transaction,
@@ -198,51 +196,48 @@ public final class CollectionStore: Sendable {
 
     // MARK: Writes (writable transaction)
 
-    /// Stores a new item under a fresh id. The key must not be live (remove its old id first).
-    /// Returns the attribute values it was indexed under (see `IndexedValues`).
-    @discardableResult
-    public func insert(id: UInt64, record: ItemRecord, vector: UnsafeBufferPointer<Float>,
-                       _ txn: Transaction) throws -> IndexedValues {
+    /// Stores a new item under a fresh id, listed under `indexed` in the attribute tables (and
+    /// in the views table when `isView`). The key must not be live (remove its old id first).
+    public func insert(id: UInt64, record: ItemRecord, vector: UnsafeBufferPointer<Float>, isView: Bool,
+                       indexed: IndexedValues, _ txn: Transaction) throws {
         let idKey = IdKey.encode(id)
         try txn.put(keys, Array(record.key.utf8), idKey)
         // Ids ascend, so items and vectors are appended (pages filled, not split: Transaction.append).
         try Self.encodeItem(record).withUnsafeBytes { try txn.append(items, idKey, $0) }
-        if record.key.utf8.contains(Self.viewSeparator) { try txn.put(views, Array(record.key.utf8), []) }
+        if isView { try txn.put(views, Array(record.key.utf8), []) }
         try vector.withMemoryRebound(to: UInt8.self) { bytes in
             // x86-64 and arm64 are little-endian: the floats' bytes are stored as they are.
             try txn.append(vectors, idKey, UnsafeRawBufferPointer(bytes))
         }
-        return try index(id: idKey, attributes: record.attributes, add: true, txn)
+        try index(id: idKey, indexed, add: true, txn)
     }
 
-    /// Removes an item's id everywhere but in `keys` (the caller re-points or deletes the key).
-    /// Returns the attribute values it was indexed under.
-    @discardableResult
-    public func removeItem(id: UInt64, record: ItemRecord, _ txn: Transaction) throws -> IndexedValues {
+    /// Removes an item's id everywhere but in `keys` (the caller re-points or deletes the key):
+    /// `indexed` are the attribute values it was listed under.
+    public func removeItem(id: UInt64, record: ItemRecord, isView: Bool, indexed: IndexedValues,
+                           _ txn: Transaction) throws {
         let idKey = IdKey.encode(id)
-        let values = try index(id: idKey, attributes: record.attributes, add: false, txn)
+        try index(id: idKey, indexed, add: false, txn)
         try txn.delete(items, idKey)
         try txn.delete(vectors, idKey)
-        if record.key.utf8.contains(Self.viewSeparator) { try txn.delete(views, Array(record.key.utf8)) }
+        if isView { try txn.delete(views, Array(record.key.utf8)) }
         try txn.put(tombstones, idKey, [])
-        return values
     }
 
     public func deleteKey(_ key: String, _ txn: Transaction) throws {
         try txn.delete(keys, Array(key.utf8))
     }
 
-    /// Replaces an item's attributes, keeping its id and vector. Returns the attribute values
-    /// it left and joined.
-    @discardableResult
-    public func setAttributes(id: UInt64, old: ItemRecord, attributes: String?, _ txn: Transaction) throws -> IndexedValues {
+    /// Replaces an item's attributes, keeping its id and vector; it leaves the attribute values
+    /// `leaving` and joins `joining`.
+    public func setAttributes(id: UInt64, old: ItemRecord, attributes: String?, leaving: IndexedValues,
+                              joining: IndexedValues, _ txn: Transaction) throws {
         let idKey = IdKey.encode(id)
-        var values = try index(id: idKey, attributes: old.attributes, add: false, txn)
+        try index(id: idKey, leaving, add: false, txn)
         var record = old
         record.attributes = attributes
         try txn.put(items, idKey, Self.encodeItem(record))
-        values.formUnion(try index(id: idKey, attributes: attributes, add: true, txn))
-        return values
+        try index(id: idKey, joining, add: true, txn)
     }
 
     /// Forgets tombstones (after compaction has dropped those ids from every segment).
@@ -278,21 +273,18 @@ public final class CollectionStore: Sendable {
         try txn.get(neighbors, Array(key.utf8)).map { Array($0) }
     }
 
-    private func index(id: [UInt8], attributes: String?, add: Bool, _ txn: Transaction) throws -> IndexedValues {
-        guard !attributeTables.isEmpty, let attributes else { return [] }
-        var touched: IndexedValues = []
-        for (name, values) in AttributeIndex.values(of: attributes, for: indexedAttributes) {
-            guard let table = attributeTables[name] else { continue }
-            for value in values {
-                touched.insert(IndexedValue(attribute: name, value: value))
-                if add {
-                    try txn.put(table, Array(value.utf8), id, noDuplicate: true)
-                } else {
-                    try txn.delete(table, Array(value.utf8), value: id)
-                }
+    /// LMDB keys are at most 511 bytes: longer attribute values are not indexed.
+    public static let maxValueBytes = 480
+
+    private func index(id: [UInt8], _ values: IndexedValues, add: Bool, _ txn: Transaction) throws {
+        for v in values {
+            guard let table = attributeTables[v.attribute], v.value.utf8.count <= Self.maxValueBytes else { continue }
+            if add {
+                try txn.put(table, Array(v.value.utf8), id, noDuplicate: true)
+            } else {
+                try txn.delete(table, Array(v.value.utf8), value: id)
             }
         }
-        return touched
     }
 
     // MARK: Encoding
@@ -338,41 +330,6 @@ public struct IndexedValue: Hashable, Sendable {
 }
 
 public typealias IndexedValues = Set<IndexedValue>
-
-/// Which values of an item's attributes go into the attribute tables.
-public enum AttributeIndex {
-    /// LMDB keys are at most 511 bytes; longer values are not indexed (they still filter by scan).
-    public static let maxValueBytes = 480
-
-    /// For each indexed attribute present: its string value, a number or boolean as JSON text,
-    /// or each scalar element of an array ("categories": ["Home", "Kitchen"]).
-    public static func values(of json: String, for attributes: [String]) -> [String: [String]] {
-        guard let data = json.data(using: .utf8),
-              let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-        else { return [:] }
-        var out: [String: [String]] = [:]
-        for name in attributes {
-            guard let v = object[name] else { continue }
-            let list = (v as? [Any]) ?? [v]
-            let values = list.compactMap(scalarText).filter { !$0.isEmpty && $0.utf8.count <= maxValueBytes }
-            if !values.isEmpty { out[name] = Array(Set(values)).sorted() }
-        }
-        return out
-    }
-
-    /// The text an attribute value is indexed under.
-    public static func scalarText(_ v: Any) -> String? {
-        switch v {
-        case let s as String: return s
-        case let n as NSNumber:
-            // Foundation gives JSON booleans as NSNumber of objCType "c" (a C char).
-            if String(cString: n.objCType) == "c" { return n.boolValue ? "true" : "false" }
-            if let i = Int64(exactly: n.doubleValue) { return String(i) }
-            return String(n.doubleValue)
-        default: return nil
-        }
-    }
-}
 
 /// The shared `meta` table: collection definitions, manifests and counters, by string key.
 public final class MetaStore: Sendable {

@@ -125,14 +125,14 @@ final class CategorySearchTests: XCTestCase {
         let c = try engine.createCollection(.init(name: "f", dimension: 12, metric: .l2, index: "HNSW16",
                                                   attributes: ["category", "author"]))
         let vectors = clusteredVectors(count: 2000, dimension: 12, clusters: 20, seed: 21)
-        var attributes: [String: [String: Any]] = [:]
+        var attributes: [String: String] = [:]
         var data: [(key: String, vector: [Float])] = []
         var requests: [WriteRequest] = []
         for (i, v) in vectors.enumerated() {
             let a: [String: Any] = ["category": "cat\(i % 7)", "author": ["ann", "bob", "cy"][i % 3],
                                     "price": i % 10, "year": 1990 + i % 5]
             let json = String(data: try JSONSerialization.data(withJSONObject: a), encoding: .utf8)!
-            attributes["k\(i)"] = a
+            attributes["k\(i)"] = json
             data.append(("k\(i)", v))
             requests.append(.upsert(key: "k\(i)", vector: v, attributes: .set(json)))
         }
@@ -159,7 +159,7 @@ final class CategorySearchTests: XCTestCase {
         }
         // CATEGORY and FILTER together: both apply.
         let filter = try FilterExpression(".price >= 5")
-        let both = data.filter { attributes[$0.key]!["category"] as! String == "cat4" && (attributes[$0.key]!["price"] as! Int) >= 5 }
+        let both = data.filter { try! FilterExpression(".category == \"cat4\" and .price >= 5").matches(attributes[$0.key]!) }
         let hits = try c.search(SearchRequest(query: .vector(queries[0]), k: 10).inCategory("cat4").filtered(filter))
         XCTAssertEqual(hits.map(\.key), bruteForce(queries[0], both, k: 10, metric: .l2))
     }

@@ -24,7 +24,7 @@ final class PageFillTests: XCTestCase {
             _ = try env.write { txn in
                 for i in (batch * 50)..<((batch + 1) * 50) {
                     try vector.withUnsafeBufferPointer { v in
-                        _ = try store.insert(id: UInt64(i + 1), record: ItemRecord(key: "k\(i)", attributes: nil), vector: v, txn)
+                        _ = try store.insert(id: UInt64(i + 1), record: ItemRecord(key: "k\(i)", attributes: nil), vector: v, isView: false, indexed: [], txn)
                     }
                 }
             }
@@ -43,7 +43,7 @@ final class PageFillTests: XCTestCase {
         for id in [UInt64(10), 5, 7] {
             _ = try env.write { txn in
                 try vector.withUnsafeBufferPointer { v in
-                    _ = try store.insert(id: id, record: ItemRecord(key: "k\(id)", attributes: nil), vector: v, txn)
+                    _ = try store.insert(id: id, record: ItemRecord(key: "k\(id)", attributes: nil), vector: v, isView: false, indexed: [], txn)
                 }
             }
         }

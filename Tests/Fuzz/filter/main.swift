@@ -3,7 +3,7 @@
 // Input: the expression, a newline, then the attributes JSON (no newline: the expression alone,
 // evaluated against fixed attributes). Never crashes; a compiled expression is also evaluated
 // against no attributes and against a fixed object of every JSON type, and planned over its
-// own selectors as if all of them were indexed (indexedSet).
+// own selectors as if all of them were indexed (indexedSet, isDecided).
 import Foundation
 import FuzzSupport
 import LookalikeEngine
@@ -21,4 +21,5 @@ fuzzMain { input in
     _ = filter.matches(nil)
     _ = filter.indexedSet(over: filter.selectors)
     _ = filter.indexedSet(over: [])
+    _ = filter.isDecided(over: filter.selectors) { _ in .string }
 }
