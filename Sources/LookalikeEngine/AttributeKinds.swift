@@ -37,7 +37,6 @@ public struct AttributeKinds: OptionSet, Sendable, Hashable {
 }
 
 extension Collection {
-    static func attributeKindsKey(_ number: UInt32) -> String { "attrkinds:\(number)" }
 
     /// What a new collection starts with: known, and no kind yet.
     static func emptyKindsRecord() -> [UInt8] { encodeKinds([:]) }
@@ -63,13 +62,13 @@ extension Collection {
     func persistAttributeKinds(_ txn: Transaction) throws {
         guard !definition.attributes.isEmpty, let record = attributeKinds.withLock({ $0 }) else { return }
         let bytes = Self.encodeKinds(record)
-        let key = Self.attributeKindsKey(number)
+        let key = MetaLayout.attributeKinds(number)
         if try engine.meta.get(key, txn) != bytes { try engine.meta.put(key, bytes, txn) }
     }
 
     static func loadKinds(_ engine: Engine, number: UInt32) throws -> [String: AttributeKinds]? {
         try engine.environment.read { txn in
-            guard let bytes = try engine.meta.get(attributeKindsKey(number), txn),
+            guard let bytes = try engine.meta.get(MetaLayout.attributeKinds(number), txn),
                   let raw = try? JSONDecoder().decode([String: UInt8].self, from: Data(bytes)) else { return nil }
             return raw.mapValues(AttributeKinds.init(rawValue:))
         }

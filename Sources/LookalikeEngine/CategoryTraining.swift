@@ -53,7 +53,6 @@ struct StoredCategoryModel: Codable, Equatable {
     var seconds: Double
 
     static let version = 1
-    static func metaKey(_ number: UInt32) -> String { "category-model:\(number)" }
 }
 
 /// A collection's model, ready to predict with.
@@ -219,7 +218,7 @@ extension Collection {
     }
 
     private func loadStoredCategoryModel() throws -> CategoryPredictor? {
-        let bytes = try wrapped { try engine.environment.read { try engine.meta.get(StoredCategoryModel.metaKey(number), $0) } }
+        let bytes = try wrapped { try engine.environment.read { try engine.meta.get(MetaLayout.categoryModel(number), $0) } }
         guard let bytes else { return nil }
         let info = try JSONDecoder().decode(StoredCategoryModel.self, from: Data(bytes))
         guard info.version == StoredCategoryModel.version, info.dimension == definition.dimension else { return nil }
@@ -396,7 +395,7 @@ extension Collection {
         return try wrapped {
             try engine.environment.write { txn in
                 guard try engine.isCurrent(self, txn) else { return false }
-                try engine.meta.put(StoredCategoryModel.metaKey(number), bytes, txn)
+                try engine.meta.put(MetaLayout.categoryModel(number), bytes, txn)
                 return true
             }
         }

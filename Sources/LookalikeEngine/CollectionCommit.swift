@@ -99,9 +99,7 @@ extension Collection {
     /// Deletes the collection's tables and meta keys in the open transaction.
     private func stageDrop(_ txn: Transaction, _ effects: inout [MemoryEffect]) throws {
         try store.emptyAll(txn)
-        for key in [Engine.definitionKey(name), Engine.manifestKey(number), Engine.nextIdKey(number),
-                    Self.lastRunKey(number), Self.runningKey(number), Self.abortedKey(number),
-                    Projection.metaKey(number), StoredCategoryModel.metaKey(number), Self.attributeKindsKey(number)] {
+        for key in MetaLayout.perCollection(name: name, number: number) {
             try engine.meta.delete(key, txn)
         }
         droppedInBatch = true
@@ -178,7 +176,7 @@ extension Collection {
     /// `batchStart`) were allocated, so "added since a time" resolves to an id.
     func persistNextId(_ txn: Transaction, batchStart: UInt64) throws {
         guard !droppedInBatch else { return }  // its meta keys are gone with it
-        try engine.meta.putUInt64(Engine.nextIdKey(number), nextId, txn)
+        try engine.meta.putUInt64(MetaLayout.nextId(number), nextId, txn)
         try persistAttributeKinds(txn)
         if nextId > batchStart {
             try store.noteClock(second: UInt64(max(0, Date().timeIntervalSince1970)), firstId: batchStart, txn)

@@ -51,10 +51,6 @@ public final class Engine: @unchecked Sendable {
     private let adminLock = NSLock()
     private var closed = false
 
-    static func definitionKey(_ name: String) -> String { "collection:" + name }
-    static func manifestKey(_ number: UInt32) -> String { "manifest:\(number)" }
-    static func nextIdKey(_ number: UInt32) -> String { "nextid:\(number)" }
-    static let counterKey = "next-collection-number"
 
     struct StoredDefinition: Codable {
         var number: UInt32
@@ -96,11 +92,11 @@ public final class Engine: @unchecked Sendable {
 
     private func openCollections() throws {
         let stored: [(StoredDefinition, Manifest, UInt64)] = try environment.read { txn in
-            try meta.entries(prefix: "collection:", txn).map { _, bytes in
+            try meta.entries(prefix: MetaLayout.definitionPrefix, txn).map { _, bytes in
                 let s = try JSONDecoder().decode(StoredDefinition.self, from: Data(bytes))
-                let m = try meta.get(Self.manifestKey(s.number), txn)
+                let m = try meta.get(MetaLayout.manifest(s.number), txn)
                     .map { try JSONDecoder().decode(Manifest.self, from: Data($0)) } ?? Manifest()
-                let n = try meta.getUInt64(Self.nextIdKey(s.number), txn) ?? 0
+                let n = try meta.getUInt64(MetaLayout.nextId(s.number), txn) ?? 0
                 return (s, m, n)
             }
         }
@@ -170,14 +166,14 @@ public final class Engine: @unchecked Sendable {
         let number: UInt32 = try wrap {
             try replication.transaction(environment) { txn, emit in
                 emit(replicated ?? StreamEntry.create(definition).encoded())
-                let n = UInt32(try meta.getUInt64(Self.counterKey, txn) ?? 0) + 1
-                try meta.putUInt64(Self.counterKey, UInt64(n), txn)
+                let n = UInt32(try meta.getUInt64(MetaLayout.collectionCounter, txn) ?? 0) + 1
+                try meta.putUInt64(MetaLayout.collectionCounter, UInt64(n), txn)
                 let stored = StoredDefinition(number: n, definition: definition)
-                try meta.put(Self.definitionKey(definition.name), Array(try JSONEncoder().encode(stored)), txn)
-                try meta.put(Self.manifestKey(n), Array(try JSONEncoder().encode(Manifest())), txn)
-                try meta.putUInt64(Self.nextIdKey(n), 0, txn)
-                try meta.put(Collection.attributeKindsKey(n), Collection.emptyKindsRecord(), txn)
-                if let p = Projection.of(definition) { try meta.put(Projection.metaKey(n), p.bytes, txn) }
+                try meta.put(MetaLayout.definition(definition.name), Array(try JSONEncoder().encode(stored)), txn)
+                try meta.put(MetaLayout.manifest(n), Array(try JSONEncoder().encode(Manifest())), txn)
+                try meta.putUInt64(MetaLayout.nextId(n), 0, txn)
+                try meta.put(MetaLayout.attributeKinds(n), Collection.emptyKindsRecord(), txn)
+                if let p = Projection.of(definition) { try meta.put(MetaLayout.projection(n), p.bytes, txn) }
                 return n
             }
         }
@@ -233,7 +229,7 @@ public final class Engine: @unchecked Sendable {
     func commitManifest(_ manifest: Manifest, for c: Collection, clearingTombstones dropped: [UInt64] = []) throws -> Bool {
         try environment.write { txn in
             guard try isCurrent(c, txn) else { return false }
-            try meta.put(Self.manifestKey(c.number), Array(try JSONEncoder().encode(manifest)), txn)
+            try meta.put(MetaLayout.manifest(c.number), Array(try JSONEncoder().encode(manifest)), txn)
             try c.store.clearTombstones(dropped, txn)
             return true
         }
@@ -242,7 +238,7 @@ public final class Engine: @unchecked Sendable {
     /// True while `c` is the collection its name stands for (not dropped, nor dropped and
     /// created again), as of `txn`: background jobs check it in the transaction they write in.
     func isCurrent(_ c: Collection, _ txn: Transaction) throws -> Bool {
-        guard let bytes = try meta.get(Self.definitionKey(c.name), txn),
+        guard let bytes = try meta.get(MetaLayout.definition(c.name), txn),
               let s = try? JSONDecoder().decode(StoredDefinition.self, from: Data(bytes)) else { return false }
         return s.number == c.number
     }

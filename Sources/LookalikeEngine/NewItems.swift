@@ -74,12 +74,6 @@ extension Collection {
     /// Results written per LMDB transaction.
     static let newItemsWriteBatch = 1_000
 
-    static func lastRunKey(_ number: UInt32) -> String { "newitems:\(number)" }
-    /// Set while a job runs, in a transaction of its own: found at the next start, it means the
-    /// process died during the job, which becomes the collection's aborted run.
-    static func runningKey(_ number: UInt32) -> String { "newitems-running:\(number)" }
-    /// The last job that did not finish (killed, or failed), until a later job finishes.
-    static func abortedKey(_ number: UInt32) -> String { "newitems-aborted:\(number)" }
 
     /// Runs the job (see NewItems.swift) and returns its report. Throws `.invalidArgument` when
     /// a job for this collection is already running or the request is out of range.
@@ -95,7 +89,7 @@ extension Collection {
         let started = DispatchTime.now()
         let run = AbortedNewItemsRun(startedAt: Date().timeIntervalSince1970, output: request.outputPath,
                                      reason: "the server stopped during the job")
-        try wrapped { try engine.environment.write { try engine.meta.put(Self.runningKey(number), Array(try JSONEncoder().encode(run)), $0) } }
+        try wrapped { try engine.environment.write { try engine.meta.put(MetaLayout.newItemsRunning(number), Array(try JSONEncoder().encode(run)), $0) } }
         let output: JSONLinesFile?
         var report: NewItemsReport
         do {
@@ -119,9 +113,9 @@ extension Collection {
         guard !isDropped else { throw EngineError.unknownCollection(name) }
         try wrapped {
             try engine.environment.write { txn in
-                try engine.meta.put(Self.lastRunKey(number), Array(saved), txn)
-                try engine.meta.delete(Self.runningKey(number), txn)
-                try engine.meta.delete(Self.abortedKey(number), txn)
+                try engine.meta.put(MetaLayout.newItemsLastRun(number), Array(saved), txn)
+                try engine.meta.delete(MetaLayout.newItemsRunning(number), txn)
+                try engine.meta.delete(MetaLayout.newItemsAborted(number), txn)
             }
         }
         engine.logger.info("new-items job done", metadata: [
@@ -135,15 +129,15 @@ extension Collection {
         guard !isDropped else { return }
         try wrapped {
             try engine.environment.write { txn in
-                try engine.meta.put(Self.abortedKey(number), Array(try JSONEncoder().encode(run)), txn)
-                try engine.meta.delete(Self.runningKey(number), txn)
+                try engine.meta.put(MetaLayout.newItemsAborted(number), Array(try JSONEncoder().encode(run)), txn)
+                try engine.meta.delete(MetaLayout.newItemsRunning(number), txn)
             }
         }
     }
 
     /// At open: a job marked running was cut short by the process's end.
     func noteInterruptedNewItemsJob() throws {
-        guard let bytes = try engine.environment.read({ try engine.meta.get(Self.runningKey(number), $0) }),
+        guard let bytes = try engine.environment.read({ try engine.meta.get(MetaLayout.newItemsRunning(number), $0) }),
               let run = try? JSONDecoder().decode(AbortedNewItemsRun.self, from: Data(bytes)) else { return }
         try recordAborted(run)
         engine.logger.warning("a new-items job was cut short by a stop; its partial output was removed", metadata: [
@@ -154,7 +148,7 @@ extension Collection {
     public func abortedNewItemsRun() throws -> AbortedNewItemsRun? {
         try wrapped {
             try engine.environment.read { txn in
-                try engine.meta.get(Self.abortedKey(number), txn).map { try JSONDecoder().decode(AbortedNewItemsRun.self, from: Data($0)) }
+                try engine.meta.get(MetaLayout.newItemsAborted(number), txn).map { try JSONDecoder().decode(AbortedNewItemsRun.self, from: Data($0)) }
             }
         }
     }
@@ -165,7 +159,7 @@ extension Collection {
     }
 
     private func lastNewItemsReport(_ txn: Transaction) throws -> NewItemsReport? {
-        try engine.meta.get(Self.lastRunKey(number), txn).map { try JSONDecoder().decode(NewItemsReport.self, from: Data($0)) }
+        try engine.meta.get(MetaLayout.newItemsLastRun(number), txn).map { try JSONDecoder().decode(NewItemsReport.self, from: Data($0)) }
     }
 
     /// One past the highest live id: where items added after this snapshot will start.

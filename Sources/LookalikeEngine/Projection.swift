@@ -31,7 +31,6 @@ public struct Projection: Sendable {
     /// Matrix entries at most (64 MiB of floats): e.g. 4096 -> 4096, or 65536 -> 256.
     public static let maxEntries = 1 << 24
 
-    static func metaKey(_ number: UInt32) -> String { "projection:\(number)" }
 
     /// Redis's matrix for these dimensions.
     init(inputDimension: Int, outputDimension: Int) {
@@ -108,7 +107,7 @@ extension Collection {
     static func loadProjection(_ definition: CollectionDefinition, number: UInt32, engine: Engine) throws -> Projection? {
         guard let input = definition.projectionInputDimension else { return nil }
         return try engine.environment.read { txn in
-            guard let bytes = try engine.meta.get(Projection.metaKey(number), txn) else {
+            guard let bytes = try engine.meta.get(MetaLayout.projection(number), txn) else {
                 throw StorageError.corrupt("collection '\(definition.name)' reduces dimensions but its projection matrix is missing")
             }
             return try Projection(stored: bytes, inputDimension: input, outputDimension: definition.dimension)

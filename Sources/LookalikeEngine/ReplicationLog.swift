@@ -27,7 +27,6 @@ public final class ReplicationLog: @unchecked Sendable {
         public var offset: UInt64
     }
 
-    static let metaKey = "replication"
     /// Batches are appended to the last chunk until it holds this many bytes.
     static let chunkBytes = 256 << 10
     private let meta: MetaStore
@@ -52,7 +51,7 @@ public final class ReplicationLog: @unchecked Sendable {
 
     init(meta: MetaStore, environment: Environment, limit: Int) throws {
         self.meta = meta
-        let stored = try environment.read { try meta.get(Self.metaKey, $0) }.flatMap(Self.decodePosition)
+        let stored = try environment.read { try meta.get(MetaLayout.replication, $0) }.flatMap(Self.decodePosition)
         let p = stored ?? Position(replid: Self.newId(), offset: 0)
         state = Mutex(State(replid: p.replid, offset: p.offset, start: p.offset, limit: max(0, limit)))
     }
@@ -79,7 +78,7 @@ public final class ReplicationLog: @unchecked Sendable {
             let r = try body(txn) { pending.append(contentsOf: $0) }
             if !pending.isEmpty {
                 let p = state.withLock { Position(replid: $0.replid, offset: $0.offset + UInt64(pending.count)) }
-                try meta.put(Self.metaKey, Self.encode(p), txn)
+                try meta.put(MetaLayout.replication, Self.encode(p), txn)
             }
             return r
         }
@@ -185,6 +184,6 @@ public final class ReplicationLog: @unchecked Sendable {
 
     /// The position stored in a (copied) data folder's meta table.
     static func storedPosition(_ meta: MetaStore, _ txn: Transaction) throws -> Position? {
-        try meta.get(metaKey, txn).flatMap(decodePosition)
+        try meta.get(MetaLayout.replication, txn).flatMap(decodePosition)
     }
 }

@@ -160,9 +160,9 @@ extension Engine {
             let meta = try MetaStore(environment: env)
             return try env.read { txn in
                 var files: [String] = []
-                for (_, bytes) in try meta.entries(prefix: "collection:", txn) {
+                for (_, bytes) in try meta.entries(prefix: MetaLayout.definitionPrefix, txn) {
                     let s = try JSONDecoder().decode(StoredDefinition.self, from: Data(bytes))
-                    guard let m = try meta.get(manifestKey(s.number), txn) else { continue }
+                    guard let m = try meta.get(MetaLayout.manifest(s.number), txn) else { continue }
                     let manifest = try JSONDecoder().decode(Manifest.self, from: Data(m))
                     for name in manifest.segments.map(\.name) + (manifest.template.map { [$0] } ?? []) {
                         files += ["segments/c\(s.number)/\(name).faiss", "segments/c\(s.number)/\(name).ids"]

@@ -119,7 +119,7 @@ final class AttributesTests: XCTestCase {
     func testNoRecordChecksEveryHit() async throws {
         let directory = temporaryDirectory(self)
         var (engine, c) = try await loaded(directory)
-        try engine.environment.write { try engine.meta.delete(Collection.attributeKindsKey(c.number), $0) }
+        try engine.environment.write { try engine.meta.delete(MetaLayout.attributeKinds(c.number), $0) }
         engine.close()
         (engine, c) = try await loaded(directory)
         defer { engine.close() }

@@ -1,6 +1,6 @@
 // Items: upsert, update, attributes, delete, reads, "more like this", drop; and the presets.
 import Foundation
-import LookalikeEngine
+@testable import LookalikeEngine
 import LookalikeTestSupport
 import XCTest
 
@@ -116,6 +116,9 @@ final class CollectionTests: XCTestCase {
         for i in 0..<120 { try await c.upsert(key: "k\(i)", vector: vector(i)) }
         let r8 = try await engine.dropCollection("shoes")
         XCTAssertTrue(r8)
+        // No meta key of the collection is left (MetaLayout.perCollection lists them all).
+        let left = try engine.environment.read { try engine.meta.entries(prefix: "", $0).map(\.0) }
+        XCTAssertEqual(Set(left).subtracting([MetaLayout.collectionCounter, MetaLayout.replication]), [])
         let r9 = try await engine.dropCollection("shoes")
         XCTAssertFalse(r9)
         XCTAssertNil(engine.collection("shoes"))
