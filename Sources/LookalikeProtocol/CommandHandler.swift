@@ -104,15 +104,24 @@ public final class CommandHandler: ChannelInboundHandler {
         }
     }
 
+    /// A command's name as the command table spells it (lower case).
+    private static func name(of command: RESPCommand) -> String {
+        Names.string(command.arguments.first?.readableBytesView ?? ByteBuffer().readableBytesView).lowercased()
+    }
+
     private func dispatch(_ command: RESPCommand, context: ChannelHandlerContext) {
-        let name = Names.string(command.arguments.first?.readableBytesView ?? ByteBuffer().readableBytesView).lowercased()
+        let name = Self.name(of: command)
         noteCommand(command, name: name)
         if ReplicationCommands.takesOver(command, name: name, server: server, connection: connection, context: context) { return }
         if transaction != nil || name == "multi" {
             if let answer = transactionStep(command, name: name, context: context) {
-                return reply(.now(answer), version: connection.protocolVersion, context: context)
+                // MULTI and DISCARD are calls (commandstats, SLOWLOG); a queued command counts
+                // when EXEC runs it.
+                let counted = name == "multi" || name == "discard"
+                let r = Reply.now(answer)
+                return reply(counted ? measured(command, name: name, r, context: context) : r, version: connection.protocolVersion, context: context)
             }
-            if name == "exec" { return exec(context: context) }
+            if name == "exec" { return exec(command, context: context) }
         }
         let version = connection.protocolVersion
         let result = measured(command, name: name, submit(command, context: context), context: context)
@@ -264,20 +273,25 @@ public final class CommandHandler: ChannelInboundHandler {
     /// EXEC: runs the queued commands in order, back to back, and replies with their results
     /// as one array. Writes of one transaction are queued together, so they normally share one
     /// group commit; see Docs/protocol.md for what is and is not atomic.
-    private func exec(context: ChannelHandlerContext) {
+    /// Each queued command is timed as if sent alone (commandstats, SLOWLOG), and EXEC as a
+    /// whole, as Redis does.
+    private func exec(_ command: RESPCommand, context: ChannelHandlerContext) {
         let version = connection.protocolVersion
         guard let queued = transaction else {
-            return reply(.now(.error("ERR EXEC without MULTI")), version: version, context: context)
+            return reply(measured(command, name: "exec", .now(.error("ERR EXEC without MULTI")), context: context), version: version, context: context)
         }
         transaction = nil
         guard !transactionRefused else {
-            return reply(.now(.error("EXECABORT Transaction discarded because of previous errors.")), version: version, context: context)
+            let refused = Reply.now(.error("EXECABORT Transaction discarded because of previous errors."))
+            return reply(measured(command, name: "exec", refused, context: context), version: version, context: context)
         }
-        let results = queued.map { future(submit($0, context: context), on: context.eventLoop) }
+        let results = queued.map { q in
+            future(measured(q, name: Self.name(of: q), submit(q, context: context), context: context), on: context.eventLoop)
+        }
         let all = EventLoopFuture.whenAllComplete(results, on: context.eventLoop).map { outcomes in
             RESPValue.array(outcomes.map { (try? $0.get()) ?? .error("ERR the command failed") })
         }
-        reply(.later(all), version: connection.protocolVersion, context: context)
+        reply(measured(command, name: "exec", .later(all), context: context), version: connection.protocolVersion, context: context)
     }
 
     /// Runs a command; a thrown error becomes its error reply.

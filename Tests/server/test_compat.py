@@ -33,6 +33,27 @@ def test_transaction_errors(server):
     assert reply.endswith(b":1\r\n"), reply
 
 
+def test_transactions_in_commandstats_and_slowlog(server):
+    # As in Redis: MULTI and EXEC are calls of their own, and each command EXEC runs counts
+    # (and is logged when slow) as if it had been sent alone.
+    r = server.client()
+    r.config_set("slowlog-log-slower-than", 0)
+    r.slowlog_reset()
+    with r.pipeline() as p:
+        p.execute_command("VADD", "tx", "VALUES", 2, 1, 0, "a")
+        p.execute_command("VCARD", "tx")
+        assert p.execute() == [1, 1]
+    stats = r.info("commandstats")
+    assert stats["cmdstat_multi"]["calls"] == 1, stats
+    assert stats["cmdstat_exec"]["calls"] == 1, stats
+    assert stats["cmdstat_vadd"]["calls"] == 1, stats
+    assert stats["cmdstat_vcard"]["calls"] == 1, stats
+    commands = [(e["command"].decode() if isinstance(e["command"], bytes) else e["command"]) for e in r.slowlog_get(20)]
+    assert any(c.startswith("VADD tx VALUES 2") for c in commands), commands
+    assert any(c.startswith("VCARD tx") for c in commands), commands
+    r.config_set("slowlog-log-slower-than", 10000)
+
+
 def test_config_get_and_set(server):
     r = server.client()
     cfg = r.config_get("*")
