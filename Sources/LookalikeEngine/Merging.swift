@@ -171,6 +171,7 @@ extension Collection {
             (built, entry) = try writeSegment(index, ids: ids, keys: try keyTable(for: ids, from: old), manifest: &manifest)
         }
         if let newTemplate { try writeTemplate(newTemplate, manifest: &manifest) }
+        try engine.faults.check(.mergePublish)
         progress?.enter("publishing", counting: false)
         // In place of the run: segments sealed meanwhile stay after it, in order.
         let oldNames = Set(old.map(\.name))

@@ -43,7 +43,9 @@ extension Collection {
                       manifest: inout Manifest) throws -> (SealedSegment, Manifest.Entry) {
         let name = String(format: "seg-%06d", manifest.nextSegment)
         manifest.nextSegment += 1
-        try SegmentFiles.write(index: index, ids: ids, keys: keys, name: name, directory: segmentDirectory)
+        try SegmentFiles.write(index: index, ids: ids, keys: keys, name: name, directory: segmentDirectory) {
+            try engine.faults.check(.segmentWrite)
+        }
         let segment = try SealedSegment(name: name, index: index, ids: ids, metric: definition.metric.faiss)
         segment.attach(keys: keys)
         return (segment, .init(name: name, firstId: ids.first!, lastId: ids.last!, count: ids.count))

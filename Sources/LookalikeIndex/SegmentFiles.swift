@@ -20,10 +20,12 @@ public enum SegmentFiles {
     public static func idsPath(_ dir: String, _ name: String) -> String { "\(dir)/\(name).ids" }
     public static func keysPath(_ dir: String, _ name: String) -> String { "\(dir)/\(name).keys" }
 
-    /// Writes both files of a segment durably; returns the bytes written.
+    /// Writes both files of a segment durably; returns the bytes written. `halfway` runs
+    /// between the index file and the ids file (the engine's `segmentWrite` fault point): when
+    /// it throws, nothing is left behind, as when a write fails there.
     @discardableResult
-    public static func write(index: FaissIndex, ids: [UInt64], keys: KeyTable? = nil, name: String, directory: String)
-        throws -> Int
+    public static func write(index: FaissIndex, ids: [UInt64], keys: KeyTable? = nil, name: String, directory: String,
+                             halfway: () throws -> Void = {}) throws -> Int
     {
         try FileManager.default.createDirectory(
             atPath: directory, withIntermediateDirectories: true)
@@ -39,6 +41,7 @@ public enum SegmentFiles {
         }
         try index.write(to: indexTemp)
         try fsyncFile(indexTemp)
+        try halfway()
         try writeDurably(encodeIds(ids), to: idsTemp)
         if let keys {
             require(keys.count == ids.count, "a key per id")

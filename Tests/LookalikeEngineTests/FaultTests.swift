@@ -1,0 +1,320 @@
+// FaultTests: a commit, a seal and a merge that fail half-way (Engine.faults, Faults.swift),
+// and segment files damaged on disk between two runs. Each asserts the same five things: the
+// failing operation says so clearly; no acknowledged write is lost; searches still return
+// every acknowledged item (from the exact or the older segments); the next attempt succeeds;
+// and a reopen afterwards gives the same contents. Real FAISS and LMDB, no mocks.
+import Foundation
+import LookalikeEngine
+import LookalikeTestSupport
+import XCTest
+
+final class FaultTests: XCTestCase {
+    private func items(_ count: Int, from start: Int = 0) -> [(key: String, vector: [Float])] {
+        let vectors = clusteredVectors(count: start + count, dimension: 16, clusters: 10, seed: 21)
+        return (start..<(start + count)).map { ("f\($0)", vectors[$0]) }
+    }
+
+    private func options(sealThreshold: Int = 100, mergeFactor: Int = 8) -> EngineOptions {
+        var o = EngineOptions()
+        o.sealThreshold = sealThreshold
+        o.mergeFactor = mergeFactor
+        return o
+    }
+
+    private func load(_ c: Collection, _ data: [(key: String, vector: [Float])]) async throws {
+        for (key, vector) in data { try await c.upsert(key: key, vector: vector) }
+    }
+
+    /// Every item is its own nearest (within the top 3: the graph is approximate) and nothing
+    /// else is stored.
+    private func assertServes(_ c: Collection, exactly data: [(key: String, vector: [Float])],
+                              file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertEqual(try c.itemCount(), data.count, file: file, line: line)
+        for (key, vector) in data {
+            let hits = try c.search(.init(query: .vector(vector), k: 3)).map(\.key)
+            XCTAssertTrue(hits.contains(key), "\(key) not found: \(hits)", file: file, line: line)
+        }
+    }
+
+    /// The segment folder holds the files of the loaded segments and nothing else: a failure
+    /// left no temporary or unnamed file eating disk space.
+    private func assertNoLeftoverFiles(_ dir: String, _ c: Collection, file: StaticString = #filePath, line: UInt = #line) {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: dir + "/segments/c1")) ?? []
+        XCTAssertFalse(files.contains { $0.hasSuffix(".tmp") }, "leftover: \(files)", file: file, line: line)
+        let faiss = files.filter { $0.hasSuffix(".faiss") }
+        XCTAssertEqual(faiss.count, c.segmentSummary().sealed, "segment files: \(files.sorted())", file: file, line: line)
+    }
+
+    private func assertInjected(_ error: Error, at point: FaultPoint, file: StaticString = #filePath, line: UInt = #line) {
+        guard case .storage(let message)? = error as? EngineError else {
+            return XCTFail("expected a storage error, got \(error)", file: file, line: line)
+        }
+        XCTAssertTrue(message.contains("injected fault at \(point.rawValue)"), message, file: file, line: line)
+    }
+
+    // MARK: - Commit
+
+    func testCommitThatFailsChangesNothingAndTheNextSucceeds() async throws {
+        let dir = temporaryDirectory(self)
+        let data = items(150)
+        do {
+            let engine = try Engine(directory: dir, options: options())
+            let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+            try await load(c, Array(data.prefix(120)))
+
+            // A new item, an update and a removal whose transactions abort: each fails, none shows.
+            engine.faults.arm(.commit, times: 3)
+            do { try await c.upsert(key: "lost", vector: data[120].vector); XCTFail("the write was acknowledged") }
+            catch { assertInjected(error, at: .commit) }
+            do { try await c.upsert(key: "f0", vector: data[1].vector); XCTFail("the update was acknowledged") }
+            catch { assertInjected(error, at: .commit) }
+            do { _ = try await c.remove(key: "f1"); XCTFail("the removal was acknowledged") }
+            catch { assertInjected(error, at: .commit) }
+            XCTAssertNotNil(engine.writeFailure, "INFO and /healthz say writes fail")
+            XCTAssertFalse(try c.contains(key: "lost"))
+            XCTAssertEqual(try c.vector(key: "f0"), data[0].vector)
+            XCTAssertTrue(try c.contains(key: "f1"))
+            try assertServes(c, exactly: Array(data.prefix(120)))
+
+            // A dropped collection whose drop did not commit is still there, whole.
+            engine.faults.arm(.commit)
+            do { _ = try await engine.dropCollection("f"); XCTFail("the drop was acknowledged") }
+            catch { assertInjected(error, at: .commit) }
+            XCTAssertTrue(engine.collection("f") === c)
+
+            // A batch whose every transaction fails (and every retry, write by write).
+            engine.faults.arm(.commit, times: 1_000)
+            let rest = Array(data.suffix(30))
+            let failed = await c.write(batch: rest.map { .upsert(key: $0.key, vector: $0.vector, attributes: .keep) })
+            XCTAssertEqual(failed.count, 30)
+            for r in failed {
+                if case .failure(let e) = r { assertInjected(e, at: .commit) } else { XCTFail("acknowledged: \(r)") }
+            }
+            XCTAssertEqual(try c.itemCount(), 120)
+
+            // The next attempt commits, with the ids the failed ones did not keep.
+            engine.faults.disarmAll()
+            let done = await c.write(batch: rest.map { .upsert(key: $0.key, vector: $0.vector, attributes: .keep) })
+            XCTAssertEqual(done.compactMap { try? $0.get() }, Array(repeating: .added, count: 30))
+            XCTAssertNil(engine.writeFailure)
+            try assertServes(c, exactly: data)
+            engine.waitForSealing()
+            engine.close()
+        }
+        let engine = try Engine(directory: dir, options: options())
+        defer { engine.close() }
+        let c = try XCTUnwrap(engine.collection("f"))
+        try assertServes(c, exactly: data)
+        XCTAssertFalse(try c.contains(key: "lost"))
+        XCTAssertEqual(try c.vector(key: "f0"), data[0].vector)
+    }
+
+    // MARK: - Seal
+
+    func testSealThatFailsHalfWayKeepsItemsExactAndSealsNextTime() async throws {
+        let dir = temporaryDirectory(self)
+        let data = items(150)
+        do {
+            let engine = try Engine(directory: dir, options: options())
+            let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+            engine.faults.arm(.segmentWrite)
+            try await load(c, data)  // the first 100 fill a segment: its background seal fails
+            engine.waitForSealing()
+            XCTAssertEqual(engine.faults.remaining(.segmentWrite), 0, "the seal reached the fault")
+            XCTAssertTrue(c.indexState.hasPrefix("seal failed 1 time(s)"), c.indexState)
+            XCTAssertTrue(c.indexState.contains("injected fault at segmentWrite"), c.indexState)
+            XCTAssertEqual(c.segmentSummary().sealed, 0)
+            XCTAssertEqual(c.segmentSummary().frozen, 1, "the frozen segment stays, searchable")
+            assertNoLeftoverFiles(dir, c)
+            try assertServes(c, exactly: data)
+
+            // SAVE retries at once and says when it fails again; the newer segment it freezes
+            // waits for the older one (the manifest names segments in id order).
+            engine.faults.arm(.segmentWrite)
+            XCTAssertThrowsError(try engine.persist()) { error in
+                guard case .sealFailed(let name, let reason)? = error as? EngineError else { return XCTFail("\(error)") }
+                XCTAssertEqual(name, "f")
+                XCTAssertTrue(reason.contains("injected fault at segmentWrite"), reason)
+            }
+            assertNoLeftoverFiles(dir, c)
+            try assertServes(c, exactly: data)
+            engine.close()
+        }
+        // A restart after the failures: every item is there (replayed from LMDB).
+        do {
+            let engine = try Engine(directory: dir, options: options())
+            let c = try XCTUnwrap(engine.collection("f"))
+            try assertServes(c, exactly: data)
+            // The next attempt seals everything.
+            try engine.persist()
+            XCTAssertEqual(c.indexState, "indexed")
+            XCTAssertEqual(c.segmentSummary().frozen, 0)
+            XCTAssertEqual(c.segmentSummary().sealedItems, 150)
+            assertNoLeftoverFiles(dir, c)
+            try assertServes(c, exactly: data)
+            engine.close()
+        }
+        let engine = try Engine(directory: dir, options: options())
+        defer { engine.close() }
+        let c = try XCTUnwrap(engine.collection("f"))
+        XCTAssertEqual(c.segmentSummary().sealedItems, 150, "the seals load from files")
+        XCTAssertEqual(c.segmentSummary().mutableCount, 0)
+        try assertServes(c, exactly: data)
+    }
+
+    /// A seal that fails in a running engine succeeds at the next SAVE, without a restart.
+    func testSaveAfterAFailedSealSealsEverything() async throws {
+        let dir = temporaryDirectory(self)
+        let data = items(150)
+        let engine = try Engine(directory: dir, options: options())
+        defer { engine.close() }
+        let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+        engine.faults.arm(.segmentWrite)
+        try await load(c, data)
+        engine.waitForSealing()
+        XCTAssertEqual(c.segmentSummary().frozen, 1)
+        try engine.persist()
+        XCTAssertEqual(c.indexState, "indexed")
+        XCTAssertEqual(c.segmentSummary().sealed, 2)
+        XCTAssertEqual(c.segmentSummary().sealedItems, 150)
+        assertNoLeftoverFiles(dir, c)
+        try assertServes(c, exactly: data)
+    }
+
+    /// A seal whose files are written but whose manifest commit aborts: the files go at once
+    /// (they would hold the disk space until the next start), the items stay searchable.
+    func testSealWhoseManifestCommitFailsLeavesNoFiles() async throws {
+        let dir = temporaryDirectory(self)
+        let data = items(150)
+        let engine = try Engine(directory: dir, options: options())
+        defer { engine.close() }
+        let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+        engine.faults.arm(.manifestCommit)
+        try await load(c, data)
+        engine.waitForSealing()
+        XCTAssertEqual(engine.faults.remaining(.manifestCommit), 0, "the seal reached the fault")
+        XCTAssertTrue(c.indexState.contains("injected fault at manifestCommit"), c.indexState)
+        assertNoLeftoverFiles(dir, c)
+        try assertServes(c, exactly: data)
+        try engine.persist()
+        XCTAssertEqual(c.segmentSummary().sealedItems, 150)
+        assertNoLeftoverFiles(dir, c)
+        try assertServes(c, exactly: data)
+    }
+
+    /// Killed (not failed) after a seal's failure: the frozen items replay from LMDB.
+    func testReopenAfterAFailedSealReplaysItsItems() async throws {
+        let dir = temporaryDirectory(self)
+        let data = items(150)
+        do {
+            let engine = try Engine(directory: dir, options: options())
+            let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+            engine.faults.arm(.segmentWrite, times: 1_000)
+            try await load(c, data)
+            engine.waitForSealing()
+            XCTAssertEqual(c.segmentSummary().sealed, 0)
+            engine.close()
+        }
+        let engine = try Engine(directory: dir, options: options())
+        defer { engine.close() }
+        let c = try XCTUnwrap(engine.collection("f"))
+        try assertServes(c, exactly: data)
+        engine.waitForSealing()
+        XCTAssertEqual(c.segmentSummary().sealedItems, 100, "the replay seals a full segment again")
+        assertNoLeftoverFiles(dir, c)
+    }
+
+    // MARK: - Merge
+
+    func testMergeThatFailsBeforeTheManifestKeepsTheRunAndMergesNextTime() async throws {
+        let dir = temporaryDirectory(self)
+        let data = items(300)
+        let opts = options(mergeFactor: 2)
+        do {
+            let engine = try Engine(directory: dir, options: opts)
+            let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+            engine.faults.arm(.mergePublish)
+            try await load(c, Array(data.prefix(200)))  // two seals: a run of two to merge
+            engine.waitForSealing()
+            engine.waitForMerging()
+            XCTAssertEqual(engine.faults.remaining(.mergePublish), 0, "the merge reached the fault")
+            XCTAssertEqual(c.segmentSummary().sealed, 2, "the run stays as it was")
+            assertNoLeftoverFiles(dir, c)
+            try assertServes(c, exactly: Array(data.prefix(200)))
+
+            // The next seal schedules merges again; they succeed.
+            try await load(c, Array(data.suffix(100)))
+            engine.waitForSealing()
+            engine.waitForMerging()
+            XCTAssertEqual(c.segmentSummary().sealed, 1)
+            XCTAssertEqual(c.segmentSummary().sealedItems, 300)
+            assertNoLeftoverFiles(dir, c)
+            try assertServes(c, exactly: data)
+            engine.close()
+        }
+        let engine = try Engine(directory: dir, options: opts)
+        defer { engine.close() }
+        let c = try XCTUnwrap(engine.collection("f"))
+        XCTAssertEqual(c.segmentSummary().sealed, 1)
+        try assertServes(c, exactly: data)
+    }
+
+    // MARK: - Damaged files at open
+
+    enum Damage: CaseIterable {
+        case idsTruncated, idsFlippedByte, idsMissing, indexTruncated, indexHeaderZeroed, indexMissing, keysGarbage
+    }
+
+    /// Each kind of damage to the first of two segments: the folder opens, the damaged segment
+    /// (and the later one) are replayed from LMDB, sealed again, and a second reopen is whole.
+    func testDamagedSegmentFilesAtOpenAreRebuiltFromLMDB() async throws {
+        for damage in Damage.allCases {
+            let dir = temporaryDirectory(self)
+            let data = items(250)
+            do {
+                let engine = try Engine(directory: dir, options: options())
+                let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+                try await load(c, data)
+                try await c.remove(key: "f7")  // a tombstone in the damaged segment
+                engine.waitForSealing()
+                XCTAssertEqual(c.segmentSummary().sealed, 2)
+                engine.close()
+            }
+            let live = data.filter { $0.key != "f7" }
+            try Self.damage(dir + "/segments/c1/seg-000001", damage)
+            do {
+                let engine = try Engine(directory: dir, options: options())
+                let c = try XCTUnwrap(engine.collection("f"), "\(damage)")
+                try assertServes(c, exactly: live)
+                XCTAssertFalse(try c.contains(key: "f7"), "\(damage)")
+                try engine.persist()
+                try assertServes(c, exactly: live)
+                engine.close()
+            }
+            let engine = try Engine(directory: dir, options: options())
+            defer { engine.close() }
+            let c = try XCTUnwrap(engine.collection("f"))
+            XCTAssertEqual(c.segmentSummary().mutableCount, 0, "\(damage): sealed again, nothing to replay")
+            try assertServes(c, exactly: live)
+            assertNoLeftoverFiles(dir, c)
+        }
+    }
+
+    private static func damage(_ base: String, _ damage: Damage) throws {
+        func edit(_ path: String, _ change: (inout Data) -> Void) throws {
+            var data = try Data(contentsOf: URL(fileURLWithPath: path))
+            change(&data)
+            try data.write(to: URL(fileURLWithPath: path))
+        }
+        let fm = FileManager.default
+        switch damage {
+        case .idsTruncated: try edit(base + ".ids") { $0 = $0.prefix($0.count - 12) }
+        case .idsFlippedByte: try edit(base + ".ids") { $0[40] ^= 0x10 }
+        case .idsMissing: try fm.removeItem(atPath: base + ".ids")
+        case .indexTruncated: try edit(base + ".faiss") { $0 = $0.prefix($0.count / 2) }
+        case .indexHeaderZeroed: try edit(base + ".faiss") { for i in 0..<16 { $0[i] = 0 } }
+        case .indexMissing: try fm.removeItem(atPath: base + ".faiss")
+        case .keysGarbage: try edit(base + ".keys") { for i in stride(from: 0, to: $0.count, by: 7) { $0[i] ^= 0x5A } }
+        }
+    }
+}
