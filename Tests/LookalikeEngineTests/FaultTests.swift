@@ -262,7 +262,8 @@ final class FaultTests: XCTestCase {
     // MARK: - Damaged files at open
 
     enum Damage: CaseIterable {
-        case idsTruncated, idsFlippedByte, idsMissing, indexTruncated, indexHeaderZeroed, indexMissing, keysGarbage
+        case idsTruncated, idsFlippedByte, idsMissing, indexTruncated, indexHeaderZeroed, indexBodyGarbage, indexMissing,
+             keysGarbage
     }
 
     /// Each kind of damage to the first of two segments: the folder opens, the damaged segment
@@ -313,8 +314,31 @@ final class FaultTests: XCTestCase {
         case .idsMissing: try fm.removeItem(atPath: base + ".ids")
         case .indexTruncated: try edit(base + ".faiss") { $0 = $0.prefix($0.count / 2) }
         case .indexHeaderZeroed: try edit(base + ".faiss") { for i in 0..<16 { $0[i] = 0 } }
+        case .indexBodyGarbage: try edit(base + ".faiss", breakNeighbourLists)
         case .indexMissing: try fm.removeItem(atPath: base + ".faiss")
         case .keysGarbage: try edit(base + ".keys") { for i in stride(from: 0, to: $0.count, by: 7) { $0[i] ^= 0x5A } }
+        }
+    }
+
+    /// Points the middle of the graph's neighbour lists (the longest run of int32 values that
+    /// are positions or -1: sizes and headers stay intact, so FAISS reads the file) at
+    /// positions that do not exist: the damage a flipped disk block does to a graph.
+    private static func breakNeighbourLists(_ data: inout Data) {
+        let bytes = [UInt8](data)
+        func int32(at i: Int) -> Int32 { Int32(bitPattern: UInt32(bytes[i]) | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2]) << 16 | UInt32(bytes[i + 3]) << 24) }
+        var best = (start: 0, length: 0)
+        for phase in 0..<4 {
+            var start = phase, length = 0
+            for i in stride(from: phase, to: bytes.count - 3, by: 4) {
+                let v = int32(at: i)
+                if v >= -1 && v < 100 { length += 1 } else { start = i + 4; length = 0 }
+                if length > best.length { best = (start, length) }
+            }
+        }
+        precondition(best.length > 500, "no neighbour lists found")
+        for k in stride(from: best.length / 4, to: best.length * 3 / 4, by: 3) {
+            let i = best.start + 4 * k
+            for (j, b) in [UInt8(0x40), 0x42, 0x0F, 0x00].enumerated() { data[data.startIndex + i + j] = b }
         }
     }
 }
