@@ -113,7 +113,7 @@ extension Collection {
         if copyBase {
             // The copy is read from the base's own file: FAISS 1.7.3's clone_index turns an
             // IndexHNSWFlat into a plain IndexHNSW, which write_index then refuses.
-            index = try FaissIndex.read(path: SegmentFiles.indexPath(segmentDirectory, base.name), mmap: false)
+            index = try SegmentFiles.readIndex(name: base.name, directory: segmentDirectory, mmap: false)
             ids = base.idList
             try index.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
             try index.reserveGraph(capacity: total)

@@ -1,11 +1,16 @@
 // SegmentFiles: how a sealed segment is stored next to the LMDB files.
 //
 // A segment "seg-000042" is three files: seg-000042.faiss (FAISS's own format),
-// seg-000042.ids (a header, the ascending ids as little-endian UInt64, and a checksum) and
+// seg-000042.ids (a header, the ascending ids as little-endian UInt64, the size and checksum
+// of the .faiss file, and a checksum of all that: format 2; format 1, from before, has no
+// .faiss check and still opens) and
 // seg-000042.keys (its positions' keys: KeyTable.swift; absent in folders written before it,
 // which recovery migrates by writing it from LMDB). All are written under a temporary name, fsynced, renamed, and the directory fsynced; only
 // then does the engine name the segment in the LMDB manifest. A crash before the manifest
 // commit leaves files no manifest names, which `removeUnlisted` deletes at the next start.
+// Why the .faiss checksum: FAISS checks a file's sizes, not its contents; a damaged graph
+// (neighbour lists pointing nowhere) would load, and lose items from every search, or worse.
+// It is checked before FAISS reads the file, by one sequential pass (page cache, no copy).
 // Threads: callers serialise writes to one segment name; reads are independent.
 import Foundation
 
@@ -14,7 +19,8 @@ import Glibc
 #endif
 
 public enum SegmentFiles {
-    static let idsMagic: UInt64 = 0x4C4B_4944_5331_0001  // "LKIDS1", version 1
+    static let idsMagicV1: UInt64 = 0x4C4B_4944_5331_0001  // "LKIDS1", version 1: no .faiss check
+    static let idsMagic: UInt64 = 0x4C4B_4944_5331_0002  // version 2: with the .faiss size and checksum
 
     public static func indexPath(_ dir: String, _ name: String) -> String { "\(dir)/\(name).faiss" }
     public static func idsPath(_ dir: String, _ name: String) -> String { "\(dir)/\(name).ids" }
@@ -42,7 +48,7 @@ public enum SegmentFiles {
         try index.write(to: indexTemp)
         try fsyncFile(indexTemp)
         try halfway()
-        try writeDurably(encodeIds(ids), to: idsTemp)
+        try writeDurably(encodeIds(ids, index: try fileChecksum(indexTemp)), to: idsTemp)
         if let keys {
             require(keys.count == ids.count, "a key per id")
             try writeDurably(keys.encode(), to: keysFinal + ".tmp")
@@ -66,9 +72,7 @@ public enum SegmentFiles {
     public static func read(name: String, directory: String, mmap: Bool, metric: FaissMetric)
         throws -> SealedSegment
     {
-        let ids = try decodeIds(
-            Data(contentsOf: URL(fileURLWithPath: idsPath(directory, name))), name: name)
-        let index = try FaissIndex.read(path: indexPath(directory, name), mmap: mmap)
+        let (ids, index) = try readChecked(name: name, directory: directory, mmap: mmap)
         let segment = try SealedSegment(name: name, index: index, ids: ids, metric: metric)
         // A missing keys file is a folder from before them (recovery writes it); a damaged
         // one is rebuilt the same way, from LMDB.
@@ -78,6 +82,21 @@ public enum SegmentFiles {
             segment.attach(keys: keys)
         }
         return segment
+    }
+
+    /// The FAISS index of a segment or template, once its .faiss file matches the size and
+    /// checksum its ids file records (format 2); throws `IndexError.corrupt` when it does not.
+    public static func readIndex(name: String, directory: String, mmap: Bool) throws -> FaissIndex {
+        try readChecked(name: name, directory: directory, mmap: mmap).1
+    }
+
+    private static func readChecked(name: String, directory: String, mmap: Bool) throws -> ([UInt64], FaissIndex) {
+        let (ids, expected) = try decodeIds(
+            Data(contentsOf: URL(fileURLWithPath: idsPath(directory, name))), name: name)
+        if let expected, try fileChecksum(indexPath(directory, name)) != expected {
+            throw IndexError.corrupt("\(name).faiss does not match its checksum: the file is damaged")
+        }
+        return (ids, try FaissIndex.read(path: indexPath(directory, name), mmap: mmap))
     }
 
     public static func remove(name: String, directory: String) {
@@ -109,8 +128,16 @@ public enum SegmentFiles {
 
     // MARK: - The ids file
 
-    static func encodeIds(_ ids: [UInt64]) -> Data {
-        var data = Data(capacity: 24 + ids.count * 8)
+    /// The size and checksum of a .faiss file, as the ids file records them.
+    struct IndexCheck: Equatable {
+        var bytes: UInt64
+        var checksum: UInt64
+    }
+
+    /// Format 2: magic, count, the ids, the .faiss file's size and checksum, and a checksum of
+    /// the ids and those two.
+    static func encodeIds(_ ids: [UInt64], index: IndexCheck) -> Data {
+        var data = Data(capacity: 40 + ids.count * 8)
         func put(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
         put(idsMagic)
         put(UInt64(ids.count))
@@ -121,35 +148,86 @@ public enum SegmentFiles {
                 for v in ids { put(v) }
             }
         }
-        put(checksum(ids))
+        put(index.bytes)
+        put(index.checksum)
+        put(checksum(ids + [index.bytes, index.checksum]))
         return data
     }
 
-    static func decodeIds(_ data: Data, name: String) throws -> [UInt64] {
+    /// The ids, and what the .faiss file must be (nil for a format 1 file, which has no check).
+    static func decodeIds(_ data: Data, name: String) throws -> ([UInt64], IndexCheck?) {
         guard data.count >= 24, (data.count - 24) % 8 == 0 else {
             throw IndexError.corrupt("\(name).ids has a bad size (\(data.count) bytes)")
         }
         let words = data.withUnsafeBytes { raw in
             (0..<(data.count / 8)).map { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
         }
-        guard words[0] == idsMagic else { throw IndexError.corrupt("\(name).ids: unknown format") }
+        let trailer: Int
+        switch words[0] {
+        case idsMagic: trailer = 2
+        case idsMagicV1: trailer = 0
+        default: throw IndexError.corrupt("\(name).ids: unknown format")
+        }
         let n = Int(words[1])
-        guard words.count == n + 3 else { throw IndexError.corrupt("\(name).ids: truncated") }
-        let ids = Array(words[2..<(2 + n)])
-        guard checksum(ids) == words[n + 2] else {
+        guard words.count == n + 3 + trailer else { throw IndexError.corrupt("\(name).ids: truncated") }
+        let covered = Array(words[2..<(2 + n + trailer)])
+        guard checksum(covered) == words[n + 2 + trailer] else {
             throw IndexError.corrupt("\(name).ids: checksum mismatch")
         }
-        return ids
+        let ids = Array(covered.prefix(n))
+        return (ids, trailer == 0 ? nil : IndexCheck(bytes: covered[n], checksum: covered[n + 1]))
     }
 
     /// FNV-1a over the ids: catches torn or mixed-up files, not malice.
     static func checksum(_ ids: [UInt64]) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for v in ids {
+        ids.withUnsafeBufferPointer { fnv1a($0, into: fnvOffset) }
+    }
+
+    static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    static func fnv1a(_ words: UnsafeBufferPointer<UInt64>, into start: UInt64) -> UInt64 {
+        var h = start
+        for v in words {
             h ^= v
             h = h &* 0x0000_0100_0000_01b3
         }
         return h
+    }
+
+    /// The size of a file and FNV-1a over its little-endian 64-bit words (the last one padded
+    /// with zeros), read sequentially in 1 MiB chunks.
+    static func fileChecksum(_ path: String) throws -> IndexCheck {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw IndexError.io("cannot open \(path): \(errnoText())") }
+        defer { close(fd) }
+        let chunk = 1 << 20
+        var buffer = [UInt64](repeating: 0, count: chunk / 8)
+        var h = fnvOffset
+        var total: UInt64 = 0
+        while true {
+            var filled = 0
+            // Fill the whole chunk (a short read mid-file would shift the words).
+            let n = buffer.withUnsafeMutableBytes { raw -> Int in
+                while filled < chunk {
+                    let r = Glibc.read(fd, raw.baseAddress! + filled, chunk - filled)
+                    if r < 0 && errno == EINTR { continue }
+                    if r <= 0 { return r < 0 ? -1 : filled }
+                    filled += r
+                }
+                return filled
+            }
+            guard n >= 0 else { throw IndexError.io("cannot read \(path): \(errnoText())") }
+            if n == 0 { break }
+            let words = (n + 7) / 8
+            buffer.withUnsafeMutableBytes { raw in
+                for i in n..<(words * 8) { raw[i] = 0 }  // the padding of a last partial word
+            }
+            if UInt64(1).littleEndian != 1 { for i in 0..<words { buffer[i] = buffer[i].littleEndian } }
+            h = buffer.withUnsafeBufferPointer { fnv1a(UnsafeBufferPointer(rebasing: $0[0..<words]), into: h) }
+            total += UInt64(n)
+            if n < chunk { break }
+        }
+        return IndexCheck(bytes: total, checksum: h)
     }
 
     // MARK: - Durable file operations

@@ -301,6 +301,42 @@ final class FaultTests: XCTestCase {
         }
     }
 
+    /// Folders from before the .faiss checksum (ids files of format 1) open as they are: their
+    /// segments load from their files, nothing is replayed.
+    func testSegmentsWithoutAnIndexChecksumStillLoad() async throws {
+        let dir = temporaryDirectory(self)
+        let data = items(250)
+        do {
+            let engine = try Engine(directory: dir, options: options())
+            let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+            try await load(c, data)
+            engine.waitForSealing()
+            engine.close()
+        }
+        for name in ["seg-000001", "seg-000002"] { try Self.rewriteAsFormat1(dir + "/segments/c1/\(name).ids") }
+        let engine = try Engine(directory: dir, options: options())
+        defer { engine.close() }
+        let c = try XCTUnwrap(engine.collection("f"))
+        XCTAssertEqual(c.segmentSummary().sealed, 2)
+        XCTAssertEqual(c.segmentSummary().mutableCount, 50, "only what came after the last seal is replayed")
+        try assertServes(c, exactly: data)
+    }
+
+    /// An ids file as format 1 wrote it: magic, count, ids, FNV-1a of the ids (no .faiss check).
+    private static func rewriteAsFormat1(_ path: String) throws {
+        let v2 = try Data(contentsOf: URL(fileURLWithPath: path))
+        let words = v2.withUnsafeBytes { raw in
+            (0..<(v2.count / 8)).map { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
+        }
+        XCTAssertEqual(words[0], 0x4C4B_4944_5331_0002)
+        let ids = Array(words[2..<(2 + Int(words[1]))])
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for v in ids { h = (h ^ v) &* 0x0000_0100_0000_01b3 }
+        var v1 = Data()
+        for w in [0x4C4B_4944_5331_0001, UInt64(ids.count)] + ids + [h] { withUnsafeBytes(of: w.littleEndian) { v1.append(contentsOf: $0) } }
+        try v1.write(to: URL(fileURLWithPath: path))
+    }
+
     private static func damage(_ base: String, _ damage: Damage) throws {
         func edit(_ path: String, _ change: (inout Data) -> Void) throws {
             var data = try Data(contentsOf: URL(fileURLWithPath: path))
