@@ -180,38 +180,37 @@ public enum SegmentFiles {
 
     /// FNV-1a over the ids: catches torn or mixed-up files, not malice.
     static func checksum(_ ids: [UInt64]) -> UInt64 {
-        ids.withUnsafeBufferPointer { fnv1a($0, into: fnvOffset) }
-    }
-
-    static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
-
-    static func fnv1a(_ words: UnsafeBufferPointer<UInt64>, into start: UInt64) -> UInt64 {
-        var h = start
-        for v in words {
+        var h = fnvOffset
+        for v in ids {
             h ^= v
             h = h &* 0x0000_0100_0000_01b3
         }
         return h
     }
 
-    /// The size of a file and FNV-1a over its little-endian 64-bit words (the last one padded
-    /// with zeros), read sequentially in 1 MiB chunks.
+    static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    /// The size of a file and its checksum: FNV-1a in four lanes (word i of the file, as
+    /// little-endian 64 bits with the last one padded with zeros, goes to lane i mod 4; the
+    /// lanes run in parallel on one core, about 3x one lane), the lanes then folded by FNV-1a
+    /// with the size. Read sequentially in 1 MiB chunks (page cache, no copy of the file).
     static func fileChecksum(_ path: String) throws -> IndexCheck {
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else { throw IndexError.io("cannot open \(path): \(errnoText())") }
         defer { close(fd) }
-        let chunk = 1 << 20
+        let chunk = 1 << 20  // a multiple of 4 words: every full chunk starts at lane 0
         var buffer = [UInt64](repeating: 0, count: chunk / 8)
-        var h = fnvOffset
+        var lanes = [UInt64](repeating: fnvOffset, count: 4)
         var total: UInt64 = 0
         while true {
-            var filled = 0
-            // Fill the whole chunk (a short read mid-file would shift the words).
+            // Fill the whole chunk: a short read mid-file would shift the words.
             let n = buffer.withUnsafeMutableBytes { raw -> Int in
+                var filled = 0
                 while filled < chunk {
                     let r = Glibc.read(fd, raw.baseAddress! + filled, chunk - filled)
                     if r < 0 && errno == EINTR { continue }
-                    if r <= 0 { return r < 0 ? -1 : filled }
+                    if r < 0 { return -1 }
+                    if r == 0 { break }
                     filled += r
                 }
                 return filled
@@ -223,11 +222,29 @@ public enum SegmentFiles {
                 for i in n..<(words * 8) { raw[i] = 0 }  // the padding of a last partial word
             }
             if UInt64(1).littleEndian != 1 { for i in 0..<words { buffer[i] = buffer[i].littleEndian } }
-            h = buffer.withUnsafeBufferPointer { fnv1a(UnsafeBufferPointer(rebasing: $0[0..<words]), into: h) }
+            buffer.withUnsafeBufferPointer { fnv1aLanes(UnsafeBufferPointer(rebasing: $0[0..<words]), &lanes) }
             total += UInt64(n)
             if n < chunk { break }
         }
-        return IndexCheck(bytes: total, checksum: h)
+        return IndexCheck(bytes: total, checksum: checksum(lanes + [total]))
+    }
+
+    /// Four FNV-1a lanes over `words`, word i to lane i mod 4.
+    static func fnv1aLanes(_ words: UnsafeBufferPointer<UInt64>, _ lanes: inout [UInt64]) {
+        let prime: UInt64 = 0x0000_0100_0000_01b3
+        var (a, b, c, d) = (lanes[0], lanes[1], lanes[2], lanes[3])
+        var i = 0
+        while i + 4 <= words.count {
+            a = (a ^ words[i]) &* prime
+            b = (b ^ words[i + 1]) &* prime
+            c = (c ^ words[i + 2]) &* prime
+            d = (d ^ words[i + 3]) &* prime
+            i += 4
+        }
+        if i < words.count { a = (a ^ words[i]) &* prime }
+        if i + 1 < words.count { b = (b ^ words[i + 1]) &* prime }
+        if i + 2 < words.count { c = (c ^ words[i + 2]) &* prime }
+        lanes = [a, b, c, d]
     }
 
     // MARK: - Durable file operations
