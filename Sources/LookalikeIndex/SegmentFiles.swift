@@ -94,7 +94,7 @@ public enum SegmentFiles {
         let (ids, expected) = try decodeIds(
             Data(contentsOf: URL(fileURLWithPath: idsPath(directory, name))), name: name)
         if let expected, try fileChecksum(indexPath(directory, name)) != expected {
-            throw IndexError.corrupt("\(name).faiss does not match its checksum: the file is damaged")
+            throw IndexError.corrupt("\(name).faiss does not match the size and checksum in \(name).ids")
         }
         return (ids, try FaissIndex.read(path: indexPath(directory, name), mmap: mmap))
     }

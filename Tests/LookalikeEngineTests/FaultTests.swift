@@ -21,6 +21,13 @@ final class FaultTests: XCTestCase {
         return o
     }
 
+    /// The engine of `dir` and its collection "f" (HNSW16 over 16-d L2), created or reopened.
+    private func openCollection(_ dir: String, _ opts: EngineOptions? = nil, creating: Bool) throws -> (Engine, Collection) {
+        let engine = try Engine(directory: dir, options: opts ?? options())
+        if creating { return (engine, try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))) }
+        return (engine, try XCTUnwrap(engine.collection("f"), "the collection reopens"))
+    }
+
     private func load(_ c: Collection, _ data: [(key: String, vector: [Float])]) async throws {
         for (key, vector) in data { try await c.upsert(key: key, vector: vector) }
     }
@@ -58,8 +65,7 @@ final class FaultTests: XCTestCase {
         let dir = temporaryDirectory(self)
         let data = items(150)
         do {
-            let engine = try Engine(directory: dir, options: options())
-            let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+            let (engine, c) = try openCollection(dir, creating: true)
             try await load(c, Array(data.prefix(120)))
 
             // A new item, an update and a removal whose transactions abort: each fails, none shows.
@@ -101,9 +107,8 @@ final class FaultTests: XCTestCase {
             engine.waitForSealing()
             engine.close()
         }
-        let engine = try Engine(directory: dir, options: options())
+        let (engine, c) = try openCollection(dir, creating: false)
         defer { engine.close() }
-        let c = try XCTUnwrap(engine.collection("f"))
         try assertServes(c, exactly: data)
         XCTAssertFalse(try c.contains(key: "lost"))
         XCTAssertEqual(try c.vector(key: "f0"), data[0].vector)
@@ -115,8 +120,7 @@ final class FaultTests: XCTestCase {
         let dir = temporaryDirectory(self)
         let data = items(150)
         do {
-            let engine = try Engine(directory: dir, options: options())
-            let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+            let (engine, c) = try openCollection(dir, creating: true)
             engine.faults.arm(.segmentWrite)
             try await load(c, data)  // the first 100 fill a segment: its background seal fails
             engine.waitForSealing()
@@ -142,8 +146,7 @@ final class FaultTests: XCTestCase {
         }
         // A restart after the failures: every item is there (replayed from LMDB).
         do {
-            let engine = try Engine(directory: dir, options: options())
-            let c = try XCTUnwrap(engine.collection("f"))
+            let (engine, c) = try openCollection(dir, creating: false)
             try assertServes(c, exactly: data)
             // The next attempt seals everything.
             try engine.persist()
@@ -154,52 +157,37 @@ final class FaultTests: XCTestCase {
             try assertServes(c, exactly: data)
             engine.close()
         }
-        let engine = try Engine(directory: dir, options: options())
+        let (engine, c) = try openCollection(dir, creating: false)
         defer { engine.close() }
-        let c = try XCTUnwrap(engine.collection("f"))
         XCTAssertEqual(c.segmentSummary().sealedItems, 150, "the seals load from files")
         XCTAssertEqual(c.segmentSummary().mutableCount, 0)
         try assertServes(c, exactly: data)
     }
 
-    /// A seal that fails in a running engine succeeds at the next SAVE, without a restart.
-    func testSaveAfterAFailedSealSealsEverything() async throws {
-        let dir = temporaryDirectory(self)
-        let data = items(150)
-        let engine = try Engine(directory: dir, options: options())
-        defer { engine.close() }
-        let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
-        engine.faults.arm(.segmentWrite)
-        try await load(c, data)
-        engine.waitForSealing()
-        XCTAssertEqual(c.segmentSummary().frozen, 1)
-        try engine.persist()
-        XCTAssertEqual(c.indexState, "indexed")
-        XCTAssertEqual(c.segmentSummary().sealed, 2)
-        XCTAssertEqual(c.segmentSummary().sealedItems, 150)
-        assertNoLeftoverFiles(dir, c)
-        try assertServes(c, exactly: data)
-    }
-
-    /// A seal whose files are written but whose manifest commit aborts: the files go at once
-    /// (they would hold the disk space until the next start), the items stay searchable.
-    func testSealWhoseManifestCommitFailsLeavesNoFiles() async throws {
-        let dir = temporaryDirectory(self)
-        let data = items(150)
-        let engine = try Engine(directory: dir, options: options())
-        defer { engine.close() }
-        let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
-        engine.faults.arm(.manifestCommit)
-        try await load(c, data)
-        engine.waitForSealing()
-        XCTAssertEqual(engine.faults.remaining(.manifestCommit), 0, "the seal reached the fault")
-        XCTAssertTrue(c.indexState.contains("injected fault at manifestCommit"), c.indexState)
-        assertNoLeftoverFiles(dir, c)
-        try assertServes(c, exactly: data)
-        try engine.persist()
-        XCTAssertEqual(c.segmentSummary().sealedItems, 150)
-        assertNoLeftoverFiles(dir, c)
-        try assertServes(c, exactly: data)
+    /// A seal that fails half-way through its files, or whose manifest commit aborts, in a
+    /// running engine: its files go at once (they would hold the disk space until the next
+    /// start), the items stay searchable, and the next SAVE seals everything, without a restart.
+    func testSealThatFailsLeavesNoFilesAndTheNextSaveSeals() async throws {
+        for point in [FaultPoint.segmentWrite, .manifestCommit] {
+            let dir = temporaryDirectory(self)
+            let data = items(150)
+            let (engine, c) = try openCollection(dir, creating: true)
+            defer { engine.close() }
+            engine.faults.arm(point)
+            try await load(c, data)
+            engine.waitForSealing()
+            XCTAssertEqual(engine.faults.remaining(point), 0, "the seal reached the fault")
+            XCTAssertTrue(c.indexState.contains("injected fault at \(point.rawValue)"), c.indexState)
+            XCTAssertEqual(c.segmentSummary().frozen, 1)
+            assertNoLeftoverFiles(dir, c)
+            try assertServes(c, exactly: data)
+            try engine.persist()
+            XCTAssertEqual(c.indexState, "indexed")
+            XCTAssertEqual(c.segmentSummary().sealed, 2)
+            XCTAssertEqual(c.segmentSummary().sealedItems, 150)
+            assertNoLeftoverFiles(dir, c)
+            try assertServes(c, exactly: data)
+        }
     }
 
     /// Killed (not failed) after a seal's failure: the frozen items replay from LMDB.
@@ -207,17 +195,15 @@ final class FaultTests: XCTestCase {
         let dir = temporaryDirectory(self)
         let data = items(150)
         do {
-            let engine = try Engine(directory: dir, options: options())
-            let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+            let (engine, c) = try openCollection(dir, creating: true)
             engine.faults.arm(.segmentWrite, times: 1_000)
             try await load(c, data)
             engine.waitForSealing()
             XCTAssertEqual(c.segmentSummary().sealed, 0)
             engine.close()
         }
-        let engine = try Engine(directory: dir, options: options())
+        let (engine, c) = try openCollection(dir, creating: false)
         defer { engine.close() }
-        let c = try XCTUnwrap(engine.collection("f"))
         try assertServes(c, exactly: data)
         engine.waitForSealing()
         XCTAssertEqual(c.segmentSummary().sealedItems, 100, "the replay seals a full segment again")
@@ -231,8 +217,7 @@ final class FaultTests: XCTestCase {
         let data = items(300)
         let opts = options(mergeFactor: 2)
         do {
-            let engine = try Engine(directory: dir, options: opts)
-            let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+            let (engine, c) = try openCollection(dir, opts, creating: true)
             engine.faults.arm(.mergePublish)
             try await load(c, Array(data.prefix(200)))  // two seals: a run of two to merge
             engine.waitForSealing()
@@ -252,9 +237,8 @@ final class FaultTests: XCTestCase {
             try assertServes(c, exactly: data)
             engine.close()
         }
-        let engine = try Engine(directory: dir, options: opts)
+        let (engine, c) = try openCollection(dir, opts, creating: false)
         defer { engine.close() }
-        let c = try XCTUnwrap(engine.collection("f"))
         XCTAssertEqual(c.segmentSummary().sealed, 1)
         try assertServes(c, exactly: data)
     }
@@ -273,8 +257,7 @@ final class FaultTests: XCTestCase {
             let dir = temporaryDirectory(self)
             let data = items(250)
             do {
-                let engine = try Engine(directory: dir, options: options())
-                let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+                let (engine, c) = try openCollection(dir, creating: true)
                 try await load(c, data)
                 try await c.remove(key: "f7")  // a tombstone in the damaged segment
                 engine.waitForSealing()
@@ -284,17 +267,15 @@ final class FaultTests: XCTestCase {
             let live = data.filter { $0.key != "f7" }
             try Self.damage(dir + "/segments/c1/seg-000001", damage)
             do {
-                let engine = try Engine(directory: dir, options: options())
-                let c = try XCTUnwrap(engine.collection("f"), "\(damage)")
+                let (engine, c) = try openCollection(dir, creating: false)
                 try assertServes(c, exactly: live)
                 XCTAssertFalse(try c.contains(key: "f7"), "\(damage)")
                 try engine.persist()
                 try assertServes(c, exactly: live)
                 engine.close()
             }
-            let engine = try Engine(directory: dir, options: options())
+            let (engine, c) = try openCollection(dir, creating: false)
             defer { engine.close() }
-            let c = try XCTUnwrap(engine.collection("f"))
             XCTAssertEqual(c.segmentSummary().mutableCount, 0, "\(damage): sealed again, nothing to replay")
             try assertServes(c, exactly: live)
             assertNoLeftoverFiles(dir, c)
@@ -307,16 +288,14 @@ final class FaultTests: XCTestCase {
         let dir = temporaryDirectory(self)
         let data = items(250)
         do {
-            let engine = try Engine(directory: dir, options: options())
-            let c = try engine.createCollection(.init(name: "f", dimension: 16, metric: .l2, index: "HNSW16"))
+            let (engine, c) = try openCollection(dir, creating: true)
             try await load(c, data)
             engine.waitForSealing()
             engine.close()
         }
         for name in ["seg-000001", "seg-000002"] { try Self.rewriteAsFormat1(dir + "/segments/c1/\(name).ids") }
-        let engine = try Engine(directory: dir, options: options())
+        let (engine, c) = try openCollection(dir, creating: false)
         defer { engine.close() }
-        let c = try XCTUnwrap(engine.collection("f"))
         XCTAssertEqual(c.segmentSummary().sealed, 2)
         XCTAssertEqual(c.segmentSummary().mutableCount, 50, "only what came after the last seal is replayed")
         try assertServes(c, exactly: data)
