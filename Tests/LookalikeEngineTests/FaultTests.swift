@@ -214,25 +214,44 @@ final class FaultTests: XCTestCase {
 
     func testMergeThatFailsBeforeTheManifestKeepsTheRunAndMergesNextTime() async throws {
         let dir = temporaryDirectory(self)
-        let data = items(300)
+        let data = items(400)
         let opts = options(mergeFactor: 2)
         do {
             let (engine, c) = try openCollection(dir, opts, creating: true)
             engine.faults.arm(.mergePublish)
-            try await load(c, Array(data.prefix(200)))  // two seals: a run of two to merge
+            try await load(c, Array(data[0..<200]))  // two seals: a run of two to merge
             engine.waitForSealing()
             engine.waitForMerging()
             XCTAssertEqual(engine.faults.remaining(.mergePublish), 0, "the merge reached the fault")
             XCTAssertEqual(c.segmentSummary().sealed, 2, "the run stays as it was")
             assertNoLeftoverFiles(dir, c)
-            try assertServes(c, exactly: Array(data.prefix(200)))
+            try assertServes(c, exactly: Array(data[0..<200]))
 
             // The next seal schedules merges again; they succeed.
-            try await load(c, Array(data.suffix(100)))
+            try await load(c, Array(data[200..<300]))
             engine.waitForSealing()
             engine.waitForMerging()
             XCTAssertEqual(c.segmentSummary().sealed, 1)
             XCTAssertEqual(c.segmentSummary().sealedItems, 300)
+            assertNoLeftoverFiles(dir, c)
+            try assertServes(c, exactly: Array(data[0..<300]))
+
+            // Failing again, then a restart: the open retries the merge.
+            engine.faults.arm(.mergePublish, times: 1_000)
+            try await load(c, Array(data[300..<400]))
+            engine.waitForSealing()
+            engine.waitForMerging()
+            XCTAssertEqual(c.segmentSummary().sealed, 2)
+            assertNoLeftoverFiles(dir, c)
+            engine.close()
+        }
+        do {
+            let (engine, c) = try openCollection(dir, opts, creating: false)
+            try assertServes(c, exactly: data)
+            engine.waitForMerging()
+            XCTAssertEqual(c.segmentSummary().sealed, 1, "the open merged the run")
+            XCTAssertEqual(c.segmentSummary().sealedItems, 400)
+            XCTAssertEqual(c.segmentSummary().mutableCount, 0, "nothing replayed: the run's files loaded")
             assertNoLeftoverFiles(dir, c)
             try assertServes(c, exactly: data)
             engine.close()
