@@ -13,10 +13,9 @@
 // segments in id order and `sealedThrough` is the end of the last one, so a newer segment
 // sealed before an older one would hide the older one's items from the next start's replay.
 // A failed seal (a full disk, FAISS refusing the data) leaves the frozen segment (and the
-// newer ones behind it) in place, still exact and searchable, removes the files it wrote,
-// and is retried later with a
-// doubling delay (5 s up to 10 min), or at once by SAVE, which then reports the failure: a
-// failing seal never spins, and never eats the space a user frees.
+// newer ones behind it) in place, still exact and searchable, removes the files it wrote, and
+// is retried later with a doubling delay (5 s up to 10 min), or at once by SAVE, which then
+// reports the failure: a failing seal never spins, and never eats the space a user frees.
 // Threads: one sealer thread for the whole engine (building is CPU-heavy; 2 cores), at
 // `buildNice` like the indexer and the merger, so that a build (training an IVF quantizer,
 // building a compressed HNSW from its rows) yields the cores to searches.
