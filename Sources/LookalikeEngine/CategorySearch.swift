@@ -117,10 +117,9 @@ extension Collection {
     /// the query's category — a stored item's own unless `predict`, else the predicted one, or
     /// with `topP` the most likely categories adding up to it. Empty when there is no category
     /// to restrict to. Each category's search is an ordinary plan (QueryPlan.swift).
-    func searchInPredictedCategory(_ request: SearchRequest) throws -> [SearchHit] {
-        guard case .predicted(let attribute, let topP, let predict) = request.category else {
-            preconditionFailure("searchInPredictedCategory needs CategoryRestriction.predicted")
-        }
+    func searchInPredictedCategory(_ request: SearchRequest, attribute: String, topP: Double?, predict: Bool) throws
+        -> [SearchHit]
+    {
         if !predict, case .key(let key) = request.query, let own = try storedCategory(key, attribute: attribute) {
             return try search(request.inCategory(own, attribute: attribute))
         }

@@ -36,6 +36,8 @@ public final class Engine: @unchecked Sendable {
     public var writeFailure: WriteFailure? { writeQueue.failure }
     /// The stream of committed changes replicas follow, with its backlog (ReplicationLog).
     public let replication: ReplicationLog
+    /// Points that fail on purpose while a test arms them (Faults.swift); never armed otherwise.
+    public let faults = FaultInjection()
     /// Keeps segment files from being deleted while a snapshot copies them (Snapshot.swift).
     let segmentPins = SegmentPins()
     let sealer: Sealer
@@ -74,7 +76,7 @@ public final class Engine: @unchecked Sendable {
         } catch { throw EngineError.wrap(error) }
         do { replication = try ReplicationLog(meta: meta, environment: environment, limit: options.replicationBacklogBytes) }
         catch { throw EngineError.wrap(error) }
-        writeQueue = WriteQueue(environment: environment, log: replication, maxBatch: options.maxBatch)
+        writeQueue = WriteQueue(environment: environment, log: replication, maxBatch: options.maxBatch, faults: faults)
         merger = Merger(options: options)
         sealer = Sealer(options: options)
         indexer = Indexer(options: options, collections: { [weak self] in
@@ -231,6 +233,7 @@ public final class Engine: @unchecked Sendable {
             guard try isCurrent(c, txn) else { return false }
             try meta.put(MetaLayout.manifest(c.number), Array(try JSONEncoder().encode(manifest)), txn)
             try c.store.clearTombstones(dropped, txn)
+            try faults.check(.manifestCommit)
             return true
         }
     }

@@ -28,7 +28,7 @@ enum FileCopy {
 
     /// Reads `fd` to its end into a new file (fsynced). On a write error it keeps draining, so
     /// the writer at the other end of a pipe never blocks, and returns the error.
-    static func drain(_ fd: Int32, into path: String, throttle: inout Throttle, progress: SnapshotProgress) -> Error? {
+    static func drain(_ fd: Int32, into path: String, throttle: inout Throttle, progress: JobProgress) -> Error? {
         let out = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
         var failure: Error? = out < 0 ? EngineError.storage("cannot create \(path): \(errnoText())") : nil
         var buffer = [UInt8](repeating: 0, count: chunk)
@@ -42,7 +42,7 @@ enum FileCopy {
             if n == 0 { break }
             if failure == nil {
                 if let e = writeAll(out, buffer, count: n, path: path) { failure = e } else {
-                    progress.bytesWritten.wrappingAdd(n, ordering: .relaxed)
+                    progress.advance(by: n)
                     throttle.account(n)
                 }
             }
@@ -55,7 +55,7 @@ enum FileCopy {
     }
 
     /// Copies a file into a new one (creating its folder), fsynced.
-    static func copy(_ from: String, to path: String, throttle: inout Throttle, progress: SnapshotProgress) throws {
+    static func copy(_ from: String, to path: String, throttle: inout Throttle, progress: JobProgress) throws {
         try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
                                                  withIntermediateDirectories: true)
         let input = open(from, O_RDONLY)

@@ -46,24 +46,21 @@ extension Collection {
         .invalidArgument("'\(attribute)' is not an indexed attribute of '\(name)' (indexed: \(definition.attributes.joined(separator: ", ")))")
     }
 
-    /// A request's restriction (step 2 of QueryPlan): the members an index can list — a
-    /// CATEGORY's value and a FILTER's indexed part, both when both are given — and the
+    /// A request's restriction (step 2 of QueryPlan): the members an index can list — the
+    /// CATEGORY value and a FILTER's indexed part, both when both are given — and the
     /// filter to check on each candidate: none when the members are exactly the filter's
     /// matches (`isDecided`), so no hit's attributes are parsed. A FILTER with no indexed part
     /// has no members: the nearest items are checked instead, within its FILTER-EF budget.
     /// Called in the plan's read transaction: the kinds read here include those of every item
     /// in its snapshot (a write's kinds are noted before it commits: AttributeKinds.swift).
-    func restriction(of request: SearchRequest) throws -> (members: FilterExpression.IndexedSet?, check: FilterExpression?) {
+    func restriction(of request: SearchRequest, category: CategoryValue?) throws
+        -> (members: FilterExpression.IndexedSet?, check: FilterExpression?)
+    {
         let indexed = Set(definition.attributes)
         var parts: [FilterExpression.IndexedSet] = []
-        switch request.category {
-        case .value(let value, let attribute):
-            guard indexed.contains(attribute) else { throw notIndexed(attribute) }
-            parts.append(.value(attribute: attribute, text: value))
-        case .predicted:
-            preconditionFailure("a predicted category is resolved before the plan (CategorySearch.swift)")
-        case nil:
-            break
+        if let category {
+            guard indexed.contains(category.attribute) else { throw notIndexed(category.attribute) }
+            parts.append(.value(attribute: category.attribute, text: category.value))
         }
         if let set = request.filter?.indexedSet(over: indexed) { parts.append(set) }
         let decided = request.filter?.isDecided(over: indexed, kinds: kinds(of:)) ?? false

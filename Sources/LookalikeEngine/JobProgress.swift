@@ -1,6 +1,7 @@
-// JobProgress: how far a long job of one collection is (the new-items batch job, a
-// compaction), for its STATUS commands: whether it runs, its stage, items done out of a total,
-// the time since it started and an estimate of the time left.
+// JobProgress: how far a long job is, for its STATUS commands and INFO: whether it runs, its
+// stage, units done out of a total, the time since it started and an estimate of the time
+// left. The units are the job's: items or rows (the new-items batch job, a compaction), bytes
+// (a snapshot: Snapshot.swift, whose total grows once the segment files are known).
 //
 // The estimate is the rate since the counting began (`count(total:)`) applied to what is left:
 // nil (unknown) before anything was counted, with nothing to count, or in a stage that does not
@@ -52,6 +53,9 @@ public final class JobProgress: Sendable {
 
     /// Counts `n` more items done.
     func advance(by n: Int) { done.add(n, ordering: .relaxed) }
+
+    /// Adds `n` to the total: more work became known while counting (a snapshot's segment files).
+    func addToTotal(_ n: Int) { total.add(n, ordering: .relaxed) }
 
     /// Moves to a stage; `counting` says whether items are counted in it (else no estimate).
     func enter(_ stage: String?, counting: Bool = true) {

@@ -19,7 +19,8 @@
 //   3. under the collection's lock, copy deletes that happened during the build and swap it
 //      in; then remove the run's files.
 // Killed before 2, the collection is as before (the new files are leftovers the next start
-// removes); after 2, as after (the run's files are the leftovers).
+// removes); after 2, as after (the run's files are the leftovers). Failing before 2 (a full
+// disk, the `mergePublish` fault point) removes the new files at once (publishingNewFiles).
 // Threads: merges and compactions run one at a time per engine on the merger's own thread
 // (BackgroundThread), at `buildNice`; seals run on the sealer's queue meanwhile. Manifest edits of both take the
 // collection's `manifestLock`, so each starts from the manifest the other committed.
@@ -112,7 +113,7 @@ extension Collection {
         if copyBase {
             // The copy is read from the base's own file: FAISS 1.7.3's clone_index turns an
             // IndexHNSWFlat into a plain IndexHNSW, which write_index then refuses.
-            index = try FaissIndex.read(path: SegmentFiles.indexPath(segmentDirectory, base.name), mmap: false)
+            index = try SegmentFiles.readIndex(name: base.name, directory: segmentDirectory, mmap: false)
             ids = base.idList
             try index.setHNSW(efConstruction: efConstruction, efSearch: engine.options.maxEfSearch)
             try index.reserveGraph(capacity: total)
@@ -166,21 +167,22 @@ extension Collection {
         var manifest = state.withLock { $0.manifest }
         let oldTemplateName = manifest.template
         var built: SealedSegment?
-        var entry: Manifest.Entry?
-        if let index, !ids.isEmpty {
-            (built, entry) = try writeSegment(index, ids: ids, keys: try keyTable(for: ids, from: old), manifest: &manifest)
+        let published: Void? = try publishingNewFiles(&manifest) { manifest in
+            var entry: Manifest.Entry?
+            if let index, !ids.isEmpty {
+                (built, entry) = try writeSegment(index, ids: ids, keys: try keyTable(for: ids, from: old), manifest: &manifest)
+            }
+            if let newTemplate { try writeTemplate(newTemplate, manifest: &manifest) }
+            try engine.faults.check(.mergePublish)
+            progress?.enter("publishing", counting: false)
+            // In place of the run: segments sealed meanwhile stay after it, in order.
+            let oldNames = Set(old.map(\.name))
+            let at = manifest.segments.firstIndex { oldNames.contains($0.name) } ?? 0
+            manifest.segments.removeAll { oldNames.contains($0.name) }
+            if let entry { manifest.segments.insert(entry, at: min(at, manifest.segments.count)) }
+            return try engine.commitManifest(manifest, for: self, clearingTombstones: dropped) ? () : nil
         }
-        if let newTemplate { try writeTemplate(newTemplate, manifest: &manifest) }
-        progress?.enter("publishing", counting: false)
-        // In place of the run: segments sealed meanwhile stay after it, in order.
-        let oldNames = Set(old.map(\.name))
-        let at = manifest.segments.firstIndex { oldNames.contains($0.name) } ?? 0
-        manifest.segments.removeAll { oldNames.contains($0.name) }
-        if let entry { manifest.segments.insert(entry, at: min(at, manifest.segments.count)) }
-        guard try engine.commitManifest(manifest, for: self, clearingTombstones: dropped) else {
-            if let entry { SegmentFiles.remove(name: entry.name, directory: segmentDirectory) }
-            throw EngineError.unknownCollection(name)
-        }
+        guard published != nil else { throw EngineError.unknownCollection(name) }
         state.withLock { s in
             if let built {
                 // Deletes committed during the build marked the old segments: carry them over.

@@ -1,8 +1,11 @@
 // NewItemsOutput: what the new-items batch job writes with OUTPUT name — JSON lines, one per
 // new item (NewItemsLine), into <data>/exports/<name>, written as `.partial` and renamed only
-// when complete and synced (JSONLinesFile).
+// when complete and synced (JSONLinesFile); and each new item's list kept in the neighbors
+// table (`keep`), in transactions of `newItemsWriteBatch` lines.
 // Threads: one job's own thread; a file belongs to one job.
 import Foundation
+import LookalikeIndex
+import LookalikeStorage
 
 /// One line of the job's output: {"key": …, "metric": "similarity"|"distance", "neighbors": [{"key": …, "score": …}, …]}.
 struct NewItemsLine: Codable {
@@ -56,5 +59,37 @@ final class JSONLinesFile {
         guard rename(partialPath, path) == 0 else {
             throw EngineError.invalidArgument("cannot rename \(partialPath) to \(path): \(String(cString: strerror(errno)))")
         }
+    }
+}
+
+extension Collection {
+    /// Writes each item's neighbours as a JSON line to the output and to the neighbors table.
+    func keep(_ ids: [UInt64], _ tops: [TopK], count: Int, _ output: JSONLinesFile?, _ snapshot: Transaction) throws {
+        let scoreName = definition.metric == .l2 ? "distance" : "similarity"
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys  // "key" first: a line reads as what it is about
+        var pending: [(String, [UInt8])] = []
+        func flush() throws {
+            let batch = pending
+            pending.removeAll(keepingCapacity: true)
+            try output?.write(batch.map(\.1))
+            // A collection dropped while the job ran keeps nothing of it.
+            guard !isDropped else { throw EngineError.unknownCollection(name) }
+            try wrapped { try engine.environment.write { txn in for (k, line) in batch { try store.putNeighbors(key: k, line, txn) } } }
+        }
+        for (id, top) in zip(ids, tops) {
+            guard let item = try store.item(id, snapshot) else { continue }
+            var neighbors: [NewItemsLine.Neighbor] = []
+            var seen: Set<String> = [item.key]  // an item's own views are not its neighbours
+            for n in top.sorted() where neighbors.count < count {
+                guard let r = try store.item(n.id, snapshot) else { continue }
+                let owner = Views.split(r.key).item
+                if seen.insert(owner).inserted { neighbors.append(.init(key: owner, score: score(n.distance))) }
+            }
+            let line = NewItemsLine(key: item.key, metric: scoreName, neighbors: neighbors)
+            pending.append((item.key, Array(try encoder.encode(line))))
+            if pending.count >= Self.newItemsWriteBatch { try flush() }
+        }
+        try flush()
     }
 }

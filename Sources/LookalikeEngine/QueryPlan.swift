@@ -125,21 +125,30 @@ extension Collection {
     public func search(_ request: SearchRequest) throws -> [SearchHit] {
         try validate(request)
         engine.indexer.noteSearch()
-        if case .predicted = request.category { return try searchInPredictedCategory(request) }
+        let category: CategoryValue?
+        switch request.category {
+        case .predicted(let attribute, let topP, let predict):
+            // Resolved to values first: each of its searches is a plan of its own.
+            return try searchInPredictedCategory(request, attribute: attribute, topP: topP, predict: predict)
+        case .value(let value, let attribute): category = CategoryValue(value: value, attribute: attribute)
+        case nil: category = nil
+        }
         let (query, excluded) = try resolveQuery(request)
         let (segments, sealed) = state.withLock { ($0.all, $0.sealed) }
         return try wrapped {
             try engine.environment.read { txn in
-                try plan(request, query: query, excluded: excluded, segments: segments, sealed: sealed, txn).run(txn)
+                try plan(request, category: category, query: query, excluded: excluded, segments: segments,
+                         sealed: sealed, txn).run(txn)
             }
         }
     }
 
     /// Steps 1 and 2 of a plan: the restriction resolved, the first depth and the limit.
-    private func plan(_ request: SearchRequest, query: [Float], excluded: Set<String>, segments: [any Segment],
-                      sealed: [SealedSegment], _ txn: Transaction) throws -> QueryPlan
+    /// `category`: the request's, as a value (a plan never sees CATEGORY AUTO).
+    private func plan(_ request: SearchRequest, category: CategoryValue?, query: [Float], excluded: Set<String>,
+                      segments: [any Segment], sealed: [SealedSegment], _ txn: Transaction) throws -> QueryPlan
     {
-        let restriction = try restriction(of: request)
+        let restriction = try restriction(of: request, category: category)
         let oversampling = oversampling(request)
         let scale = max(1, oversampling)
         var first = request.k + excluded.count

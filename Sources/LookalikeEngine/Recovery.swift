@@ -1,7 +1,8 @@
 // Recovery: opening a collection from what is on disk.
 //
 //   1. load the sealed segments the manifest names (memory-mapped for IVF), and the template;
-//      a damaged segment file is dropped together with every later one, and their items are
+//      a damaged segment file (a bad size, or contents that do not match the checksum its ids
+//      file records: SegmentFiles) is dropped together with every later one, and their items are
 //      replayed instead (LMDB holds every vector: it is the source of truth); a segment
 //      without its keys file (a folder from before keys files: KeyTable.swift) gets one written
 //      from LMDB, once (the format migration: no version bump, old folders open as they are);
@@ -22,7 +23,7 @@ extension Collection {
         var changed = false
         let template: FaissIndex?
         if let t = manifest.template {
-            do { template = try FaissIndex.read(path: SegmentFiles.indexPath(segmentDirectory, t), mmap: false) }
+            do { template = try SegmentFiles.readIndex(name: t, directory: segmentDirectory, mmap: false) }
             catch {
                 engine.logger.error("trained template unreadable; the next seal trains again",
                                     metadata: ["collection": "\(name)", "error": "\(error)"])

@@ -9,10 +9,13 @@
 //   3. name it in the manifest (one LMDB transaction): from here a restart loads it;
 //   4. under the collection's lock, copy the frozen segment's tombstones and swap it in.
 // A crash before 3 leaves unnamed files that the next start removes; the items are replayed
-// from LMDB. A failed seal (a full disk, FAISS refusing the data) leaves the frozen segment in
-// place, still exact and searchable, removes its temporary files, and is retried later with a
-// doubling delay (5 s up to 10 min), or at once by SAVE, which then reports the failure: a
-// failing seal never spins, and never eats the space a user frees.
+// from LMDB. Frozen segments seal oldest first, one after the other: the manifest names
+// segments in id order and `sealedThrough` is the end of the last one, so a newer segment
+// sealed before an older one would hide the older one's items from the next start's replay.
+// A failed seal (a full disk, FAISS refusing the data) leaves the frozen segment (and the
+// newer ones behind it) in place, still exact and searchable, removes the files it wrote, and
+// is retried later with a doubling delay (5 s up to 10 min), or at once by SAVE, which then
+// reports the failure: a failing seal never spins, and never eats the space a user frees.
 // Threads: one sealer thread for the whole engine (building is CPU-heavy; 2 cores), at
 // `buildNice` like the indexer and the merger, so that a build (training an IVF quantizer,
 // building a compressed HNSW from its rows) yields the cores to searches.
@@ -71,9 +74,10 @@ final class Sealer: @unchecked Sendable {
 
 extension Collection {
     func seal(_ frozen: any GrowingSegment) {
-        // A retry may find its segment sealed already (SAVE retried it first).
+        // A retry may find its segment sealed already (SAVE retried it first); a newer segment
+        // waits for the older ones (the header), and is scheduled again when they are sealed.
         guard !isDropped, frozen.count > 0,
-              state.withLock({ s in s.frozen.contains { $0 === frozen } }) else { return }
+              state.withLock({ s in s.frozen.first === frozen }) else { return }
         let started = DispatchTime.now()
         do {
             let (index, newTemplate) = try sealedIndex(of: frozen)
@@ -81,23 +85,25 @@ extension Collection {
             defer { manifestLock.unlock() }
             var manifest = state.withLock { $0.manifest }
             let ids = frozen.idList
-            let (sealed, entry) = try writeSegment(index, ids: ids, keys: KeyTable(keys: frozen.keyList), manifest: &manifest)
-            let segmentName = entry.name
-            if let newTemplate { try writeTemplate(newTemplate, manifest: &manifest) }
-            manifest.segments.append(entry)
-            manifest.sealedThrough = ids.last! + 1
-            guard try engine.commitManifest(manifest, for: self) else {
-                SegmentFiles.remove(name: segmentName, directory: segmentDirectory)
-                return
+            let published = try publishingNewFiles(&manifest) { manifest -> (SealedSegment, String)? in
+                let (segment, entry) = try writeSegment(index, ids: ids, keys: KeyTable(keys: frozen.keyList), manifest: &manifest)
+                if let newTemplate { try writeTemplate(newTemplate, manifest: &manifest) }
+                manifest.segments.append(entry)
+                manifest.sealedThrough = ids.last! + 1
+                return try engine.commitManifest(manifest, for: self) ? (segment, entry.name) : nil
             }
-            state.withLock { s in
+            guard let (sealed, segmentName) = published else { return }
+            let next = state.withLock { s in
                 for p in 0..<frozen.count where !frozen.live.isLive(p) { sealed.live.clear(p) }
                 s.frozen.removeAll { $0 === frozen }
                 s.sealFailures[ObjectIdentifier(frozen)] = nil
                 s.sealed.append(sealed)
                 s.manifest = manifest
                 if let newTemplate { s.template = newTemplate }
+                return s.frozen.first
             }
+            // The next one waited for this one if this one's first seal failed.
+            if let next { engine.sealer.schedule(self, next) }
             engine.merger.schedule(self)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             EngineMetrics.sealDuration.recordSeconds(seconds)

@@ -65,6 +65,14 @@ public enum CategoryRestriction: Sendable, Equatable {
     case predicted(attribute: String = "category", topP: Double? = nil, predict: Bool = false)
 }
 
+/// The one restriction a plan (QueryPlan) knows: an indexed attribute's value. A `.predicted`
+/// restriction becomes values before any plan is made (Collection.search), so no plan has a
+/// case it cannot run.
+struct CategoryValue: Equatable {
+    var value: String
+    var attribute: String
+}
+
 extension SearchRequest {
     /// This request within a category (an indexed attribute's value).
     public func inCategory(_ value: String, attribute: String = "category") -> SearchRequest {

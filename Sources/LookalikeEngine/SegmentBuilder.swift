@@ -6,8 +6,12 @@
 //     collections, FAISS's add otherwise);
 //   - a new segment (and template) named from the manifest's counter, written durably and
 //     opened, ready to be named in the manifest.
+//   - publishing them: the manifest commit that names them, and the removal of what was
+//     written when anything fails before that commit is done (`publishingNewFiles`).
 // Invariants: segment files are `seg-NNNNNN`, templates `trained-NNNNNN`, numbered from one
-// counter (`Manifest.nextSegment`), so no name is ever used twice in a collection.
+// counter (`Manifest.nextSegment`), so no name is ever used twice in a collection. A seal,
+// merge or compaction that fails leaves none of its files behind (the next start would remove
+// them too, but until then they hold disk space, perhaps the space the failure lacked).
 // Threads: the caller's (the sealer's, the merger's, compaction's); `writeSegment` under the
 // collection's `manifestLock`, as every manifest edit.
 import LookalikeIndex
@@ -41,9 +45,11 @@ extension Collection {
     /// entry, for the caller to name in the manifest. Caller holds `manifestLock`.
     func writeSegment(_ index: FaissIndex, ids: [UInt64], keys: KeyTable,
                       manifest: inout Manifest) throws -> (SealedSegment, Manifest.Entry) {
-        let name = String(format: "seg-%06d", manifest.nextSegment)
+        let name = Self.segmentName(manifest.nextSegment)
         manifest.nextSegment += 1
-        try SegmentFiles.write(index: index, ids: ids, keys: keys, name: name, directory: segmentDirectory)
+        try SegmentFiles.write(index: index, ids: ids, keys: keys, name: name, directory: segmentDirectory) {
+            try engine.faults.check(.segmentWrite)
+        }
         let segment = try SealedSegment(name: name, index: index, ids: ids, metric: definition.metric.faiss)
         segment.attach(keys: keys)
         return (segment, .init(name: name, firstId: ids.first!, lastId: ids.last!, count: ids.count))
@@ -52,9 +58,31 @@ extension Collection {
     /// Names and writes a trained empty index as the collection's template (in `manifest`).
     /// Caller holds `manifestLock`.
     func writeTemplate(_ template: FaissIndex, manifest: inout Manifest) throws {
-        let name = String(format: "trained-%06d", manifest.nextSegment)
+        let name = Self.templateName(manifest.nextSegment)
         manifest.nextSegment += 1
         try SegmentFiles.write(index: template, ids: [], name: name, directory: segmentDirectory)
         manifest.template = name
     }
+
+    /// Runs `body`, which writes new segment or template files (numbered from `manifest`'s
+    /// counter) and commits a manifest naming them; when it throws, or returns nil (the
+    /// collection was dropped meanwhile), removes every file it numbered. Caller holds
+    /// `manifestLock`.
+    func publishingNewFiles<T>(_ manifest: inout Manifest, _ body: (inout Manifest) throws -> T?) throws -> T? {
+        let first = manifest.nextSegment
+        var published: T?
+        defer {
+            if published == nil {
+                for n in first..<max(first, manifest.nextSegment) {
+                    SegmentFiles.remove(name: Self.segmentName(n), directory: segmentDirectory)
+                    SegmentFiles.remove(name: Self.templateName(n), directory: segmentDirectory)
+                }
+            }
+        }
+        published = try body(&manifest)
+        return published
+    }
+
+    static func segmentName(_ number: Int) -> String { String(format: "seg-%06d", number) }
+    static func templateName(_ number: Int) -> String { String(format: "trained-%06d", number) }
 }

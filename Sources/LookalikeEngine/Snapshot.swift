@@ -31,14 +31,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// Bytes a running snapshot has written so far (INFO).
-public final class SnapshotProgress: Sendable {
-    public let bytesWritten = Atomic<Int>(0)
-    /// The size of data.mdb when the copy began, plus segment files once they are known.
-    public let bytesExpected = Atomic<Int>(0)
-    public init() {}
-}
-
 public struct SnapshotSummary: Sendable {
     public let path: String
     /// Where in the replication stream the copy stands: it holds every change before `offset`.
@@ -91,8 +83,10 @@ extension Engine {
 
     /// Writes a consistent snapshot of this engine's data to `path` (which must not exist),
     /// at most `bytesPerSecond` (0: no limit). Throws, leaving only `<path>.partial`, on error.
+    /// `progress` counts bytes: written out of the size of data.mdb when the copy began, plus
+    /// the segment files once they are known (stages "database", "segments").
     public func writeSnapshot(to path: String, bytesPerSecond: Int = 0,
-                              progress: SnapshotProgress = SnapshotProgress()) throws -> SnapshotSummary {
+                              progress: JobProgress = JobProgress()) throws -> SnapshotSummary {
         let fm = FileManager.default
         guard !fm.fileExists(atPath: path) else {
             throw EngineError.invalidArgument("\(path) exists: a snapshot goes to a new folder")
@@ -105,20 +99,24 @@ extension Engine {
             throw EngineError.storage("cannot create \(partial): \(error.localizedDescription)")
         }
         var throttle = Throttle(bytesPerSecond: bytesPerSecond)
-        progress.bytesWritten.store(0, ordering: .relaxed)
-        progress.bytesExpected.store(storageBytes(), ordering: .relaxed)
+        guard progress.begin(stage: "database") else {
+            throw EngineError.invalidArgument("a snapshot is already counting into this progress: one at a time")
+        }
+        defer { progress.end() }
+        progress.count(total: storageBytes())
         segmentPins.pin()
         defer { segmentPins.unpin() }
         try copyDatabase(to: partial + "/data.mdb", throttle: &throttle, progress: progress)
         let (position, segmentFiles) = try Self.describeCopy(partial, options: options.storage)
         unlink(partial + "/lock.mdb")
         let expected = segmentFiles.reduce(0) { $0 + FileCopy.size(directory + "/" + $1) }
-        progress.bytesExpected.wrappingAdd(expected, ordering: .relaxed)
+        progress.enter("segments")
+        progress.addToTotal(expected)
         for f in segmentFiles {
             try FileCopy.copy(directory + "/" + f, to: partial + "/" + f, throttle: &throttle, progress: progress)
         }
         let files = ["data.mdb"] + segmentFiles
-        let bytes = progress.bytesWritten.load(ordering: .relaxed)
+        let bytes = progress.doneCount
         let info: [String: Any] = ["replid": position.replid, "offset": position.offset, "bytes": bytes,
                                    "files": files, "created": Int(Date().timeIntervalSince1970)]
         let json = try JSONSerialization.data(withJSONObject: info, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
@@ -130,7 +128,7 @@ extension Engine {
 
     /// mdb_env_copyfd2 into a pipe on a thread of its own; this thread drains the pipe into the
     /// file, so it can count and pace the bytes.
-    private func copyDatabase(to file: String, throttle: inout Throttle, progress: SnapshotProgress) throws {
+    private func copyDatabase(to file: String, throttle: inout Throttle, progress: JobProgress) throws {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw EngineError.storage("cannot make a pipe: \(FileCopy.errnoText())") }
         let copyError = Mutex<Error?>(nil)

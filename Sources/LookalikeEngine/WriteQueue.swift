@@ -83,6 +83,8 @@ final class WriteQueue: @unchecked Sendable {
     /// Where committed writes become stream entries (ReplicationLog).
     private let log: ReplicationLog
     private let maxBatch: Int
+    /// The `commit` fault point (Faults.swift).
+    private let faults: FaultInjection
     private var thread: Thread?
     /// Backpressure: called before each batch is taken, may wait (Indexing.swift). Set before
     /// `start`.
@@ -91,10 +93,11 @@ final class WriteQueue: @unchecked Sendable {
     private let failureState = Mutex<WriteFailure?>(nil)
     var failure: WriteFailure? { failureState.withLock { $0 } }
 
-    init(environment: Environment, log: ReplicationLog, maxBatch: Int) {
+    init(environment: Environment, log: ReplicationLog, maxBatch: Int, faults: FaultInjection) {
         self.environment = environment
         self.log = log
         self.maxBatch = max(1, maxBatch)
+        self.faults = faults
     }
 
     func start() {
@@ -171,6 +174,7 @@ final class WriteQueue: @unchecked Sendable {
                     }
                 }
                 for c in uniqueCollections(collections) { try c.persistNextId(txn, batchStart: saved[ObjectIdentifier(c)]!) }
+                try faults.check(.commit)
             }
         } catch {
             // The transaction is gone: undo id allocation, then retry one by one so only the

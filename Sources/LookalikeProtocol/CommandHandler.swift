@@ -18,6 +18,8 @@
 //     handler only parses, orders and encodes;
 //   - a protocol error answers "-ERR Protocol error: ..." after the replies already owed, then
 //     closes this connection only.
+// What the handler records of each command (CLIENT LIST, MONITOR, INFO commandstats, SLOWLOG,
+// the operator log) is CommandObservation.swift; the connection limit is ConnectionLimiter.swift.
 // Threads: the connection's event loop, always; future callbacks are `assumeIsolated()`,
 // which checks that they run there.
 import Foundation
@@ -29,9 +31,9 @@ public final class CommandHandler: ChannelInboundHandler {
     public typealias InboundIn = RESPCommand
     public typealias OutboundOut = ByteBuffer
 
-    private let server: ServerContext
+    let server: ServerContext
     private let auth: ConnectionAuth
-    private var connection: ConnectionState!
+    private(set) var connection: ConnectionState!
     /// Bytes of replies handed to the channel and not yet written to the socket.
     private var unwrittenBytes = 0
     private var lastCommandAt = NIODeadline.now()
@@ -157,60 +159,6 @@ public final class CommandHandler: ChannelInboundHandler {
             readsDone = done
             writesDone = done
             return .later(result)
-        }
-    }
-
-    /// CLIENT LIST's last command, and MONITOR's line (AUTH and HELLO shown without arguments,
-    /// as Redis hides them).
-    private func noteCommand(_ command: RESPCommand, name: String) {
-        let now = Date()
-        server.clients.update(connection.id) { $0.lastCommand = name; $0.lastCommandAt = now }
-        guard server.clients.hasMonitors else { return }
-        let secret = name == "auth" || name == "hello"
-        let words = (secret ? Array(command.arguments.prefix(1)) : command.arguments).map { arg -> String in
-            "\"" + Array(arg.readableBytesView).map(Self.monitorEscape).joined() + "\""
-        }
-        server.clients.broadcast(String(format: "%.6f", now.timeIntervalSince1970) + " [0 \(connection.remote)] " + words.joined(separator: " "))
-    }
-
-    static func monitorEscape(_ b: UInt8) -> String {
-        switch b {
-        case UInt8(ascii: "\""): return "\\\""
-        case UInt8(ascii: "\\"): return "\\\\"
-        case 32..<127: return String(UnicodeScalar(b))
-        case 10: return "\\n"
-        case 13: return "\\r"
-        default: return String(format: "\\x%02x", b)
-        }
-    }
-
-    /// Times a command from dispatch to its reply, for INFO commandstats and SLOWLOG.
-    private func measured(_ command: RESPCommand, name: String, _ r: Reply, context: ChannelHandlerContext) -> Reply {
-        let started = NIODeadline.now()
-        let (stats, client, clientName, logger) = (server.stats, connection.remote, connection.name ?? "", server.logger)
-        let spec = CommandTable.commands[name]
-        let known = spec != nil
-        // The arguments (possibly megabytes of vectors) are copied only for a logged command.
-        let arguments: @Sendable () -> [[UInt8]] = { command.arguments.map { Array($0.readableBytesView) } }
-        // The first argument: a vector command's collection (its metrics label), or a subcommand.
-        let argument = { (i: Int) in command.arguments.count > i ? Names.string(command.arguments[i].readableBytesView) : "" }
-        let first = { argument(1) }
-        let collection = spec.flatMap { stats.metrics?.collectionLabel(command: name, firstKey: $0.firstKey, key: first) }
-        let audited = known && OperatorLog.isAudited(name, argument: argument)
-        let record: @Sendable (RESPValue) -> Void = { value in
-            let micros = Int((NIODeadline.now() - started).nanoseconds / 1000)
-            var error: String?
-            if case .error(let e) = value { error = e }
-            let rejected = !known || (error?.hasPrefix("NOAUTH") ?? false) || (error?.hasPrefix("ERR wrong number") ?? false)
-            stats.record(known ? name : "unknown", micros: micros, error: error, rejected: rejected, collection: collection)
-            if known { stats.logIfSlow(name, micros: micros, arguments: arguments, client: client, clientName: clientName) }
-            if audited && !rejected {
-                OperatorLog.audit(name, arguments: arguments(), client: client, clientName: clientName, result: value, micros: micros, logger: logger)
-            }
-        }
-        switch r {
-        case .now(let v): record(v); return r
-        case .later(let f): return .later(f.map { v in record(v); return v })
         }
     }
 
@@ -404,35 +352,5 @@ public final class CommandHandler: ChannelInboundHandler {
             return
         }
         context.fireUserInboundEventTriggered(event)
-    }
-}
-
-/// Counts connections and turns away the one over the limit with Redis's error.
-public final class ConnectionLimiter: ChannelInboundHandler {
-    public typealias InboundIn = ByteBuffer
-    public typealias OutboundOut = ByteBuffer
-    private let server: ServerContext
-    private var counted = false
-
-    public init(server: ServerContext) { self.server = server }
-
-    public func channelActive(context: ChannelHandlerContext) {
-        server.totalConnections.wrappingAdd(1, ordering: .relaxed)
-        let now = server.connectedClients.wrappingAdd(1, ordering: .relaxed).newValue
-        counted = true
-        if now > server.options.maxClients {
-            server.rejectedConnections.wrappingAdd(1, ordering: .relaxed)
-            var buffer = context.channel.allocator.buffer(capacity: 64)
-            RESPValue.error("ERR max number of clients reached").write(to: &buffer, version: 2)
-            context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-            return
-        }
-        context.fireChannelActive()
-    }
-
-    public func channelInactive(context: ChannelHandlerContext) {
-        if counted { server.connectedClients.wrappingSubtract(1, ordering: .relaxed) }
-        counted = false
-        context.fireChannelInactive()
     }
 }

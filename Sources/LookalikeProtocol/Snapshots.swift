@@ -12,7 +12,8 @@ import Synchronization
 
 final class Snapshots: Sendable {
     private let queue = DispatchQueue(label: "lookalike.snapshots")
-    let progress = SnapshotProgress()
+    /// Bytes of the running snapshot (Engine.writeSnapshot counts them).
+    let progress = JobProgress()
     private let state = Mutex(State())
 
     struct State {
@@ -33,8 +34,6 @@ final class Snapshots: Sendable {
              completion: @escaping @Sendable (Result<SnapshotSummary, Error>) -> Void) {
         state.withLock { $0.running += 1 }
         queue.async { [self] in
-            progress.bytesWritten.store(0, ordering: .relaxed)
-            progress.bytesExpected.store(0, ordering: .relaxed)
             state.withLock { $0.current = path }
             let started = Date()
             let result = Result { try engine.writeSnapshot(to: path, bytesPerSecond: bytesPerSecond, progress: progress) }
@@ -64,8 +63,8 @@ final class Snapshots: Sendable {
         return [
             ("lookalike_snapshot_in_progress", s.running > 0 ? "1" : "0"),
             ("lookalike_snapshot_path", s.current),
-            ("lookalike_snapshot_bytes_written", String(!s.current.isEmpty ? progress.bytesWritten.load(ordering: .relaxed) : 0)),
-            ("lookalike_snapshot_bytes_expected", String(!s.current.isEmpty ? progress.bytesExpected.load(ordering: .relaxed) : 0)),
+            ("lookalike_snapshot_bytes_written", String(progress.isRunning ? progress.doneCount : 0)),
+            ("lookalike_snapshot_bytes_expected", String(progress.isRunning ? progress.totalCount : 0)),
             ("lookalike_last_snapshot_status", s.lastStatus),
             ("lookalike_last_snapshot_path", s.lastPath),
             ("lookalike_last_snapshot_time", String(s.lastTime)),
