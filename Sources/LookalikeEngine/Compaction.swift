@@ -99,7 +99,10 @@ extension Collection {
                 let chunk = try vectors(of: Array(ids[start..<min(ids.count, start + Self.compactionChunk)]))
                 guard !chunk.ids.isEmpty else { continue }
                 progress.enter("building")
-                try chunk.rows.withUnsafeBufferPointer { try add($0.baseAddress!, count: chunk.ids.count, to: fresh, progress) }
+                let whole = start == 0 && ids.count <= Self.compactionChunk
+                try chunk.rows.withUnsafeBufferPointer {
+                    try add($0.baseAddress!, count: chunk.ids.count, to: fresh, whole: whole, progress)
+                }
                 added += chunk.ids
             }
             ids = added
@@ -123,7 +126,14 @@ extension Collection {
     static let compactionChunk = 65_536
     static let compactionStep = 4_096
 
-    private func add(_ rows: UnsafePointer<Float>, count: Int, to index: FaissIndex, _ progress: JobProgress) throws {
+    /// `whole`: these are all the rows the index will hold, so a compressed HNSW is built from
+    /// them at once (`buildRows`); beyond one chunk it grows by FAISS's add, chunk by chunk.
+    private func add(_ rows: UnsafePointer<Float>, count: Int, to index: FaissIndex, whole: Bool,
+                     _ progress: JobProgress) throws {
+        if whole, buildsFromRows {
+            try buildRows(rows, count: count, into: index)
+            return progress.advance(by: count)
+        }
         let d = definition.dimension
         for from in stride(from: 0, to: count, by: Self.compactionStep) {
             let n = min(Self.compactionStep, count - from)

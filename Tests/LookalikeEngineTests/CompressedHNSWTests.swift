@@ -141,6 +141,51 @@ final class CompressedHNSWEngineTests: XCTestCase {
             }
         }
     }
+
+    /// A compressed seal links its graph with the shim's loop on the frozen float rows, then
+    /// encodes them (not FAISS's add, which decodes codes for every node-to-node distance): with
+    /// one build thread its links are those of the same build done here, and stay so across a
+    /// restart (the segment's files written and read back).
+    func testSealBuildsTheGraphFromTheFloatRows() async throws {
+        let dimension = 16, count = 1_200, efc = 40
+        let vectors = clusteredVectors(count: count, dimension: dimension, clusters: 12, seed: 9)
+        for spec in ["HNSW16,SQ8", "HNSW16,SQfp16"] {
+            let directory = temporaryDirectory(self)
+            var options = EngineOptions()
+            options.sealThreshold = count
+            options.buildThreads = 1
+            var engine: Engine? = try Engine(directory: directory, options: options)
+            var c = try engine!.createCollection(CollectionDefinition(
+                name: "items", dimension: dimension, metric: .l2, index: spec, efConstruction: efc))
+            _ = await c.write(batch: vectors.enumerated().map { .upsert(key: "k\($0.offset)", vector: $0.element, attributes: .keep) })
+            try engine!.persist()
+            XCTAssertEqual(c.segmentSummary().sealed, 1, spec)
+            XCTAssertEqual(c.segmentSummary().sealedItems, count, spec)
+
+            let reference = try FaissIndex(spec: spec, dimension: dimension, metric: .l2)
+            try reference.setHNSW(efConstruction: efc, efSearch: 64)
+            let rows = vectors.flatMap { $0 }
+            if try !reference.info().isTrained { try reference.train(rows, count: count) }
+            try rows.withUnsafeBufferPointer { try reference.build($0.baseAddress!, count: count, threads: 1) }
+            // VLINKS lists the highest level first, by key; the reference's positions are the keys' numbers.
+            func expected(_ i: Int) throws -> [Set<String>] {
+                try reference.hnswLinks(position: i).reversed().map { Set($0.map { "k\($0)" }) }
+            }
+            func actual(_ i: Int) throws -> [Set<String>] {
+                try XCTUnwrap(c.links(key: "k\(i)")).map { Set($0.map(\.key)) }
+            }
+            for i in stride(from: 0, to: count, by: 7) {
+                XCTAssertEqual(try actual(i), try expected(i), "\(spec) k\(i): the links of the build from rows")
+            }
+            engine!.close()
+            engine = try Engine(directory: directory, options: options)
+            c = try XCTUnwrap(engine!.collection("items"))
+            for i in stride(from: 3, to: count, by: 7) {
+                XCTAssertEqual(try actual(i), try expected(i), "\(spec) k\(i) after a restart")
+            }
+            engine!.close()
+        }
+    }
 }
 
 /// Rescoring (Rescoring.swift): compressed candidates re-ranked with the exact vectors.
