@@ -3,7 +3,8 @@
 // encoded into its storage. Its links equal the flat build's on the same rows (one thread), its
 // storage is the compressed one, it recalls what brute force finds, and it writes, reads, clones,
 // is searched by FAISS's own loop and added to by FAISS's add like any FAISS index. Wrong uses
-// (a non-empty index, a live graph, an untrained or non-HNSW index) are refused, changing nothing.
+// (a non-empty index, a live graph, an untrained index, another index type or storage, a
+// pre-transform) are refused, changing nothing.
 // Helpers (data, queries, truth, recall, inserted) are HNSWInsertTests'.
 import Foundation
 import LookalikeIndex
@@ -92,7 +93,7 @@ extension HNSWInsertTests {
         let live = try FaissIndex(spec: "HNSW16", dimension: dimension, metric: .l2)
         try live.reserveGraph(capacity: 300)
         XCTAssertThrowsError(try live.build(base, count: 300, threads: 1), "a live graph")
-        for spec in ["Flat", "IVF4,Flat", "HNSW16,PQ4", "PCA16,HNSW16"] {
+        for spec in ["Flat", "IVF4,Flat", "HNSW16,SQ4", "PCA16,HNSW16"] {
             let other = try FaissIndex(spec: spec, dimension: dimension, metric: .l2)
             if try !other.info().isTrained { try other.train(base, count: 300) }
             XCTAssertThrowsError(try other.build(base, count: 300, threads: 1), spec)
