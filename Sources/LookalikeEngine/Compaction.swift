@@ -9,8 +9,9 @@
 // Progress (`compactionProgress`, VCOMPACT key STATUS): stage `waiting` (for a merge on the
 // merger's queue), `training` (reading the sample and training, when retraining), `reading`
 // and `building` in turns, one chunk read from LMDB then added to the index in steps, items
-// counted as they are added (the estimate's rate), then `writing` (the segment files) and
-// `publishing` (the manifest commit and the swap).
+// counted as they are added (the estimate's rate; a compressed HNSW whose live items fit in one
+// chunk is built from it at once, `buildRows`, and counted when done), then `writing` (the
+// segment files) and `publishing` (the manifest commit and the swap).
 // Threads: runs on the merger's serial queue, so merges and compactions never overlap;
 // callers wait for it. One compaction per collection at a time; progress is read from any.
 import Dispatch

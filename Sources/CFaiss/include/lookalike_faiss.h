@@ -9,8 +9,8 @@
  *   - Labels are positions (0..ntotal-1 in add order). The Swift side maps positions to its own
  *     64-bit ids; we never wrap indexes in IndexIDMap because that rejects search parameters.
  * Threads: a const operation (search, reconstruct, write, info) may run on many threads at
- * once on one index; a mutating one (train, add, set_*, lk_hnsw_reserve) must be alone on that
- * index. The one exception is a live HNSW graph (lk_hnsw_reserve, then lk_hnsw_insert): while one
+ * once on one index; a mutating one (train, add, set_*, lk_hnsw_reserve, lk_hnsw_build) must be
+ * alone on that index. The one exception is a live HNSW graph (lk_hnsw_reserve, then lk_hnsw_insert): while one
  * lk_hnsw_insert runs, lk_index_search, lk_index_info_get, lk_index_reconstruct,
  * lk_index_flat_vectors and lk_index_hnsw_links may run on any number of threads and see the
  * graph as of the last published count; write and clone must wait for the insert to return.
