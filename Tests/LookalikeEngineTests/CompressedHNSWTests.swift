@@ -1,7 +1,9 @@
 // Compressed HNSW (HNSWn,SQ8 and HNSWn,SQfp16) in the shim's fast loop: the AVX2 code kernels
 // against the scalar references and FAISS 1.7.3's own distance computer and decoder, for every
 // tail length and both metrics, across write/read and clone; recall of the shim's loop on such
-// storage against brute force; and such segments sealed, reloaded and compacted by the engine.
+// storage against brute force; and such segments sealed (their graph linked on the float rows,
+// the flat build's links), reloaded and compacted by the engine, a pre-transformed HNSW still
+// sealed by FAISS's add.
 import Foundation
 import LookalikeEngine
 import LookalikeIndex
@@ -103,7 +105,8 @@ final class CompressedHNSWTests: XCTestCase {
 }
 
 /// The engine's lifecycle with compressed HNSW specs: seal (trained template cloned for later
-/// segments), reopen from the files, compact, recall against brute force.
+/// segments; the graph built from the float rows), reopen from the files, compact, recall
+/// against brute force.
 final class CompressedHNSWEngineTests: XCTestCase {
     func testSealReloadAndCompactCompressedSegments() async throws {
         let dimension = 24
@@ -185,6 +188,21 @@ final class CompressedHNSWEngineTests: XCTestCase {
             }
             engine!.close()
         }
+    }
+
+    /// An HNSW behind a pre-transform (the build from rows cannot reach its inner index) is still
+    /// sealed by FAISS's add, not refused.
+    func testPreTransformedHNSWStillSeals() async throws {
+        let vectors = clusteredVectors(count: 1_200, dimension: 16, clusters: 12, seed: 13)
+        var options = EngineOptions()
+        options.sealThreshold = 1_200
+        let engine = try Engine(directory: temporaryDirectory(self), options: options)
+        defer { engine.close() }
+        let c = try engine.createCollection(CollectionDefinition(name: "items", dimension: 16, metric: .l2, index: "PCA8,HNSW16"))
+        _ = await c.write(batch: vectors.enumerated().map { .upsert(key: "k\($0.offset)", vector: $0.element, attributes: .keep) })
+        try engine.persist()
+        XCTAssertEqual(c.segmentSummary().sealed, 1)
+        XCTAssertEqual(try c.search(SearchRequest(query: .vector(vectors[5]), k: 10)).count, 10)
     }
 }
 
