@@ -98,6 +98,8 @@ extension HNSWInsertTests {
             if try !other.info().isTrained { try other.train(base, count: 300) }
             XCTAssertThrowsError(try other.build(base, count: 300, threads: 1), spec)
             XCTAssertEqual(try other.info().count, 0, spec)
+            XCTAssertEqual(try other.info().preTransform, spec.hasPrefix("PCA"), spec)
         }
+        XCTAssertFalse(try built.info().preTransform)
     }
 }
