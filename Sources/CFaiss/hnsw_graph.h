@@ -1,5 +1,5 @@
 // hnsw_graph.h: the state a mutable (live) HNSW graph shares between its one inserter and its
-// concurrent searchers, and the entry points of the shim's own HNSW loops.
+// concurrent searchers, and the entry points of the shim's own HNSW loops (search, build, link).
 //
 // Owns: LiveGraph (one per lk_index that lk_hnsw_reserve was called on) and GraphView (one
 // search's consistent snapshot of where the graph is).
@@ -99,10 +99,29 @@ void fast_hnsw_search(const faiss::IndexHNSW &index, const LiveGraph *live, int6
                       int64_t k, int ef, const uint8_t *members, size_t member_bytes, float *distances,
                       int64_t *labels);
 
-// hnsw_build.cpp.
+// hnsw_build.cpp: a live graph (reserve, then insert), and a graph built at once from rows the
+// caller holds, then stored by the index's storage (flat rows, or SQ8/fp16 codes).
 void hnsw_reserve(faiss::IndexHNSW &index, std::unique_ptr<LiveGraph> &live, int64_t capacity);
 // efc > 0 replaces the index's efConstruction for this call (the stored value is unchanged).
 void hnsw_insert(faiss::IndexHNSW &index, LiveGraph &live, int64_t n, const float *x, int threads, int efc);
+void hnsw_build(faiss::IndexHNSW &index, int64_t n, const float *x, int threads);
+
+// hnsw_link.cpp: the insertion loop. What one link_nodes call reads and writes.
+struct LinkTarget {
+    faiss::HNSW &h;
+    const float *base;   // float rows of every position < first + n (the storage's, or the caller's)
+    size_t d;
+    bool ip;             // inner product (HNSW's distance is its negation), else squared L2
+    omp_lock_t *locks;   // one per position < capacity
+    size_t capacity;     // >= first + n: the size of the workers' visited tables
+    int efc;             // the beam: h.efConstruction, or a cheaper one for this call
+};
+// Links nodes first..first+n-1, already appended to t.h (levels, offsets, -1-filled lists), into
+// the graph with up to `threads` workers (<= 0: omp_get_max_threads()), at t.efc.
+// Publishes nothing: the caller does.
+void link_nodes(const LinkTarget &t, int64_t first, int64_t n, int threads);
+// The nice value (and, with idle, SCHED_IDLE) of the calling thread and of the workers its
+// later link_nodes calls start.
 void set_build_priority(int nice, bool idle);
 
 // A per-thread visited table of at least n entries and a fresh stamp for it (a uint16 stamp:

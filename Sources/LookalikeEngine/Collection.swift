@@ -63,6 +63,9 @@ public final class Collection: @unchecked Sendable {
     /// New items are linked into a mutable HNSW graph as they arrive (GraphSegment), instead of
     /// waiting in an exact segment for a seal: HNSW specs with flat storage.
     let usesGraph: Bool
+    /// Whether a seal builds the index from the frozen rows at once (`SegmentBuilder.buildRows`):
+    /// an HNSW on flat, 8-bit or fp16 storage without a live graph (compressed specs, mostly).
+    let buildsFromRows: Bool
 
     /// Cached rankings by a numeric attribute, for cascades' TOP stages (Recommendations).
     let rankings = Mutex<[String: Ranking]>([:])
@@ -117,6 +120,7 @@ public final class Collection: @unchecked Sendable {
         specStorage = probe.storage
         trainHint = probe.isTrained ? 0 : max(1, probe.trainHint)
         usesGraph = probe.kind == .hnsw && probe.fastDistances && probe.storage == .flat && probe.isTrained
+        buildsFromRows = probe.kind == .hnsw && probe.storage != .other && !probe.preTransform && !usesGraph
         projection = try Self.loadProjection(definition, number: number, engine: engine)
         state = Mutex(State(mutable: FlatSegment(dimension: definition.dimension,
                                                  capacity: 1, metric: definition.metric.faiss)))

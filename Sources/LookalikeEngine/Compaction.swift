@@ -9,8 +9,9 @@
 // Progress (`compactionProgress`, VCOMPACT key STATUS): stage `waiting` (for a merge on the
 // merger's queue), `training` (reading the sample and training, when retraining), `reading`
 // and `building` in turns, one chunk read from LMDB then added to the index in steps, items
-// counted as they are added (the estimate's rate), then `writing` (the segment files) and
-// `publishing` (the manifest commit and the swap).
+// counted as they are added (the estimate's rate; a compressed HNSW whose live items fit in one
+// chunk is built from it at once, `buildRows`, and counted when done), then `writing` (the
+// segment files) and `publishing` (the manifest commit and the swap).
 // Threads: runs on the merger's serial queue, so merges and compactions never overlap;
 // callers wait for it. One compaction per collection at a time; progress is read from any.
 import Dispatch
@@ -99,7 +100,10 @@ extension Collection {
                 let chunk = try vectors(of: Array(ids[start..<min(ids.count, start + Self.compactionChunk)]))
                 guard !chunk.ids.isEmpty else { continue }
                 progress.enter("building")
-                try chunk.rows.withUnsafeBufferPointer { try add($0.baseAddress!, count: chunk.ids.count, to: fresh, progress) }
+                let whole = start == 0 && ids.count <= Self.compactionChunk
+                try chunk.rows.withUnsafeBufferPointer {
+                    try add($0.baseAddress!, count: chunk.ids.count, to: fresh, whole: whole, progress)
+                }
                 added += chunk.ids
             }
             ids = added
@@ -123,7 +127,14 @@ extension Collection {
     static let compactionChunk = 65_536
     static let compactionStep = 4_096
 
-    private func add(_ rows: UnsafePointer<Float>, count: Int, to index: FaissIndex, _ progress: JobProgress) throws {
+    /// `whole`: these are all the rows the index will hold, so a compressed HNSW is built from
+    /// them at once (`buildRows`); beyond one chunk it grows by FAISS's add, chunk by chunk.
+    private func add(_ rows: UnsafePointer<Float>, count: Int, to index: FaissIndex, whole: Bool,
+                     _ progress: JobProgress) throws {
+        if whole, buildsFromRows {
+            try buildRows(rows, count: count, into: index)
+            return progress.advance(by: count)
+        }
         let d = definition.dimension
         for from in stride(from: 0, to: count, by: Self.compactionStep) {
             let n = min(Self.compactionStep, count - from)

@@ -4,7 +4,8 @@
 // Order of a seal (each step crash-safe on its own):
 //   1. the index: a graph segment's own, once the indexer has linked every item (no rebuild);
 //      for a flat segment, built from its rows (trained first if needed, keeping the trained
-//      empty index as the template for later segments);
+//      empty index as the template for later segments; a compressed HNSW's graph linked on the
+//      float rows, then encoded: SegmentBuilder.buildRows);
 //   2. write its files under temporary names, fsync, rename (SegmentFiles);
 //   3. name it in the manifest (one LMDB transaction): from here a restart loads it;
 //   4. under the collection's lock, copy the frozen segment's tombstones and swap it in.
@@ -180,7 +181,7 @@ extension Collection {
             try index.train(frozen.vectors, count: frozen.count)
             newTemplate = try index.clone()
         }
-        try addRows(frozen.vectors, count: frozen.count, to: index)
+        try buildRows(frozen.vectors, count: frozen.count, into: index)
         return (index, newTemplate)
     }
 }

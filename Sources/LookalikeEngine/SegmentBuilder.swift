@@ -3,7 +3,9 @@
 //   - an empty index of the collection's type (from its trained template when it has one),
 //     with its HNSW build effort, and room reserved when it is a graph that grows by insertion;
 //   - rows added the way the collection's segments grow (the shim's insertion loop for graph
-//     collections, FAISS's add otherwise);
+//     collections, FAISS's add otherwise), or, when a segment's rows are all at hand (a seal),
+//     built at once: a compressed HNSW's graph linked by the shim's loop on the float rows, then
+//     the rows encoded (buildRows);
 //   - a new segment (and template) named from the manifest's counter, written durably and
 //     opened, ready to be named in the manifest.
 //   - publishing them: the manifest commit that names them, and the removal of what was
@@ -37,6 +39,18 @@ extension Collection {
             if engine.options.buildThreads > 0 { FaissIndex.setThreads(engine.options.buildThreads) }
             try index.add(rows, count: count)
         }
+    }
+
+    /// Fills an empty index from `emptyIndex` with all `count` rows of a segment in one call. A
+    /// compressed HNSW (`buildsFromRows`) gets the graph the flat build gives on these float rows
+    /// (the shim's insertion loop), then their codes: FAISS 1.7.3's own add would decode codes
+    /// for every node-to-node distance of its neighbour heuristic (6x slower at 512-d,
+    /// Docs/benchmarks.md). Other types: `addRows`.
+    func buildRows(_ rows: UnsafePointer<Float>, count: Int, into index: FaissIndex) throws {
+        guard buildsFromRows else { return try addRows(rows, count: count, to: index) }
+        // The encoding is FAISS's OpenMP loop; the linking takes the thread count itself.
+        if engine.options.buildThreads > 0 { FaissIndex.setThreads(engine.options.buildThreads) }
+        try index.build(rows, count: count, threads: engine.options.buildThreads)
     }
 
     /// Names and writes `index` (holding `ids`, at least one, whose keys are `keys`) as a new

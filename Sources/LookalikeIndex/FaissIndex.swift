@@ -3,7 +3,7 @@
 // Owns: the lk_index pointer (freed in deinit).
 // Invariants: labels are positions in add order; every FAISS failure is a thrown IndexError.
 // Threads: `search`, `reconstruct`, `write`, `info`, `memory` may run concurrently; `train`, `add`,
-// `setHNSW`, `reserveGraph` must not overlap with anything else on the same index. Segments
+// `build`, `setHNSW`, `reserveGraph` must not overlap with anything else on the same index. Segments
 // guarantee this by building an index completely before publishing it, and never mutating a
 // published one. The exception is a live HNSW graph: after `reserveGraph(capacity:)` (while
 // nobody searches), one thread at a time may `insert` while any number search, `info`,
@@ -56,6 +56,9 @@ public struct FaissInfo: Sendable, Equatable {
     public var ivfImbalance: Double = 0
     /// HNSW: how the shim's loop scores its vectors (float rows, 8-bit or fp16 codes); else .other.
     public var storage: Storage = .other
+    /// The searchable index sits behind a pre-transform (PCA, OPQ): kind, storage and the HNSW
+    /// fields are the inner index's, which the shim's builds cannot reach.
+    public var preTransform = false
 
     public enum Storage: Sendable, Equatable { case flat, sq8, fp16, other }
 }
@@ -129,7 +132,7 @@ public final class FaissIndex: @unchecked Sendable {
             hnswEfConstruction: Int(raw.hnsw_ef_construction),
             trainHint: Int(raw.train_hint), codeSize: Int(raw.code_size),
             fastDistances: raw.fast_distances != 0, ivfImbalance: raw.ivf_imbalance,
-            storage: Self.storage(raw.storage))
+            storage: Self.storage(raw.storage), preTransform: raw.pre_transform != 0)
     }
 
     /// What the index keeps in memory. On a live IVF index, not while lists are appended to.
@@ -196,6 +199,15 @@ public final class FaissIndex: @unchecked Sendable {
     /// this returns. Throws, changing nothing, beyond the reserved capacity.
     public func insert(_ vectors: UnsafePointer<Float>, count: Int, threads: Int, efConstruction: Int? = nil) throws {
         try checkFaiss { lk_hnsw_insert(handle, Int64(count), vectors, Int32(threads), Int32(efConstruction ?? 0), $0, $1) }
+    }
+
+    /// HNSW on flat, 8-bit or fp16 storage (`HNSWn`, `HNSWn,SQ8`, `HNSWn,SQfp16`), empty, trained
+    /// and not live: links `count` rows with the shim's insertion loop, every distance between
+    /// float rows (so the graph is the one `insert` gives on them, whatever the storage), then
+    /// stores them (encoded, for SQ), with up to `threads` threads (<= 0: the default). Reads
+    /// `vectors` in place. Throws, leaving the index empty, for another index or on a failure.
+    public func build(_ vectors: UnsafePointer<Float>, count: Int, threads: Int) throws {
+        try checkFaiss { lk_hnsw_build(handle, Int64(count), vectors, Int32(threads), $0, $1) }
     }
 
     /// The nice value (and, with `idle`, the SCHED_IDLE policy) of the calling thread and of

@@ -1,7 +1,9 @@
 // Compressed HNSW (HNSWn,SQ8 and HNSWn,SQfp16) in the shim's fast loop: the AVX2 code kernels
 // against the scalar references and FAISS 1.7.3's own distance computer and decoder, for every
 // tail length and both metrics, across write/read and clone; recall of the shim's loop on such
-// storage against brute force; and such segments sealed, reloaded and compacted by the engine.
+// storage against brute force; and such segments sealed (their graph linked on the float rows,
+// the flat build's links), reloaded and compacted by the engine, a pre-transformed HNSW still
+// sealed by FAISS's add.
 import Foundation
 import LookalikeEngine
 import LookalikeIndex
@@ -103,7 +105,8 @@ final class CompressedHNSWTests: XCTestCase {
 }
 
 /// The engine's lifecycle with compressed HNSW specs: seal (trained template cloned for later
-/// segments), reopen from the files, compact, recall against brute force.
+/// segments; the graph built from the float rows), reopen from the files, compact, recall
+/// against brute force.
 final class CompressedHNSWEngineTests: XCTestCase {
     func testSealReloadAndCompactCompressedSegments() async throws {
         let dimension = 24
@@ -140,6 +143,66 @@ final class CompressedHNSWEngineTests: XCTestCase {
                 engine!.close()
             }
         }
+    }
+
+    /// A compressed seal links its graph with the shim's loop on the frozen float rows, then
+    /// encodes them (not FAISS's add, which decodes codes for every node-to-node distance): with
+    /// one build thread its links are those of the same build done here, and stay so across a
+    /// restart (the segment's files written and read back).
+    func testSealBuildsTheGraphFromTheFloatRows() async throws {
+        let dimension = 16, count = 1_200, efc = 40
+        let vectors = clusteredVectors(count: count, dimension: dimension, clusters: 12, seed: 9)
+        for spec in ["HNSW16,SQ8", "HNSW16,SQfp16"] {
+            let directory = temporaryDirectory(self)
+            var options = EngineOptions()
+            options.sealThreshold = count
+            options.buildThreads = 1
+            var engine: Engine? = try Engine(directory: directory, options: options)
+            var c = try engine!.createCollection(CollectionDefinition(
+                name: "items", dimension: dimension, metric: .l2, index: spec, efConstruction: efc))
+            _ = await c.write(batch: vectors.enumerated().map { .upsert(key: "k\($0.offset)", vector: $0.element, attributes: .keep) })
+            try engine!.persist()
+            XCTAssertEqual(c.segmentSummary().sealed, 1, spec)
+            XCTAssertEqual(c.segmentSummary().sealedItems, count, spec)
+
+            let reference = try FaissIndex(spec: spec, dimension: dimension, metric: .l2)
+            try reference.setHNSW(efConstruction: efc, efSearch: 64)
+            let rows = vectors.flatMap { $0 }
+            if try !reference.info().isTrained { try reference.train(rows, count: count) }
+            try rows.withUnsafeBufferPointer { try reference.build($0.baseAddress!, count: count, threads: 1) }
+            // VLINKS lists the highest level first, by key; the reference's positions are the keys' numbers.
+            func expected(_ i: Int) throws -> [Set<String>] {
+                try reference.hnswLinks(position: i).reversed().map { Set($0.map { "k\($0)" }) }
+            }
+            func actual(_ i: Int) throws -> [Set<String>] {
+                try XCTUnwrap(c.links(key: "k\(i)")).map { Set($0.map(\.key)) }
+            }
+            for i in stride(from: 0, to: count, by: 7) {
+                XCTAssertEqual(try actual(i), try expected(i), "\(spec) k\(i): the links of the build from rows")
+            }
+            engine!.close()
+            engine = try Engine(directory: directory, options: options)
+            c = try XCTUnwrap(engine!.collection("items"))
+            for i in stride(from: 3, to: count, by: 7) {
+                XCTAssertEqual(try actual(i), try expected(i), "\(spec) k\(i) after a restart")
+            }
+            engine!.close()
+        }
+    }
+
+    /// An HNSW behind a pre-transform (the build from rows cannot reach its inner index) is still
+    /// sealed by FAISS's add, not refused.
+    func testPreTransformedHNSWStillSeals() async throws {
+        let vectors = clusteredVectors(count: 1_200, dimension: 16, clusters: 12, seed: 13)
+        var options = EngineOptions()
+        options.sealThreshold = 1_200
+        let engine = try Engine(directory: temporaryDirectory(self), options: options)
+        defer { engine.close() }
+        let c = try engine.createCollection(CollectionDefinition(name: "items", dimension: 16, metric: .l2, index: "PCA8,HNSW16"))
+        _ = await c.write(batch: vectors.enumerated().map { .upsert(key: "k\($0.offset)", vector: $0.element, attributes: .keep) })
+        try engine.persist()
+        XCTAssertEqual(c.segmentSummary().sealed, 1)
+        XCTAssertEqual(try c.search(SearchRequest(query: .vector(vectors[5]), k: 10)).count, 10)
     }
 }
 

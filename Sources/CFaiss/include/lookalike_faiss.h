@@ -9,8 +9,8 @@
  *   - Labels are positions (0..ntotal-1 in add order). The Swift side maps positions to its own
  *     64-bit ids; we never wrap indexes in IndexIDMap because that rejects search parameters.
  * Threads: a const operation (search, reconstruct, write, info) may run on many threads at
- * once on one index; a mutating one (train, add, set_*, lk_hnsw_reserve) must be alone on that
- * index. The one exception is a live HNSW graph (lk_hnsw_reserve, then lk_hnsw_insert): while one
+ * once on one index; a mutating one (train, add, set_*, lk_hnsw_reserve, lk_hnsw_build) must be
+ * alone on that index. The one exception is a live HNSW graph (lk_hnsw_reserve, then lk_hnsw_insert): while one
  * lk_hnsw_insert runs, lk_index_search, lk_index_info_get, lk_index_reconstruct,
  * lk_index_flat_vectors and lk_index_hnsw_links may run on any number of threads and see the
  * graph as of the last published count; write and clone must wait for the insert to return.
@@ -61,6 +61,8 @@ typedef struct {
                               searched by the shim's scanner (ivf_scan.h) */
     int storage;           /* HNSW: LK_STORAGE_*, else LK_STORAGE_OTHER */
     double ivf_imbalance;  /* IVF: sum(list size^2) * nlist / ntotal^2 (1 = even lists); else 0 */
+    int pre_transform;     /* 1 when the searchable index sits behind a pre-transform (PCA, OPQ...):
+                              kind, storage and the HNSW fields are then the inner index's */
 } lk_index_info;
 
 typedef struct {
@@ -133,10 +135,23 @@ int lk_hnsw_reserve(lk_index *index, int64_t capacity, char *err, size_t errlen)
 int lk_hnsw_insert(lk_index *index, int64_t n, const float *x, int threads, int ef_construction, char *err,
                    size_t errlen);
 
+/* A graph built at once (hnsw_build.cpp): on an empty, trained HNSW index with flat, 8-bit or
+ * fp16 L2/IP storage (HNSWn, HNSWn,SQ8, HNSWn,SQfp16; no pre-transform, not reserved live),
+ * links the n float rows x with the shim's insertion loop (lk_hnsw_insert's: FAISS 1.7.3's
+ * levels, order and neighbour heuristic, every distance between float rows, x read in place),
+ * using up to `threads` threads (<= 0: the OpenMP default), then stores x through the storage's
+ * own add (encoded to codes for SQ). The result is a plain IndexHNSWFlat / IndexHNSWSQ that
+ * write/read/clone, FAISS's search and later lk_index_add accept. With one thread its links
+ * equal those lk_hnsw_insert gives a fresh HNSWn of the same M and efConstruction on the same
+ * rows in one call. For compressed storage this replaces FAISS's add, whose heuristic decodes
+ * codes for every node-to-node distance. Error (the index left empty) on failure, for a
+ * non-empty index or another index type. Nobody may use the index during the call. */
+int lk_hnsw_build(lk_index *index, int64_t n, const float *x, int threads, char *err, size_t errlen);
+
 /* Nice value (setpriority on the calling thread and on every worker thread of later
- * lk_hnsw_insert calls made from this thread), so index building yields to searches; with
- * idle != 0 also the SCHED_IDLE policy, so a waking search preempts a builder at once.
- * (The workers lk_hnsw_insert starts take the value as they start.)
+ * lk_hnsw_insert and lk_hnsw_build calls made from this thread), so index building yields to
+ * searches; with idle != 0 also the SCHED_IDLE policy, so a waking search preempts a builder
+ * at once. (The workers take the value as they start.)
  * Raising priority again (a lower value, or leaving SCHED_IDLE) needs CAP_SYS_NICE; without it
  * that part is ignored. */
 void lk_set_build_priority(int nice, int idle);
