@@ -101,7 +101,8 @@ extension Collection {
         try store.emptyAll(txn)
         for key in [Engine.definitionKey(name), Engine.manifestKey(number), Engine.nextIdKey(number),
                     Self.lastRunKey(number), Self.runningKey(number), Self.abortedKey(number),
-                    Projection.metaKey(number), StoredCategoryModel.metaKey(number), Self.attributeKindsKey(number)] {
+                    Projection.metaKey(number), StoredCategoryModel.metaKey(number), Self.attributeKindsKey(number),
+                    Self.attributeIndexKey(number)] {
             try engine.meta.delete(key, txn)
         }
         droppedInBatch = true

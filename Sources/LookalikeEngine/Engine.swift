@@ -177,6 +177,7 @@ public final class Engine: @unchecked Sendable {
                 try meta.put(Self.manifestKey(n), Array(try JSONEncoder().encode(Manifest())), txn)
                 try meta.putUInt64(Self.nextIdKey(n), 0, txn)
                 try meta.put(Collection.attributeKindsKey(n), Collection.emptyKindsRecord(), txn)
+                try meta.put(Collection.attributeIndexKey(n), Collection.attributeIndexVersion, txn)
                 if let p = Projection.of(definition) { try meta.put(Projection.metaKey(n), p.bytes, txn) }
                 return n
             }
