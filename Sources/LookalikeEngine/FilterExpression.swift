@@ -8,6 +8,10 @@
 // Semantics, as in Redis: selectors read first-level keys of the attributes object; numbers
 // are doubles; booleans are 1 and 0; arrays of numbers and strings serve `in`; a missing or
 // unusable value makes the whole expression false for that item (never an error at run time).
+// Equality: two strings compare as strings ("5.0" is not "5"), two numbers as numbers, a string
+// and a number as numbers when the string reads as one ("5.0" == 5, "1" == true). Redis
+// (vset expr.c) also reads an unreadable string, and an array, as 0 there; here they equal no
+// number, as `<` and `+` on them make the expression false.
 // Limits: the source is at most `FilterLimits.maxBytes` long and its tree at most
 // `maxDepth` deep (a chain `a + b + c` is as deep as it is long). Parsing, evaluation and
 // planning recurse over the tree, so a depth bound is what keeps a hostile filter from
