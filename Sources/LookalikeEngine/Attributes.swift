@@ -52,7 +52,10 @@ public struct Attributes: Sendable {
 
     /// The texts `name` is indexed under: a string as it is, a number or boolean as its text,
     /// or each scalar element of an array ("categories": ["Home", "Kitchen"]); sorted, unique.
-    /// Empty texts and texts over LMDB's key limit are not indexed (CollectionStore).
+    /// A string that reads as a number is listed under that number's text too ("5.0" under
+    /// "5"), since the filter language finds it equal to the number. Every text is indexed:
+    /// the empty one and those over LMDB's key limit under keys of their own (CollectionStore
+    /// `tableKey`), so a FILTER's member set never lacks a match.
     public func indexedTexts(_ name: String) -> [String] {
         let scalars: [Scalar]
         switch self[name] {
@@ -60,8 +63,11 @@ public struct Attributes: Sendable {
         case .list(let items): scalars = items.compactMap { $0 }
         case .other, nil: return []
         }
-        let texts = scalars.map(Self.text).filter { !$0.isEmpty && $0.utf8.count <= CollectionStore.maxValueBytes }
-        return Array(Set(texts)).sorted()
+        var texts = Set(scalars.map(Self.text))
+        for case .string(let s) in scalars {
+            if let n = Double(s), !n.isNaN { texts.insert(Self.numberText(n)) }
+        }
+        return texts.sorted()
     }
 
     /// The attribute-table entries of these attributes, for the indexed ones present.

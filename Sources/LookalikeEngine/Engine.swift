@@ -175,6 +175,7 @@ public final class Engine: @unchecked Sendable {
                 try meta.put(MetaLayout.manifest(n), Array(try JSONEncoder().encode(Manifest())), txn)
                 try meta.putUInt64(MetaLayout.nextId(n), 0, txn)
                 try meta.put(MetaLayout.attributeKinds(n), Collection.emptyKindsRecord(), txn)
+                try meta.put(MetaLayout.attributeIndex(n), Collection.attributeIndexVersion, txn)
                 if let p = Projection.of(definition) { try meta.put(MetaLayout.projection(n), p.bytes, txn) }
                 return n
             }

@@ -8,6 +8,10 @@
 // Semantics, as in Redis: selectors read first-level keys of the attributes object; numbers
 // are doubles; booleans are 1 and 0; arrays of numbers and strings serve `in`; a missing or
 // unusable value makes the whole expression false for that item (never an error at run time).
+// Equality: two strings compare as strings ("5.0" is not "5"), two numbers as numbers, a string
+// and a number as numbers when the string reads as one ("5.0" == 5, "1" == true). Redis
+// (vset expr.c) also reads an unreadable string, and an array, as 0 there; here they equal no
+// number, as `<` and `+` on them make the expression false.
 // Limits: the source is at most `FilterLimits.maxBytes` long and its tree at most
 // `maxDepth` deep (a chain `a + b + c` is as deep as it is long). Parsing, evaluation and
 // planning recurse over the tree, so a depth bound is what keeps a hostile filter from
@@ -17,6 +21,7 @@
 // (`indexedSet`, and `isDecided`: when the indexed set is the answer and no hit is checked).
 // Threads: a compiled expression is immutable and may be evaluated from any thread.
 import Foundation
+import LookalikeStorage
 
 /// How large a FILTER expression may be (flags --max-filter-bytes, --max-filter-depth).
 public struct FilterLimits: Sendable {
@@ -288,8 +293,10 @@ public struct FilterExpression: Sendable {
     }
 
     /// The index entries a literal can equal. Attribute indexes hold values as text
-    /// (`Attributes.text`): numbers as integers when whole, booleans as true/false, which the
-    /// filter language treats as 1 and 0.
+    /// (`Attributes.indexedTexts`): numbers as integers when whole, booleans as true/false,
+    /// which the filter language treats as 1 and 0, and strings that read as numbers under that
+    /// number's text too. A string literal that reads as a number equals what that number
+    /// equals ("1" equals true), besides its own text.
     static func valueSet(_ attribute: String, _ literal: Node) -> IndexedSet? {
         valueTexts(literal).map { .anyOf($0.map { .value(attribute: attribute, text: $0) }) }
     }
@@ -297,9 +304,8 @@ public struct FilterExpression: Sendable {
     static func valueTexts(_ literal: Node) -> [String]? {
         switch literal {
         case .string(let s):
-            var texts = [s]
-            if let n = Double(s), n.isFinite { texts.append(Attributes.numberText(n)) }
-            return texts
+            guard let n = Double(s), !n.isNaN else { return [s] }
+            return Array(Set([s] + valueTexts(.number(n))!)).sorted()
         case .number(let n):
             var texts = [Attributes.numberText(n)]
             if n == 1 { texts.append("true") }
@@ -314,8 +320,9 @@ public struct FilterExpression: Sendable {
     /// attributes checked: only `==` / `in` over indexed attributes joined by and / or, each
     /// test exact for the kinds of value its attribute has held (`kinds`, AttributeKinds):
     ///   - never an array (the table lists each element; `==` on an array is false);
-    ///   - a string literal: if strings were held, no other text in its set ("5" for "5.0",
-    ///     which the string "5" does not equal); if booleans, not "true" / "false";
+    ///   - a string literal: if strings were held, not one that reads as a number (the string
+    ///     "5.0" is listed under "5" and is not the string "5"); if booleans, not "true" /
+    ///     "false"; never one over the key limit (its key is a digest, CollectionStore);
     ///   - a number literal 1 or 0: no strings held (the string "true" is listed, not equal).
     public func isDecided(over indexed: Set<String>, kinds: (String) -> AttributeKinds) -> Bool {
         Self.isDecided(root, indexed, kinds)
@@ -343,7 +350,8 @@ public struct FilterExpression: Sendable {
         guard !kinds.contains(.list), let texts = valueTexts(literal) else { return false }
         switch literal {
         case .string(let s):
-            if kinds.contains(.string), texts.contains(where: { $0 != s }) { return false }
+            if s.utf8.count > CollectionStore.maxValueBytes { return false }
+            if kinds.contains(.string), texts.contains(where: { $0 != s }) || Double(s) != nil { return false }
             return !(kinds.contains(.bool) && (s == "true" || s == "false"))
         case .number:
             return !(kinds.contains(.string) && (texts.contains("true") || texts.contains("false")))

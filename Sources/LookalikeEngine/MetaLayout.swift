@@ -26,6 +26,9 @@ enum MetaLayout {
     static func categoryModel(_ number: UInt32) -> String { "category-model:\(number)" }
     /// The kinds of value each indexed attribute has held (AttributeKinds).
     static func attributeKinds(_ number: UInt32) -> String { "attrkinds:\(number)" }
+    /// The version of a collection's attribute tables (AttributeIndexVersion): absent in folders
+    /// written before empty, long and numeric-string values were indexed.
+    static func attributeIndex(_ number: UInt32) -> String { "attrindex:\(number)" }
     /// The new-items batch job's (NewItems) last report.
     static func newItemsLastRun(_ number: UInt32) -> String { "newitems:\(number)" }
     /// Set while a job runs, in a transaction of its own: found at the next start, it means the
@@ -37,6 +40,6 @@ enum MetaLayout {
     /// Every meta key of one collection: what a drop deletes.
     static func perCollection(name: String, number: UInt32) -> [String] {
         [definition(name), manifest(number), nextId(number), projection(number), categoryModel(number),
-         attributeKinds(number), newItemsLastRun(number), newItemsRunning(number), newItemsAborted(number)]
+         attributeKinds(number), attributeIndex(number), newItemsLastRun(number), newItemsRunning(number), newItemsAborted(number)]
     }
 }

@@ -1,5 +1,7 @@
 // Recovery: opening a collection from what is on disk.
 //
+//   0. bring attribute tables written by older rules up to the current ones, once
+//      (AttributeIndexVersion.swift);
 //   1. load the sealed segments the manifest names (memory-mapped for IVF), and the template;
 //      a damaged segment file (a bad size, or contents that do not match the checksum its ids
 //      file records: SegmentFiles) is dropped together with every later one, and their items are
@@ -19,6 +21,7 @@ import LookalikeStorage
 
 extension Collection {
     func open(manifest stored: Manifest, nextId storedNextId: UInt64) throws {
+        try reindexAttributesIfOld()
         var manifest = stored
         var changed = false
         let template: FaissIndex?

@@ -4,7 +4,9 @@
 //   c<N>/items       id                     -> u32 key length, key, attributes JSON (may be empty)
 //   c<N>/vectors     id                     -> the vector as given, float32 little-endian
 //   c<N>/tombstones  id                     -> (empty) ids removed since they were sealed
-//   c<N>/attr/<A>    attribute value (dup)  -> ids with that value, sorted
+//   c<N>/attr/<A>    attribute value (dup)  -> ids with that value, sorted (the value's UTF-8,
+//                                              or for "" and long values a key no text has:
+//                                              `tableKey`)
 //   c<N>/clock       unix second (8 bytes)  -> the first id allocated in that second (so "items
 //                                              added since a time" is an id range)
 //   c<N>/neighbors   key (UTF-8)            -> the batch job's JSON line for that item (NewItems)
@@ -179,7 +181,7 @@ public final class CollectionStore: Sendable {
         guard let t = attributeTables[attribute] else { return [] }
         let c = try txn.cursor(t)
         var out: [UInt64] = []
-        var entry = c.find(Array(value.utf8))
+        var entry = c.find(Self.tableKey(value))
         while let (_, v) = entry {
             out.append(IdKey.decode(v))
             entry = c.nextDuplicate()
@@ -191,7 +193,7 @@ public final class CollectionStore: Sendable {
     public func count(attribute: String, value: String, _ txn: Transaction) throws -> Int {
         guard let t = attributeTables[attribute] else { return 0 }
         let c = try txn.cursor(t)
-        return c.find(Array(value.utf8)) == nil ? 0 : c.duplicateCount()
+        return c.find(Self.tableKey(value)) == nil ? 0 : c.duplicateCount()
     }
 
     // MARK: Writes (writable transaction)
@@ -273,16 +275,44 @@ public final class CollectionStore: Sendable {
         try txn.get(neighbors, Array(key.utf8)).map { Array($0) }
     }
 
-    /// LMDB keys are at most 511 bytes: longer attribute values are not indexed.
+    /// Attribute values longer than this are listed under a digest key (`tableKey`): LMDB keys
+    /// are at most 511 bytes.
     public static let maxValueBytes = 480
+
+    /// The attribute-table key of a value: its UTF-8 bytes, except for the two that LMDB cannot
+    /// hold as they are. Both start with a byte no UTF-8 text starts with, so they never meet a
+    /// plain value's key: the empty text is [0xFF]; a text over `maxValueBytes` is 0xFE, its
+    /// first 400 bytes, its length and a 64-bit FNV-1a digest of all of it (two long values may
+    /// share a key only with the same prefix, length and digest: a FILTER checks such hits).
+    public static func tableKey(_ value: String) -> [UInt8] {
+        let bytes = Array(value.utf8)
+        if bytes.isEmpty { return [0xFF] }
+        guard bytes.count > maxValueBytes else { return bytes }
+        var digest: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes { digest = (digest ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        var key: [UInt8] = [0xFE] + bytes.prefix(400)
+        withUnsafeBytes(of: UInt32(bytes.count).bigEndian) { key.append(contentsOf: $0) }
+        withUnsafeBytes(of: digest.bigEndian) { key.append(contentsOf: $0) }
+        return key
+    }
+
+    /// Lists `id` under `values` if it is not listed already (re-indexing): true when it was not.
+    public func addToIndex(id: UInt64, _ values: IndexedValues, _ txn: Transaction) throws -> Bool {
+        var added = false
+        for v in values {
+            guard let table = attributeTables[v.attribute] else { continue }
+            if try txn.put(table, Self.tableKey(v.value), IdKey.encode(id), noDuplicate: true) { added = true }
+        }
+        return added
+    }
 
     private func index(id: [UInt8], _ values: IndexedValues, add: Bool, _ txn: Transaction) throws {
         for v in values {
-            guard let table = attributeTables[v.attribute], v.value.utf8.count <= Self.maxValueBytes else { continue }
+            guard let table = attributeTables[v.attribute] else { continue }
             if add {
-                try txn.put(table, Array(v.value.utf8), id, noDuplicate: true)
+                try txn.put(table, Self.tableKey(v.value), id, noDuplicate: true)
             } else {
-                try txn.delete(table, Array(v.value.utf8), value: id)
+                try txn.delete(table, Self.tableKey(v.value), value: id)
             }
         }
     }
