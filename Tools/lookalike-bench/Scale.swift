@@ -94,9 +94,10 @@ struct Scale: AsyncParsableCommand {
         var before = rusage()
         getrusage(RUSAGE_CHILDREN.rawValue, &before)
         var t0 = now()
-        try runProgram(tool, ["--data", data, "--collection", "items", "--vectors", npy, "--meta", meta, "--index", spec, "--attributes", "category",
+        let ingestOutput = try runProgram(tool, ["--data", data, "--collection", "items", "--vectors", npy, "--meta", meta, "--index", spec, "--attributes", "category",
                               "--segment-items", "\(trainingRows(set))"])
         let loadSeconds = now() - t0
+        print(ingestOutput.trimmingCharacters(in: .whitespacesAndNewlines))
         var usage = rusage()
         getrusage(RUSAGE_CHILDREN.rawValue, &usage)
         rows.append(("bulk load (lookalike-ingest, one segment built, synced)", String(format: "%.1f s, %.0f items/s, peak RSS of the children so far ", loadSeconds, Double(set.count) / loadSeconds) + mib(Double(usage.ru_maxrss) * 1024)))
