@@ -10,12 +10,19 @@ none); lookalike-bench scores recall itself, the same way for every method.
   peers.py ann --base B.npy --queries Q.npy --out DIR --k 10 --threads 2 \
       --specs Flat HNSW32 IVF1024,Flat --hnsw-ef 16 32 64 --ivf-nprobe 1 4 16
   peers.py filtered --base B.npy --queries Q.npy --out DIR --k 10 --ef 64 --groups G.json
+  peers.py ann --base B.npy --queries Q.npy --out DIR --normalise --train-rows 131072 \
+      --specs IVF1024,PQ64 --ivf-nprobe 8 16 32 --refine-k-factor 4 16 64   # lookalike-bench scale --peers
 
 Vectors arrive prepared (unit length for cosine), so every index here uses inner product.
 Build settings match Lookalike's: HNSW M = 32 (FAISS "HNSW32"; hnswlib M = 32), efConstruction
 40 (FAISS's default, and Lookalike's); IVF k-means on all base vectors.
 Queries are searched as one batch on `--threads` threads, which is how these libraries are
-fastest in-process.
+fastest in-process. `--normalise` makes raw vectors unit length here (the scale benchmark writes
+them raw). `--train-rows N` trains on the first N base rows (Lookalike trains on its first sealed
+segment). `--refine-k-factor` adds, for every IVF spec, the same index wrapped in
+IndexRefineFlat (exact re-ranking of k × factor candidates from a flat copy of the vectors) at
+each factor and nprobe. Each point's line also carries the process's anonymous resident memory
+after the build (`anon_mb`), and the train and add times.
 """
 import argparse
 import json
@@ -26,10 +33,18 @@ from pathlib import Path
 import numpy as np
 
 
-def emit(out, label, library, index, param, build_s, seconds, queries, ids):
+def emit(out, label, library, index, param, build_s, seconds, queries, ids, **extra):
     ids.astype("<i8").tofile(out / f"{label}.i64")
     print(json.dumps({"label": label, "library": library, "index": index, "param": param,
-                      "build_s": round(build_s, 3), "qps": queries / seconds}), flush=True)
+                      "build_s": round(build_s, 3), "qps": queries / seconds, **extra}), flush=True)
+
+
+def anon_mb():
+    """This process's anonymous resident memory (RssAnon), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def timed(fn):
@@ -47,11 +62,19 @@ def faiss_ann(a, base, queries, out):
         index = faiss.index_factory(d, spec, faiss.METRIC_INNER_PRODUCT)
         if spec.startswith("HNSW"):
             index.hnsw.efConstruction = a.ef_construction
+        if hasattr(index, "do_polysemous_training") and not a.polysemous:
+            # FAISS's factory turns it on for PQ: a simulated-annealing reorder of every PQ
+            # codebook for Hamming-distance filtering, which no search here uses (recall and
+            # rate are the same without it); at 4096-d, PQ64, it costs many minutes.
+            index.do_polysemous_training = False
+        before = anon_mb()
         t0 = time.perf_counter()
         if not index.is_trained:
-            index.train(base)
+            index.train(base[:a.train_rows] if a.train_rows else base)
+        train = time.perf_counter() - t0
         index.add(base)
         build = time.perf_counter() - t0
+        memory = {"anon_mb": round(anon_mb() - before, 1), "train_s": round(train, 3), "add_s": round(build - train, 3)}
         if spec == "Flat":
             points = [("exact", None)]
         elif spec.startswith("HNSW"):
@@ -61,8 +84,29 @@ def faiss_ann(a, base, queries, out):
         for name, params in points:
             index.search(queries[:50], a.k, params=params)  # warm-up
             (_, ids), s = timed(lambda: [index.search(queries, a.k, params=params) for _ in range(a.rounds)][0])
-            emit(out, f"faiss-{spec}-{name}".replace(",", "_"), lib, spec, name, build, s, len(queries) * a.rounds, ids)
+            emit(out, f"faiss-{spec}-{name}".replace(",", "_"), lib, spec, name, build, s, len(queries) * a.rounds, ids, **memory)
+        if spec.startswith("IVF") and a.refine_k_factor:
+            refine_ivf(a, index, spec, base, queries, out, lib, build)
         del index
+
+
+def refine_ivf(a, index, spec, base, queries, out, lib, build):
+    """The built IVF index under IndexRefineFlat: k × factor candidates re-ranked exactly."""
+    import faiss
+    before = anon_mb()
+    t0 = time.perf_counter()
+    refined = faiss.IndexRefineFlat(index, faiss.swig_ptr(base))  # copies the vectors
+    memory = {"anon_mb": round(anon_mb() - before, 1), "train_s": 0.0, "add_s": round(time.perf_counter() - t0, 3)}
+    for nprobe in a.ivf_nprobe:
+        for factor in a.refine_k_factor:
+            params = faiss.IndexRefineSearchParameters(k_factor=factor, base_index_params=faiss.SearchParametersIVF(nprobe=nprobe))
+            refined.search(queries[:50], a.k, params=params)  # warm-up
+            (_, ids), s = timed(lambda: [refined.search(queries, a.k, params=params) for _ in range(a.rounds)][0])
+            name = f"nprobe={nprobe} refine={factor}"
+            emit(out, f"faiss-{spec}-RFlat-nprobe={nprobe}-k{factor}".replace(",", "_"), lib, spec + ",RFlat", name, build, s,
+                 len(queries) * a.rounds, ids, **memory)
+    refined.own_fields = False  # the base index is the caller's
+    del refined
 
 
 def hnswlib_ann(a, base, queries, out):
@@ -134,10 +178,20 @@ def main():
     p.add_argument("--ef", type=int, default=64)
     p.add_argument("--ef-construction", type=int, default=40, help="HNSW build effort of faiss-cpu (ann)")
     p.add_argument("--no-hnswlib", action="store_true", help="skip hnswlib (ann)")
+    p.add_argument("--polysemous", action="store_true",
+                   help="keep FAISS's polysemous training of PQ codebooks (its factory default; skipped otherwise)")
+    p.add_argument("--normalise", action="store_true", help="make base and queries unit length (cosine) first")
+    p.add_argument("--train-rows", type=int, default=0, help="train IVF/PQ/SQ on the first N base rows (0: all)")
+    p.add_argument("--refine-k-factor", type=int, nargs="*", default=[],
+                   help="IVF specs also under IndexRefineFlat at these k factors (ann)")
     p.add_argument("--groups")
     a = p.parse_args()
     base = np.ascontiguousarray(np.load(a.base), dtype=np.float32)
     queries = np.ascontiguousarray(np.load(a.queries), dtype=np.float32)
+    if a.normalise:
+        import faiss
+        faiss.normalize_L2(base)
+        faiss.normalize_L2(queries)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.mode == "filtered":

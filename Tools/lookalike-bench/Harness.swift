@@ -92,7 +92,11 @@ enum Peers {
         try runProgram("/bin/bash", [repositoryRoot.appendingPathComponent("Tools/bench/setup-peers.sh").path])
     }
 
-    struct Line: Decodable { var label: String; var library: String; var index: String; var param: String; var build_s: Double; var qps: Double }
+    struct Line: Decodable {
+        var label: String; var library: String; var index: String; var param: String; var build_s: Double; var qps: Double
+        /// The peer's anonymous memory after its build, and its train and add times (scale --peers).
+        var anon_mb: Double?; var train_s: Double?; var add_s: Double?
+    }
 
     /// Runs peers.py with `arguments`; each reported point with its hits (queries × k rows).
     static func measure(_ arguments: [String], out: String, queries: Int, k: Int) throws -> [(Line, [[Int]])] {

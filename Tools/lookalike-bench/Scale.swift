@@ -3,9 +3,10 @@
 // rebuilt), its memory per item against the raw vectors (anonymous and file-backed resident
 // memory apart: LMDB pages mapped by reads are file pages the kernel may reclaim), recall@10
 // and queries/s over TCP, and restarts after SIGTERM and after SIGKILL. Several `--index`
-// specs run one after another on the same generated data, with a side-by-side summary; then
-// faiss-cpu HNSW32 at efConstruction 200 on the same prepared vectors and queries (2 threads,
-// in-process, one batch), and the rate of each HNSW spec at recall 0.95 against it.
+// specs run one after another on the same generated data, with a side-by-side summary.
+// `--rescore` sweeps rescoring factors at every effort and `--peers` adds faiss-cpu's index of
+// each IVF spec on the same rows (ScaleSweep.swift): the 4096-d IVF-PQ run of issue 15; for
+// HNSW specs, faiss-cpu HNSW32 at efConstruction 200 (issue 12's 1M × 128 comparison).
 import ArgumentParser
 import Foundation
 import LookalikeClient
@@ -23,12 +24,14 @@ struct Scale: AsyncParsableCommand {
     @Option(parsing: .upToNextOption, help: "FAISS index specs, each loaded and measured in turn on the same data.") var index: [String] = ["HNSW32"]
     @Option(help: "Held-out queries.") var queries = 1_000
     @Option(parsing: .upToNextOption, help: "Query efforts: EF for HNSW, NPROBE for IVF.") var efforts: [Int] = [32, 64, 128]
+    @Option(parsing: .upToNextOption, help: "Rescoring factors, each run at every effort (VSIM … RESCORE r; 0 sends NORESCORE); none: the collection's default.") var rescore: [Int] = []
+    @Flag(help: "Also faiss-cpu on the same vectors and queries, in-process on 2 threads (Tools/bench/peers.py): each IVF spec's index with the same training rows, plain and under IndexRefineFlat at the --rescore factors; and HNSW32 at efConstruction 200 when an HNSW spec runs.") var peers = false
+    @Option(help: "Items per sealed segment, given to lookalike-ingest (default: its own, at most 2 GiB of vectors); the first segment is the training sample.") var segmentItems: Int?
+    @Option(help: "Queries timed per point (the held-out set repeated).") var timedQueries = 4_000
+    @Option(help: "Recall at which the --peers summary compares rates.") var target = 0.95
     @Option(help: "Port for the server under test.") var port = 6479
     @Flag(help: "100,000 items: finishes in under two minutes.") var quick = false
     @Option(help: "Scratch folder (deleted afterwards).") var scratch = NSTemporaryDirectory() + "lookalike-bench-scale"
-    @Flag(help: "Skip faiss-cpu (PyPI) HNSW32 at efConstruction 200 on the same data.") var noPeers = false
-    @Option(help: "Threads for faiss-cpu's build and batch search.") var threads = 2
-    @Option(help: "Recall@10 at which rates are compared with faiss-cpu.") var target = 0.95
 
     mutating func run() async throws {
         lineBufferedOutput()
@@ -46,50 +49,45 @@ struct Scale: AsyncParsableCommand {
             .joined(separator: "\n").write(toFile: meta, atomically: true, encoding: .utf8)
         let prepared = set.prepared()
         let truth = GroundTruth(base: prepared, rows: set.count, queries: rawQueries, dimension: set.dimension, k: 10, normalise: true)
-        var summary: [String] = []
-        var curves: [(String, [Point])] = []
+        var summary: [String] = [], points: [Point] = [], builds: [PeerBuild] = []
         for spec in index {
-            let (line, curve) = try measure(spec, set: set, npy: npy, meta: meta, prepared: prepared, truth: truth, rawQueries: rawQueries)
-            summary += line
-            curves.append((spec, curve))
+            let (row, measured) = try measure(spec, set: set, npy: npy, meta: meta, prepared: prepared, truth: truth, rawQueries: rawQueries)
+            summary += row
+            points += measured
+        }
+        if peers {
+            let queriesNPY = scratch + "/queries.npy"
+            try VectorFile.writeNPY(rawQueries.flatMap { $0 }, rows: rawQueries.count, dimension: set.dimension, to: queriesNPY)
+            for spec in index where spec.hasPrefix("IVF") {
+                let t1 = now()
+                let (p, b) = try ScaleSweep.peers(spec: spec, npy: npy, queriesNPY: queriesNPY, trainRows: trainingRows(set),
+                                                  efforts: efforts, factors: rescore.filter { $0 > 0 }, rounds: max(1, timedQueries / rawQueries.count),
+                                                  scratch: scratch, truth: truth, prepared: prepared, queries: rawQueries.count)
+                print("faiss-cpu \(spec): \(String(format: "%.1f", now() - t1)) s in all")
+                points += p
+                builds += b
+            }
+            if index.contains(where: { !$0.hasPrefix("IVF") }) {
+                let t1 = now()
+                let (p, b) = try ScaleSweep.hnswPeer(npy: npy, queriesNPY: queriesNPY, efforts: efforts,
+                                                     rounds: max(1, timedQueries / rawQueries.count), scratch: scratch,
+                                                     truth: truth, prepared: prepared, queries: rawQueries.count)
+                print("faiss-cpu HNSW32 efConstruction 200: \(String(format: "%.1f", now() - t1)) s in all")
+                points += p
+                builds += b
+            }
         }
         print("")
-        print("| \(set.count) × \(set.dimension) | RSS after queries (anon + file) | × raw (anon) | " + efforts.map { "effort \($0): recall@10, q/s" }.joined(separator: " | ") + " |")
-        print("|---|---|---|" + efforts.map { _ in "---|" }.joined())
+        let labels = efforts.flatMap { e in rescore.isEmpty ? ["effort \(e)"] : rescore.map { "effort \(e) rescore \($0)" } }
+        print("| \(set.count) × \(set.dimension) | RSS after queries (anon + file) | × raw (anon) | " + labels.map { "\($0): recall@10, q/s" }.joined(separator: " | ") + " |")
+        print("|---|---|---|" + labels.map { _ in "---|" }.joined())
         for line in summary { print(line) }
-        if !noPeers && index.contains(where: { !$0.hasPrefix("IVF") }) {
-            try comparePeer(curves.filter { !$0.0.hasPrefix("IVF") }, prepared: prepared, truth: truth, rows: set.count,
-                            dimension: set.dimension)
-        }
+        if !rescore.isEmpty || peers { ScaleSweep.printSummary(points, builds: builds, target: target) }
     }
 
-    /// faiss-cpu HNSW32 (efConstruction 200) on the same vectors and queries at the HNSW
-    /// efforts, and each spec's rate at `target` recall against faiss-cpu's.
-    func comparePeer(_ curves: [(String, [Point])], prepared: [Float], truth: GroundTruth, rows: Int, dimension: Int) throws {
-        let base = scratch + "/base.npy", qs = scratch + "/queries.npy"
-        try VectorFile.writeNPY(prepared, rows: rows, dimension: dimension, to: base)
-        try VectorFile.writeNPY(truth.queries, rows: truth.queries.count / dimension, dimension: dimension, to: qs)
-        let lines = try Peers.measure(["ann", "--base", base, "--queries", qs, "--k", "10", "--threads", "\(threads)",
-                                       "--specs", "HNSW32", "--no-hnswlib", "--ef-construction", "200", "--hnsw-ef"] + efforts.map(String.init),
-                                      out: scratch + "/peers", queries: truth.queries.count / dimension, k: 10)
-        var peer: [Point] = []
-        print("")
-        for (line, hits) in lines {
-            let recall = truth.recall(hits, base: prepared)
-            peer.append(Point(method: "faiss-cpu", index: "HNSW32", param: line.param, recall: recall, qps: line.qps))
-            print(String(format: "faiss-cpu HNSW32 efConstruction 200, %@: recall@10 %.3f, %.0f q/s (built at %.0f items/s, %d threads)",
-                         line.param, recall, line.qps, Double(rows) / line.build_s, threads))
-        }
-        let theirs = rateAtRecall(target, peer)
-        print("")
-        print("| at recall@10 \(target) | q/s | × faiss-cpu HNSW32 (efC 200, \(threads) threads, batch) |")
-        print("|---|---:|---:|")
-        print("| faiss-cpu | \(theirs.map(f0) ?? "not reached") | 1.00× |")
-        for (spec, curve) in curves {
-            let ours = rateAtRecall(target, curve)
-            let ratio = ours.flatMap { o in theirs.map { String(format: "%.2f×", o / $0) } } ?? "—"
-            print("| Lookalike \(spec) over TCP | \(ours.map(f0) ?? "not reached") | \(ratio) |")
-        }
+    /// Items in lookalike-ingest's first segment, the one the index is trained on.
+    func trainingRows(_ set: Dataset) -> Int {
+        min(set.count, segmentItems ?? (2 << 30) / (4 * set.dimension))
     }
 
     /// Loads `spec` into a fresh folder, serves it, queries it at every effort; prints its table
@@ -106,8 +104,10 @@ struct Scale: AsyncParsableCommand {
         var before = rusage()
         getrusage(RUSAGE_CHILDREN.rawValue, &before)
         var t0 = now()
-        try runProgram(tool, ["--data", data, "--collection", "items", "--vectors", npy, "--meta", meta, "--index", spec, "--attributes", "category"])
+        let ingestOutput = try runProgram(tool, ["--data", data, "--collection", "items", "--vectors", npy, "--meta", meta, "--index", spec, "--attributes", "category",
+                              "--segment-items", "\(trainingRows(set))"])
         let loadSeconds = now() - t0
+        print(ingestOutput.trimmingCharacters(in: .whitespacesAndNewlines))
         var usage = rusage()
         getrusage(RUSAGE_CHILDREN.rawValue, &usage)
         rows.append(("bulk load (lookalike-ingest, one segment built, synced)", String(format: "%.1f s, %.0f items/s, peak RSS of the children so far ", loadSeconds, Double(set.count) / loadSeconds) + mib(Double(usage.ru_maxrss) * 1024)))
@@ -120,23 +120,25 @@ struct Scale: AsyncParsableCommand {
         let rowOfKey = Dictionary(uniqueKeysWithValues: set.keys.enumerated().map { ($1, $0) })
         let blobs = rawQueries.map { q in q.withUnsafeBytes { Array($0) } }
         let word = spec.hasPrefix("IVF") ? "NPROBE" : "EF"
-        var cells: [String] = []
-        var curve: [Point] = []
+        var cells: [String] = [], points: [Point] = []
         for effort in efforts {
+          for r in rescore.isEmpty ? [nil] : rescore.map({ Optional($0) }) {
             let command = { @Sendable (i: Int) -> [[UInt8]] in
                 [Array("VSIM".utf8), Array("items".utf8), Array("FP32".utf8), blobs[i % blobs.count], Array("COUNT".utf8), Array("10".utf8),
-                 Array(word.utf8), Array("\(effort)".utf8)]
+                 Array(word.utf8), Array("\(effort)".utf8)] + ScaleSweep.rescoreWords(r)
             }
             _ = try pipelined(port: port, connections: 2, depth: 32, count: 200, command: command)
-            let (qps, replies) = try pipelined(port: port, connections: 2, depth: 32, count: max(blobs.count, 4_000), command: command)
+            let (qps, replies) = try pipelined(port: port, connections: 2, depth: 32, count: max(blobs.count, timedQueries), command: command)
             let hits = replies.prefix(blobs.count).map { r -> [Int] in
                 guard case .array(let items?) = r else { return [] }
                 return items.map { $0.text.flatMap { rowOfKey[$0] } ?? -1 }
             }
             let recall = truth.recall(hits, base: prepared)
-            rows.append(("VSIM \(word) \(effort) over TCP (2 connections, pipelined)", String(format: "%.0f q/s, recall@10 %.3f", qps, recall)))
+            rows.append(("VSIM \(word) \(effort)\(r.map { " RESCORE \($0)" } ?? "") over TCP (2 connections, pipelined)", String(format: "%.0f q/s, recall@10 %.3f", qps, recall)))
             cells.append(String(format: "%.3f, %.0f", recall, qps))
-            curve.append(Point(method: "Lookalike", index: spec, param: "\(word) \(effort)", recall: recall, qps: qps))
+            points.append(Point(method: "Lookalike server (TCP) \(spec)", index: spec, param: ScaleSweep.param(word, effort, r), recall: recall, qps: qps))
+            print("  \(spec) \(ScaleSweep.param(word, effort, r)): recall \(String(format: "%.3f", recall)), \(String(format: "%.0f", qps)) q/s")
+          }
         }
         let rss = residentSplit(server.process.processIdentifier)
         rows.append(("server RSS after start-up (anon + file)", "\(mib(Double(afterStart.anon + afterStart.file))) (\(mib(Double(afterStart.anon))) + \(mib(Double(afterStart.file))))"))
@@ -161,7 +163,7 @@ struct Scale: AsyncParsableCommand {
         for r in rows { print("| \(r.0) | \(r.1) |") }
         let total = Double(rss.anon + rss.file)
         return (["| \(spec) | \(mib(total)) (\(mib(Double(rss.anon))) + \(mib(Double(rss.file)))) | " + String(format: "%.2f× (%.2f×)", total / raw, Double(rss.anon) / raw)
-                + " | " + cells.joined(separator: " | ") + " |"], curve)
+                + " | " + cells.joined(separator: " | ") + " |"], points)
     }
 }
 
