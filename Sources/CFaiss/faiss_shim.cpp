@@ -63,6 +63,21 @@ int64_t train_hint(faiss::Index *index) {
 
 }  // namespace
 
+// Whether training `ix` would run FAISS's polysemous training: a reordering of every PQ
+// codebook for Hamming-distance filtering, which the factory turns on for every "PQm" spec and
+// which no search of ours uses. On Debian's FAISS (no SIMD popcount) it dominated an IVF-PQ
+// seal at 4096-d (still running after 24 minutes: Docs/benchmarks.md, "4096-d").
+bool polysemous_training(const faiss::Index *ix) {
+    if (auto *ivfpq = dynamic_cast<const faiss::IndexIVFPQ *>(ix)) return ivfpq->do_polysemous_training;
+    if (auto *pq = dynamic_cast<const faiss::IndexPQ *>(ix)) return pq->do_polysemous_training;
+    return false;
+}
+
+void no_polysemous_training(faiss::Index *ix) {
+    if (auto *ivfpq = dynamic_cast<faiss::IndexIVFPQ *>(ix)) ivfpq->do_polysemous_training = false;
+    if (auto *pq = dynamic_cast<faiss::IndexPQ *>(ix)) pq->do_polysemous_training = false;
+}
+
 extern "C" {
 
 int lk_index_create(const char *spec, int dim, int metric, lk_index **out, char *err,
@@ -73,6 +88,7 @@ int lk_index_create(const char *spec, int dim, int metric, lk_index **out, char 
         faiss::MetricType m =
             metric == LK_METRIC_IP ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
         std::unique_ptr<faiss::Index> index(faiss::index_factory(dim, spec, m));
+        no_polysemous_training(search_core(index.get()));
         lk::use_fast_storage(index.get());
         *out = new lk_index{index.release(), nullptr};
     });
@@ -103,6 +119,7 @@ int lk_index_info_get(const lk_index *index, lk_index_info *info, char *err, siz
         }
         faiss::Index *core = search_core(ix);
         info->pre_transform = core != ix ? 1 : 0;
+        info->polysemous_training = polysemous_training(core) ? 1 : 0;
         if (auto *hnsw = dynamic_cast<faiss::IndexHNSW *>(core)) {
             info->kind = LK_KIND_HNSW;
             info->hnsw_m = hnsw->hnsw.nb_neighbors(1);

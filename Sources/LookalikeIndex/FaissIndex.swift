@@ -59,6 +59,9 @@ public struct FaissInfo: Sendable, Equatable {
     /// The searchable index sits behind a pre-transform (PCA, OPQ): kind, storage and the HNSW
     /// fields are the inner index's, which the shim's builds cannot reach.
     public var preTransform = false
+    /// Training would also run FAISS's polysemous reordering of PQ codebooks (never: see
+    /// lk_index_create).
+    public var polysemousTraining = false
 
     public enum Storage: Sendable, Equatable { case flat, sq8, fp16, other }
 }
@@ -132,7 +135,8 @@ public final class FaissIndex: @unchecked Sendable {
             hnswEfConstruction: Int(raw.hnsw_ef_construction),
             trainHint: Int(raw.train_hint), codeSize: Int(raw.code_size),
             fastDistances: raw.fast_distances != 0, ivfImbalance: raw.ivf_imbalance,
-            storage: Self.storage(raw.storage), preTransform: raw.pre_transform != 0)
+            storage: Self.storage(raw.storage), preTransform: raw.pre_transform != 0,
+            polysemousTraining: raw.polysemous_training != 0)
     }
 
     /// What the index keeps in memory. On a live IVF index, not while lists are appended to.

@@ -45,6 +45,16 @@ final class FaissShimTests: XCTestCase {
 }
 
 extension FaissShimTests {
+    /// PQ specs train without FAISS's polysemous codebook reordering (hours of software popcount
+    /// at 4096-d on Debian's FAISS, and no search here uses it), also behind a pre-transform.
+    func testPQSpecsTrainWithoutPolysemousReordering() throws {
+        for spec in ["PQ8", "IVF16,PQ8", "OPQ8,IVF16,PQ8", "PCA16,PQ8"] {
+            let index = try FaissIndex(spec: spec, dimension: 32, metric: .l2)
+            XCTAssertFalse(try index.info().polysemousTraining, spec)
+        }
+        XCTAssertFalse(try FaissIndex(spec: "IVF16,PQ8np", dimension: 32, metric: .l2).info().polysemousTraining)
+    }
+
     /// Exact scans read raw rows straight from indexes that keep them, and only from those.
     func testFlatVectorsOnlyWhereStoredAsGiven() throws {
         let data = clusteredVectors(count: 300, dimension: 16, clusters: 4, seed: 8)

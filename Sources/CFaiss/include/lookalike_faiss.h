@@ -63,6 +63,8 @@ typedef struct {
     double ivf_imbalance;  /* IVF: sum(list size^2) * nlist / ntotal^2 (1 = even lists); else 0 */
     int pre_transform;     /* 1 when the searchable index sits behind a pre-transform (PCA, OPQ...):
                               kind, storage and the HNSW fields are then the inner index's */
+    int polysemous_training; /* 1 when training a PQ would also run FAISS's polysemous code
+                                reordering (lk_index_create turns it off: no search here uses it) */
 } lk_index_info;
 
 typedef struct {
