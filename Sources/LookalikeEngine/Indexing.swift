@@ -40,6 +40,8 @@ final class Indexer: @unchecked Sendable {
     /// The commit thread is held back with writes queued (under `condition`): writes have not
     /// paused, although none commits, so the drainer must not take over from the indexer.
     private var throttling = false
+    /// When the commit thread was last held back (under `condition`).
+    private var lastThrottled = Date.distantPast
     /// Linking threads still running (under `condition`): `stop` waits for none.
     private var running = 0
     /// Wakes so far (under `condition`): the drainer's way not to miss one while it looks.
@@ -153,13 +155,16 @@ final class Indexer: @unchecked Sendable {
     func noteSearch() { lastSearch.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
 
     /// The beam to link `collection`'s next batch with: nil for its own efConstruction, or the
-    /// cheaper catch-up beam while writers wait and searches are being served.
+    /// cheaper catch-up beam while writers wait (or waited within `searchingSeconds`: between
+    /// two batches the backlog dips under the bound, and the writers' next commit is only
+    /// about to come) and searches are being served.
     private func catchUpBeam(_ collection: Collection) -> Int? {
         let ef = options.catchUpEfConstruction
         guard ef > 0, collection.usesGraph, ef < collection.efConstruction else { return nil }
         let since = DispatchTime.now().uptimeNanoseconds &- lastSearch.load(ordering: .relaxed)
-        guard Double(since) < Self.searchingSeconds * 1e9, over() else { return nil }
-        return ef
+        guard Double(since) < Self.searchingSeconds * 1e9 else { return nil }
+        let held = condition.withLock { throttling || Date().timeIntervalSince(lastThrottled) < Self.searchingSeconds }
+        return held ? ef : nil
     }
 
     private func hasBacklog() -> Bool {
@@ -224,6 +229,7 @@ final class Indexer: @unchecked Sendable {
         throttling = true
         defer {
             throttling = false
+            lastThrottled = Date()
             lastWrite = Date()  // writes were queued until now
             condition.unlock()
         }
