@@ -45,8 +45,10 @@ public struct EngineOptions: Sendable {
     /// searches); 0 = as searches.
     public var buildNice = 10
     /// Also run those threads under SCHED_IDLE: a search that wakes takes the core from a
-    /// builder at once, where a niced builder may finish its time slice first.
-    public var buildIdle = true
+    /// builder at once, where a niced builder may finish its time slice first. Off by default:
+    /// under SCHED_IDLE a machine never idle (sustained searches, other processes) starves
+    /// seals and merges altogether (Docs/benchmarks.md, "Latency under ingest").
+    public var buildIdle = false
     /// HNSW efConstruction the indexer links with while writers wait in backpressure and
     /// searches are being served (Indexing.swift): cheaper links, so writes keep their rate
     /// without taking the cores from searches. 0 = always the collection's own.

@@ -59,7 +59,7 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "MiB of written vectors not yet linked into a graph above which writes are acknowledged later (backpressure).") var maxUnindexedMb = 1
     @Option(help: "Nice value of the threads that link new items, seal and merge segments (0-19; higher yields more to searches).") var buildNice = 10
     @Option(help: "HNSW efConstruction for linking while writers wait for the indexer and searches are being served (writes keep their rate; 0: always the collection's own).") var catchUpEfConstruction = 64
-    @Option(help: "Scheduling policy of those threads: idle (SCHED_IDLE: a waking search preempts them at once) or normal (the nice value alone).") var buildPolicy = "idle"
+    @Option(help: "Scheduling policy of those threads: idle (SCHED_IDLE: a waking search preempts them at once, but they get no CPU while the machine is busy) or normal (the nice value alone).") var buildPolicy = "normal"
     @Option(help: "Sealed segments of one size tier merged into one in the background (0: no merging).") var mergeFactor = 8
     @Option(help: "Most writes per group commit.") var maxBatch = 8192
     @Option(help: "Longest element name in bytes (at most 511).") var maxKeyBytes = 511
