@@ -69,6 +69,9 @@ final class Indexer: @unchecked Sendable {
     private let lastSearch = Atomic<UInt64>(0)
     /// Searches this recent count as "being served" for the catch-up beam.
     static let searchingSeconds = 1.0
+    /// Writers held back this recently still count as waiting: between two batches the
+    /// backlog dips under the bound, and the writers' next commit is only about to come.
+    static let heldSeconds = 1.0
     private(set) var throttledSeconds = 0.0
     private(set) var throttledBatches = 0
     private var lastProgress = Date()
@@ -155,15 +158,14 @@ final class Indexer: @unchecked Sendable {
     func noteSearch() { lastSearch.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed) }
 
     /// The beam to link `collection`'s next batch with: nil for its own efConstruction, or the
-    /// cheaper catch-up beam while writers wait (or waited within `searchingSeconds`: between
-    /// two batches the backlog dips under the bound, and the writers' next commit is only
-    /// about to come) and searches are being served.
+    /// cheaper catch-up beam while writers wait (or waited within `heldSeconds`) and searches
+    /// are being served (one began within `searchingSeconds`).
     private func catchUpBeam(_ collection: Collection) -> Int? {
         let ef = options.catchUpEfConstruction
         guard ef > 0, collection.usesGraph, ef < collection.efConstruction else { return nil }
         let since = DispatchTime.now().uptimeNanoseconds &- lastSearch.load(ordering: .relaxed)
         guard Double(since) < Self.searchingSeconds * 1e9 else { return nil }
-        let held = condition.withLock { throttling || Date().timeIntervalSince(lastThrottled) < Self.searchingSeconds }
+        let held = condition.withLock { throttling || Date().timeIntervalSince(lastThrottled) < Self.heldSeconds }
         return held ? ef : nil
     }
 

@@ -10,5 +10,5 @@ fi
 if [ ! -x .build/bench-py/bin/python ]; then
   python3 -m venv .build/bench-py
 fi
-.build/bench-py/bin/pip install -q --disable-pip-version-check faiss-cpu hnswlib numpy matplotlib
+.build/bench-py/bin/pip install -q --disable-pip-version-check faiss-cpu hnswlib numpy matplotlib redis
 .build/bench-py/bin/python -c 'import faiss, hnswlib, matplotlib; print("peers:", "faiss-cpu", faiss.__version__)'

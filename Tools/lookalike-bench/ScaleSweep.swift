@@ -33,40 +33,38 @@ enum ScaleSweep {
     /// raw queries in `queriesNPY`; its points (recall scored by `truth`) and build figures.
     static func peers(spec: String, npy: String, queriesNPY: String, trainRows: Int, efforts: [Int], factors: [Int],
                       rounds: Int, scratch: String, truth: GroundTruth, prepared: [Float], queries: Int) throws -> ([Point], [PeerBuild]) {
-        let out = scratch + "/peers"
-        let lines = try Peers.measure(["ann", "--base", npy, "--queries", queriesNPY, "--normalise", "--train-rows", "\(trainRows)",
-                                       "--k", "10", "--threads", "2", "--rounds", "\(rounds)", "--no-hnswlib", "--specs", spec,
-                                       "--ivf-nprobe"] + efforts.map(String.init) + ["--refine-k-factor"] + factors.map(String.init),
-                                      out: out, queries: queries, k: 10)
-        var points: [Point] = [], builds: [PeerBuild] = []
-        for (line, hits) in lines {
-            let method = "\(line.library) \(line.index)"
-            points.append(Point(method: method, index: line.index, param: line.param, recall: truth.recall(hits, base: prepared), qps: line.qps))
-            if !builds.contains(where: { $0.method == method }) {
-                builds.append(PeerBuild(method: method, anonMiB: line.anon_mb ?? .nan, trainSeconds: line.train_s ?? .nan, addSeconds: line.add_s ?? .nan))
-            }
-        }
-        try? FileManager.default.removeItem(atPath: out)
-        return (points, builds)
+        try measure(["--base", npy, "--queries", queriesNPY, "--normalise", "--train-rows", "\(trainRows)", "--rounds", "\(rounds)",
+                     "--specs", spec, "--ivf-nprobe"] + efforts.map(String.init) + ["--refine-k-factor"] + factors.map(String.init),
+                    method: { "\($0.library) \($0.index)" }, scratch: scratch, truth: truth, prepared: prepared, queries: queries)
     }
 
     /// faiss-cpu HNSW32 at efConstruction 200 on the same vectors (made unit length there) and
     /// queries, at the HNSW efforts: its points and its build.
     static func hnswPeer(npy: String, queriesNPY: String, efforts: [Int], rounds: Int, scratch: String, truth: GroundTruth,
                          prepared: [Float], queries: Int) throws -> ([Point], [PeerBuild]) {
+        try measure(["--base", npy, "--queries", queriesNPY, "--normalise", "--rounds", "\(rounds)", "--specs", "HNSW32",
+                     "--ef-construction", "200", "--hnsw-ef"] + efforts.map(String.init),
+                    method: { _ in "faiss-cpu HNSW32 (efConstruction 200)" }, scratch: scratch, truth: truth, prepared: prepared,
+                    queries: queries)
+    }
+
+    /// Runs peers.py ann with `arguments` (k 10, 2 threads, no hnswlib): each point under its
+    /// method, and one build per method.
+    private static func measure(_ arguments: [String], method: (Peers.Line) -> String, scratch: String, truth: GroundTruth,
+                                prepared: [Float], queries: Int) throws -> ([Point], [PeerBuild]) {
         let out = scratch + "/peers"
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let lines = try Peers.measure(["ann", "--base", npy, "--queries", queriesNPY, "--normalise", "--k", "10", "--threads", "2",
-                                       "--rounds", "\(rounds)", "--no-hnswlib", "--specs", "HNSW32", "--ef-construction", "200",
-                                       "--hnsw-ef"] + efforts.map(String.init), out: out, queries: queries, k: 10)
-        let method = "faiss-cpu HNSW32 (efConstruction 200)"
-        let points = lines.map { line, hits in
-            Point(method: method, index: line.index, param: line.param, recall: truth.recall(hits, base: prepared), qps: line.qps)
+        let lines = try Peers.measure(["ann", "--k", "10", "--threads", "2", "--no-hnswlib"] + arguments, out: out, queries: queries, k: 10)
+        var points: [Point] = [], builds: [PeerBuild] = []
+        for (line, hits) in lines {
+            let m = method(line)
+            points.append(Point(method: m, index: line.index, param: line.param, recall: truth.recall(hits, base: prepared), qps: line.qps))
+            if !builds.contains(where: { $0.method == m }) {
+                builds.append(PeerBuild(method: m, anonMiB: line.anon_mb ?? .nan, trainSeconds: line.train_s ?? 0,
+                                        addSeconds: line.add_s ?? line.build_s))
+            }
         }
-        let build = lines.first.map { line, _ in
-            PeerBuild(method: method, anonMiB: line.anon_mb ?? .nan, trainSeconds: 0, addSeconds: line.build_s)
-        }
-        return (points, build.map { [$0] } ?? [])
+        return (points, builds)
     }
 
     /// The points no other point of the same method beats on both recall and rate.
