@@ -4,7 +4,8 @@
 // CollectionReads.swift, and searched by QueryPlan.swift.
 //
 // Owns: the segment list (sealed segments, frozen flat segments being sealed, one mutable flat
-// segment), the manifest that names the sealed segments, and the id counter.
+// segment), the manifest that names the sealed segments. The id counter and the other state
+// only the commit thread touches are the collection's writer's (CollectionWriter.swift).
 // Invariants:
 //   - Segments hold ascending, disjoint id ranges, in list order; the mutable one is last.
 //   - Every id below `manifest.sealedThrough` that was live when sealed is in a sealed segment
@@ -13,8 +14,8 @@
 //   - An id removed or replaced has its live bit cleared in whichever segment holds it before
 //     the write is acknowledged.
 // Threads:
-//   - `nextId`, `stage`, `appendCommitted`, `tombstoneCommitted`, `markDropped`: the commit
-//     thread only (WriteQueue).
+//   - `stage` (which needs the writer), `appendCommitted`, `tombstoneCommitted`, `markDropped`:
+//     the commit thread only (WriteQueue).
 //   - `seal`: the sealer's thread only, one seal at a time per engine.
 //   - reads and searches: any thread, concurrently with all of the above. They take a snapshot
 //     of the segment list under `state`'s lock (a few pointer copies) and search outside it.
@@ -83,12 +84,6 @@ public final class Collection: @unchecked Sendable {
     /// Held from reading the manifest to committing and swapping in its successor (seals,
     /// merges and compactions edit it from different queues: Merging.swift).
     let manifestLock = NSLock()
-
-    /// Next id to allocate. Commit thread only (and `open`, before the commit thread sees us).
-    var nextId: UInt64 = 0
-    /// A drop of this collection is staged in the transaction being built. Commit thread only;
-    /// cleared when that transaction fails (its writes are retried one by one).
-    var droppedInBatch = false
 
     struct State {
         var sealed: [SealedSegment] = []

@@ -7,7 +7,8 @@
 // Invariants: as Collection.swift's; an effect is applied only after its transaction committed
 // (WriteQueue), and the mutable segment is appended to under the collection's lock, so a
 // concurrent freeze (SAVE) never seals an item out of sight.
-// Threads: the commit thread only (WriteQueue), except `freezeMutable` (the sealer and SAVE,
+// Threads: the commit thread only (WriteQueue: `stage` takes the collection's writer, which
+// only that thread holds: CollectionWriter.swift), except `freezeMutable` (the sealer and SAVE,
 // under the lock) and `beginCompaction`/`endCompaction` (the compaction's caller).
 import Foundation
 import Logging
@@ -20,12 +21,12 @@ extension Collection {
 
     /// Writes one request into the open transaction. Throws a per-write error only before it
     /// has changed anything, so the rest of the batch can commit.
-    func stage(_ write: PreparedWrite, _ txn: Transaction, _ effects: inout [MemoryEffect]) throws
-        -> WriteOutcome
+    func stage(_ write: PreparedWrite, _ txn: Transaction, _ writer: inout CollectionWriter,
+               _ effects: inout [MemoryEffect]) throws -> WriteOutcome
     {
         // A drop staged earlier in this batch counts: a write after it would go into tables
         // the drop emptied, be acknowledged, and vanish with the collection.
-        guard !droppedInBatch, !state.withLock({ $0.dropped }) else { throw EngineError.unknownCollection(name) }
+        guard !writer.droppedInBatch, !state.withLock({ $0.dropped }) else { throw EngineError.unknownCollection(name) }
         switch write.request {
         case .upsert(let key, let vector, let attributes):
             // A view mirrors its item's attributes (Views.swift); checked before any change.
@@ -46,8 +47,7 @@ extension Collection {
                 try setAttributes(oldId, old, newAttributes, newValues, txn, &effects)
                 return .updated
             }
-            let id = nextId
-            nextId += 1
+            let id = writer.allocateId()
             let oldValues = indexedValues(old?.attributes)
             var touched = newValues ?? oldValues
             if let oldId, let old {
@@ -76,7 +76,7 @@ extension Collection {
                 membersChanged(touched, &effects)
             }
             // As in Redis, a set whose last element goes is deleted with it.
-            if try store.vectorCount(txn) == 0 { try stageDrop(txn, &effects) }
+            if try store.vectorCount(txn) == 0 { try stageDrop(txn, &writer, &effects) }
             return .removed
         case .setAttributes(let key, let attributes):
             guard Views.split(key).view == nil else { throw Self.viewAttributesRefused(key) }
@@ -91,18 +91,18 @@ extension Collection {
             }
             return .updated
         case .dropCollection:
-            try stageDrop(txn, &effects)
+            try stageDrop(txn, &writer, &effects)
             return .removed
         }
     }
 
     /// Deletes the collection's tables and meta keys in the open transaction.
-    private func stageDrop(_ txn: Transaction, _ effects: inout [MemoryEffect]) throws {
+    private func stageDrop(_ txn: Transaction, _ writer: inout CollectionWriter, _ effects: inout [MemoryEffect]) throws {
         try store.emptyAll(txn)
         for key in MetaLayout.perCollection(name: name, number: number) {
             try engine.meta.delete(key, txn)
         }
-        droppedInBatch = true
+        writer.noteDrop()
         effects.append(.drop(self))
     }
 
@@ -173,13 +173,13 @@ extension Collection {
     }
 
     /// Stores the id counter, and notes in the clock table when this batch's new ids (from
-    /// `batchStart`) were allocated, so "added since a time" resolves to an id.
-    func persistNextId(_ txn: Transaction, batchStart: UInt64) throws {
-        guard !droppedInBatch else { return }  // its meta keys are gone with it
-        try engine.meta.putUInt64(MetaLayout.nextId(number), nextId, txn)
+    /// the writer's `batchStart`) were allocated, so "added since a time" resolves to an id.
+    func persistNextId(_ txn: Transaction, _ writer: CollectionWriter) throws {
+        guard !writer.droppedInBatch else { return }  // its meta keys are gone with it
+        try engine.meta.putUInt64(MetaLayout.nextId(number), writer.nextId, txn)
         try persistAttributeKinds(txn)
-        if nextId > batchStart {
-            try store.noteClock(second: UInt64(max(0, Date().timeIntervalSince1970)), firstId: batchStart, txn)
+        if writer.nextId > writer.batchStart {
+            try store.noteClock(second: UInt64(max(0, Date().timeIntervalSince1970)), firstId: writer.batchStart, txn)
         }
     }
 

@@ -85,8 +85,9 @@ extension Collection {
     /// One past the highest id allocated so far.
     public var idHighWaterMark: UInt64 { nextIdSnapshot }
 
-    /// Readable from any thread (`nextId` belongs to the commit thread): one past the last id
-    /// any segment holds. Frozen segments count too, while the new mutable one is still empty.
+    /// Readable from any thread (the id counter is the commit thread's: CollectionWriter): one
+    /// past the last id any segment holds. Frozen segments count too, while the new mutable one
+    /// is still empty.
     private var nextIdSnapshot: UInt64 {
         state.withLock { s in s.all.compactMap(\.lastId).max().map { $0 + 1 } ?? s.manifest.sealedThrough }
     }

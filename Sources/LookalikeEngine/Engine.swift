@@ -107,7 +107,7 @@ public final class Engine: @unchecked Sendable {
         for (s, manifest, nextId) in stored {
             let started = DispatchTime.now()
             let c = try Collection(engine: self, definition: s.definition, number: s.number)
-            try c.open(manifest: manifest, nextId: nextId)
+            writeQueue.adopt(try c.open(manifest: manifest, nextId: nextId))
             try c.noteInterruptedNewItemsJob()
             registry.withLock { $0[Array(s.definition.name.utf8)] = c }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
@@ -181,7 +181,8 @@ public final class Engine: @unchecked Sendable {
             }
         }
         let c = try wrap { try Collection(engine: self, definition: definition, number: number) }
-        try wrap { try c.open(manifest: Manifest(), nextId: 0) }
+        let writer = try wrap { try c.open(manifest: Manifest(), nextId: 0) }
+        writeQueue.adopt(writer)  // before the registry: no write of it can be queued sooner
         registry.withLock { $0[Array(definition.name.utf8)] = c }
         return c
     }

@@ -13,14 +13,18 @@
 //   4. remove segment files the manifest does not name (leftovers of an interrupted seal);
 //      this comes before step 3, whose replay may start seals of its own.
 // Time grows with what came after the last seal, not with the collection's size.
-// Threads: runs in Engine.init, before the commit thread or any reader sees the collection.
+// Threads: runs in Engine.init, before the commit thread or any reader sees the collection (and
+// in createCollection, before the registry does); it builds the collection's writer, which the
+// engine then hands to the commit thread.
 import Foundation
 import Logging
 import LookalikeIndex
 import LookalikeStorage
 
 extension Collection {
-    func open(manifest stored: Manifest, nextId storedNextId: UInt64) throws {
+    /// Returns the collection's writer (CollectionWriter.swift), for the engine to hand to the
+    /// write queue: its id counter is past every stored id.
+    func open(manifest stored: Manifest, nextId storedNextId: UInt64) throws -> CollectionWriter {
         try reindexAttributesIfOld()
         var manifest = stored
         var changed = false
@@ -56,7 +60,7 @@ extension Collection {
             }
         }
         if changed { _ = try engine.commitManifest(manifest, for: self) }
-        nextId = storedNextId
+        var nextId = storedNextId
         state.withLock { s in
             s.sealed = sealed
             s.manifest = manifest
@@ -92,6 +96,7 @@ extension Collection {
             }
         }
         engine.merger.schedule(self)  // a merge the last run did not get to
+        return CollectionWriter(collection: self, nextId: nextId)
     }
 
     /// Writes the keys file of a segment sealed before keys files existed (or whose keys file

@@ -5,7 +5,8 @@
 //   - A write's completion runs only after the LMDB transaction holding it has committed
 //     (synced per the durability setting) and its effect is applied to the in-memory segments:
 //     an acknowledged write is durable and visible to the next query.
-//   - Writes commit and apply in submission order; ids are allocated on the commit thread only.
+//   - Writes commit and apply in submission order; ids are allocated on the commit thread only,
+//     by the collections' writers (CollectionWriter.swift), which live in `run`'s frame.
 //   - A failed transaction is retried write by write, so one bad write (or a full disk at one
 //     moment) fails only the writes it must.
 //   - `failure` is set when a transaction fails on its own (a full disk, a full map, an I/O
@@ -86,6 +87,8 @@ final class WriteQueue: @unchecked Sendable {
     /// The `commit` fault point (Faults.swift).
     private let faults: FaultInjection
     private var thread: Thread?
+    /// Writers of new collections, on their way to the commit thread (under `condition`).
+    private var adopted: [CollectionWriter] = []
     /// Backpressure: called before each batch is taken, may wait (Indexing.swift). Set before
     /// `start`.
     var throttle: () -> Void = {}
@@ -108,6 +111,14 @@ final class WriteQueue: @unchecked Sendable {
         t.start()
     }
 
+    /// Hands a collection's writer to the commit thread, before any write of it is submitted
+    /// (Engine: at open, and in createCollection before the collection is registered).
+    func adopt(_ writer: sending CollectionWriter) {
+        condition.lock()
+        if !stopping { adopted.append(writer) }
+        condition.unlock()
+    }
+
     func submit(_ write: PreparedWrite) {
         condition.lock()
         if stopping {
@@ -126,6 +137,7 @@ final class WriteQueue: @unchecked Sendable {
         stopping = true
         condition.broadcast()
         while !finished { condition.wait() }
+        adopted = []  // writers hold their collections, which hold the engine: a cycle
         condition.unlock()
         // The thread's closure holds this queue: dropping the thread breaks that cycle, so a
         // closed engine's LMDB environment is freed (DEBUG RELOAD opened a new one each time).
@@ -133,6 +145,8 @@ final class WriteQueue: @unchecked Sendable {
     }
 
     private func run() {
+        // The commit thread's own: no other thread has a path to them (CollectionWriter.swift).
+        var writers = CommitWriters()
         while true {
             condition.lock()
             while pending.isEmpty && !stopping { condition.wait() }
@@ -148,43 +162,43 @@ final class WriteQueue: @unchecked Sendable {
             condition.lock()
             let batch = Array(pending.prefix(maxBatch))
             pending.removeFirst(batch.count)
+            // Adopted with the batch they precede: a collection's writer comes before its writes.
+            let arrived = adopted
+            adopted = []
             condition.unlock()
-            commit(batch)
+            for w in arrived { writers.adopt(w) }
+            commit(batch, &writers)
         }
     }
 
-    private func commit(_ batch: [PreparedWrite]) {
+    private func commit(_ batch: [PreparedWrite], _ writers: inout CommitWriters) {
         let started = DispatchTime.now().uptimeNanoseconds
-        let collections = batch.map(\.collection)
-        var saved: [ObjectIdentifier: UInt64] = [:]
-        for c in collections where saved[ObjectIdentifier(c)] == nil {
-            saved[ObjectIdentifier(c)] = c.nextId
-        }
+        let collections = uniqueCollections(batch.map(\.collection))
+        for c in collections { writers.with(c) { $0.beginBatch() } }
         var outcomes: [Result<WriteOutcome, EngineError>] = []
         var effects: [MemoryEffect] = []
         do {
             try log.transaction(environment) { txn, emit in
                 for w in batch {
                     do {
-                        let outcome = try w.collection.stage(w, txn, &effects)
+                        // No writer: the collection was dropped by an earlier batch.
+                        guard let outcome = try writers.with(w.collection, { try w.collection.stage(w, txn, &$0, &effects) })
+                        else { throw EngineError.unknownCollection(w.collection.name) }
                         outcomes.append(.success(outcome))
                         if let entry = Self.streamEntry(w, outcome) { emit(entry) }
                     } catch let e as EngineError where e.isPerWrite {
                         outcomes.append(.failure(e))
                     }
                 }
-                for c in uniqueCollections(collections) { try c.persistNextId(txn, batchStart: saved[ObjectIdentifier(c)]!) }
+                for c in collections { try writers.with(c) { try c.persistNextId(txn, $0) } }
                 try faults.check(.commit)
             }
         } catch {
             // The transaction is gone: undo id allocation, then retry one by one so only the
             // writes that cannot commit fail.
-            for c in collections {
-                c.nextId = saved[ObjectIdentifier(c)]!
-                c.droppedInBatch = false
-            }
+            for c in collections { writers.with(c) { $0.rollBack() } }
             if batch.count > 1 {
-                for w in batch { commit([w]) }
+                for w in batch { commit([w], &writers) }
             } else {
                 let wrapped = EngineError.wrap(error)
                 failureState.withLock { if $0 == nil { $0 = WriteFailure(since: Date(), error: "\(wrapped)") } }
@@ -197,7 +211,7 @@ final class WriteQueue: @unchecked Sendable {
         // the fsync, for the batches that committed (a failed one is retried write by write).
         EngineMetrics.commitBatchSize.record(batch.count)
         EngineMetrics.commitDuration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
-        for e in effects { apply(e) }
+        for e in effects { apply(e, &writers) }
         for (w, outcome) in zip(batch, outcomes) { w.completion(outcome) }
     }
 
@@ -216,7 +230,7 @@ final class WriteQueue: @unchecked Sendable {
         return list.filter { seen.insert(ObjectIdentifier($0)).inserted }
     }
 
-    private func apply(_ effect: MemoryEffect) {
+    private func apply(_ effect: MemoryEffect, _ writers: inout CommitWriters) {
         switch effect {
         case .add(let c, let id, let key, let vector): c.appendCommitted(id: id, key: key, vector: vector)
         case .tombstone(let c, let id): c.tombstoneCommitted(id: id)
@@ -224,6 +238,7 @@ final class WriteQueue: @unchecked Sendable {
         case .drop(let c):
             c.markDropped()
             c.engine.forget(c)
+            writers.retire(c)
         }
     }
 }
