@@ -73,6 +73,33 @@ final class DropInBatchTests: XCTestCase {
         }
         XCTAssertEqual(acknowledgedAfterDrop, 0, "writes acknowledged after their collection's drop, then lost")
     }
+
+    /// The commit thread keeps a writer per open collection (CollectionWriter.swift), and the
+    /// writer holds its collection: a committed drop must retire it, or every dropped collection
+    /// stays in memory with its segments until the engine closes.
+    func testDroppedCollectionIsLetGoByTheCommitThread() async throws {
+        let engine = try Engine(directory: temporaryDirectory(self))
+        defer { engine.close() }
+        let definition = CollectionDefinition(name: "r", dimension: 2, metric: .l2, index: "Flat")
+        let other = try engine.createCollection(CollectionDefinition(name: "o", dimension: 2, metric: .l2, index: "Flat"))
+        weak var dropped: Collection?
+        do {
+            let c = try engine.createCollection(definition)
+            try await c.upsert(key: "a", vector: [1, 2])
+            dropped = c
+        }
+        let removed = try await engine.dropCollection("r")
+        XCTAssertTrue(removed)
+        engine.waitForMerging()  // a merge scheduled at open holds the collection until it runs
+        // Acknowledged in a later batch: the commit thread has let go of the drop's batch.
+        try await other.upsert(key: "b", vector: [3, 4])
+        XCTAssertNil(dropped, "the dropped collection is still held")
+
+        // Created again under its name, it allocates ids of its own from 0.
+        let again = try engine.createCollection(definition)
+        try await again.upsert(key: "c", vector: [5, 6])
+        XCTAssertEqual(again.idHighWaterMark, 1)
+    }
 }
 
 /// A closed engine lets go of its LMDB environment (DEBUG RELOAD opens a new one each time):
