@@ -14,8 +14,11 @@
 // Threads: the commit thread only, and the compiler holds the code to it. A writer is not
 // Sendable; it crosses to the commit thread once, as a `sending` argument (the giver cannot
 // use it after), and the commit thread keeps the writers in a local of its loop
-// (WriteQueue.run), passed down `inout`: no other thread has a path to them. Other threads
-// that want "ids so far" read the segments (Collection.idHighWaterMark).
+// (WriteQueue.run), passed down `inout`: no other thread has a path to them. Capturing one in a
+// @Sendable closure, or using it after handing it over, does not compile; the only way around is
+// an `@unchecked Sendable` holder, as the queue's hand-over list is (under its lock, drained by
+// the commit thread). Other threads that want "ids so far" read the segments
+// (Collection.idHighWaterMark).
 // Why this design: a global actor makes each access an async hop (or a runtime check with
 // `assumeIsolated`), and a lock would be taken per write; a value on the commit thread's
 // stack costs one dictionary lookup per write, as the batch's bookkeeping did before.
