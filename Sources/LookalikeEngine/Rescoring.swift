@@ -4,7 +4,7 @@
 //
 // A search with oversampling r asks every segment for r × (COUNT + excluded) candidates, merges
 // them, reads just those candidates' vectors (in the search's read transaction, one LMDB get each: no scan;
-// vectors on LMDB's overflow pages, 512-d and up, are copied by pread into one buffer per search
+// vectors on LMDB's overflow pages, 506-d and up, are copied by pread into one buffer per search
 // rather than read through the map, whose fault-around made most of the data file resident:
 // CollectionStore.readVector, LMDBFileRead.swift) and scores them exactly with OpenBLAS (StoredVectorScan, the exact scans' one scorer). The
 // collection's default is its definition's `rescore` (0 = off); without one, compressed HNSW

@@ -85,7 +85,7 @@ public final class CollectionStore: Sendable {
     }
 
     /// The stored vector's bytes read into `buffer`, by pread when the vector is on overflow
-    /// pages (512-d and larger), so its pages are not mapped into the process (LMDBFileRead.swift):
+    /// pages (506-d and more at 4 KiB pages), so its pages are not mapped into the process (LMDBFileRead.swift):
     /// rescoring's reader, whose random reads through the map made most of the file resident.
     /// Valid until the next read into `buffer` or the end of the transaction.
     public func readVector(_ id: UInt64, _ txn: Transaction, into buffer: ReadBuffer) throws -> UnsafeRawBufferPointer? {

@@ -24,7 +24,7 @@
 // a cold read may bring neighbouring pages into the page cache, not into the process).
 //
 // Which values: only read-only transactions' values on overflow pages (over about 2 KB under an
-// 8-byte key at 4 KiB pages: 512-d vectors and larger) are pread. A value inline in its leaf page
+// 8-byte key at 4 KiB pages: vectors of 506-d and more) are pread. A value inline in its leaf page
 // (128- or 384-d vectors) is returned as the map's view: mdb_get has already faulted that leaf
 // in to find the key, so a pread would cost a system call and save nothing. Writable
 // transactions (whose dirty pages are in the heap), a pointer outside the map, and a process
