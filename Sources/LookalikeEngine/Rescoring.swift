@@ -3,8 +3,10 @@
 // the exact order among what they found (Qdrant's "rescore", Milvus's "refine").
 //
 // A search with oversampling r asks every segment for r × (COUNT + excluded) candidates, merges
-// them, reads just those candidates' vectors (in the search's read transaction, one LMDB get each: no scan)
-// and scores them exactly with OpenBLAS (StoredVectorScan, the exact scans' one scorer). The
+// them, reads just those candidates' vectors (in the search's read transaction, one LMDB get each: no scan;
+// vectors on LMDB's overflow pages, 506-d and up, are copied by pread into one buffer per search
+// rather than read through the map, whose fault-around made most of the data file resident:
+// CollectionStore.readVector, LMDBFileRead.swift) and scores them exactly with OpenBLAS (StoredVectorScan, the exact scans' one scorer). The
 // collection's default is its definition's `rescore` (0 = off); without one, compressed HNSW
 // specs (`HNSW32,SQ8`, `HNSW32,SQfp16`, and VADD … Q8's sets) rescore with the engine's
 // `rescoreOversampling` (4; `--rescore-oversampling`) and every other spec does not (their scores are exact already, or the definition opts in). A query overrides
@@ -35,8 +37,9 @@ extension Collection {
         guard !candidates.isEmpty else { return [] }
         var scan = StoredVectorScan(dimension: definition.dimension, metric: definition.metric, query: query,
                                     k: candidates.count)
-        for n in candidates {
-            if let bytes = try store.vectorBytes(n.id, txn) { scan.add(id: n.id, bytes: bytes) }
+        let buffer = ReadBuffer(capacity: definition.dimension * MemoryLayout<Float>.size)
+        for n in candidates {  // the scan copies each vector, so one buffer serves them all
+            if let bytes = try store.readVector(n.id, txn, into: buffer) { scan.add(id: n.id, bytes: bytes) }
         }
         return scan.finish()
     }

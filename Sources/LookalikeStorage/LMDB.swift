@@ -14,7 +14,8 @@
 // Threads: read transactions are opened with MDB_NOTLS, so any thread may run any number of
 // them, and a reset one may be renewed on another thread. Write transactions are serialised by LMDB's own writer lock; a write runs entirely on
 // the calling thread (LMDB requires that), and must not start a second write inside it.
-// Bytes handed out by a transaction (`get`, cursors) are valid only until it ends.
+// Bytes handed out by a transaction (`get`, cursors) are valid only until it ends; `read`
+// (LMDBFileRead.swift) copies a big value by pread instead, so its pages are never mapped in.
 import CLMDB
 import Foundation
 import Synchronization
@@ -80,6 +81,8 @@ public final class Environment: @unchecked Sendable {
     let env: OpaquePointer
     public let path: String
     public let options: StorageOptions
+    /// The data file's descriptor and map, for reads by pread (LMDBFileRead.swift).
+    let dataFile: DataFile
     private let tableLock = Mutex<[String: Table]>([:])
     /// Reset read transactions waiting to be renewed (see the header).
     private let idleReaders = Mutex<[IdleReader]>([])
@@ -118,6 +121,7 @@ public final class Environment: @unchecked Sendable {
             mdb_env_close(env)
             throw error
         }
+        dataFile = DataFile(env: env, folder: path)
     }
 
     deinit {
@@ -180,7 +184,7 @@ public final class Environment: @unchecked Sendable {
 
     public func read<T>(_ body: (Transaction) throws -> T) throws -> T {
         let txn = try beginRead()
-        let t = Transaction(txn: txn, writable: false)
+        let t = Transaction(txn: txn, writable: false, file: dataFile)
         defer { t.finish(); endRead(txn) }
         return try body(t)
     }
@@ -211,7 +215,7 @@ public final class Environment: @unchecked Sendable {
     public func write<T>(_ body: (Transaction) throws -> T) throws -> T {
         var txn: OpaquePointer?
         try StorageError.check(mdb_txn_begin(env, nil, 0, &txn), "begin write")
-        let t = Transaction(txn: txn!, writable: true)
+        let t = Transaction(txn: txn!, writable: true, file: dataFile)
         let result: T
         do {
             result = try body(t)
@@ -250,11 +254,14 @@ public final class Environment: @unchecked Sendable {
 public final class Transaction {
     let txn: OpaquePointer
     public let writable: Bool
+    /// The environment's data file (LMDBFileRead.swift).
+    let file: DataFile?
     private var cursors: [Cursor] = []
 
-    init(txn: OpaquePointer, writable: Bool) {
+    init(txn: OpaquePointer, writable: Bool, file: DataFile?) {
         self.txn = txn
         self.writable = writable
+        self.file = file
     }
 
     /// Closes cursors before the transaction ends.

@@ -52,6 +52,10 @@ public enum IdKey {
     public static func encode(_ id: UInt64) -> [UInt8] {
         withUnsafeBytes(of: id.bigEndian) { Array($0) }
     }
+    /// `body` with the encoding of `id`, without allocating it (for reads per candidate).
+    public static func withEncoded<T>(_ id: UInt64, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try withUnsafeBytes(of: id.bigEndian, body)
+    }
     public static func decode(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
         precondition(bytes.count == 8)
         return UInt64(bigEndian: bytes.loadUnaligned(as: UInt64.self))

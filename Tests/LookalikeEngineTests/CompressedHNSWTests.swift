@@ -266,6 +266,41 @@ final class RescoringTests: XCTestCase {
         }
     }
 
+    /// At 512-d every vector is on LMDB's overflow pages, so rescoring reads it by pread
+    /// (LMDBFileRead.swift): scores still equal the exact ones, from a sealed segment and the
+    /// live one, and after a fifth of the items get new vectors.
+    func testRescoredScoresAreExactWhenVectorsArePread() async throws {
+        let dimension = 512
+        let vectors = clusteredVectors(count: 1600, dimension: dimension, clusters: 10, seed: 5)
+        var byKey = Dictionary(uniqueKeysWithValues: vectors.enumerated().map { ("item-\($0.offset)", $0.element) })
+        let queries = clusteredVectors(count: 10, dimension: dimension, clusters: 10, seed: 6)
+        var options = EngineOptions()
+        options.sealThreshold = 1200
+        let engine = try Engine(directory: temporaryDirectory(self), options: options)
+        defer { engine.close() }
+        let c = try engine.createCollection(CollectionDefinition(
+            name: "items", dimension: dimension, metric: .cosine, index: "HNSW32,SQ8", efSearch: 64))
+        _ = await c.write(batch: byKey.sorted { $0.key < $1.key }.map { .upsert(key: $0.key, vector: $0.value, attributes: .keep) })
+        engine.waitForSealing()
+        XCTAssertGreaterThan(c.segmentSummary().sealed, 0)
+        func check(_ label: String) throws {
+            for q in queries {
+                let hits = try c.search(SearchRequest(query: .vector(q), k: 10))  // rescored ×4 by default
+                XCTAssertEqual(hits.count, 10, label)
+                for h in hits {
+                    let exact = exactScore(q, byKey[h.key]!, .cosine)
+                    XCTAssertEqual(Double(h.score), exact, accuracy: 1e-4, "\(label): \(h.key)")
+                }
+            }
+        }
+        try check("as loaded")
+        let replaced = clusteredVectors(count: 320, dimension: dimension, clusters: 10, seed: 7)
+        let writes = replaced.enumerated().map { (key: "item-\($0.offset * 5)", vector: $0.element) }
+        for w in writes { byKey[w.key] = w.vector }
+        _ = await c.write(batch: writes.map { .upsert(key: $0.key, vector: $0.vector, attributes: .keep) })
+        try check("after new vectors")
+    }
+
     func testBadRescoreIsRefused() throws {
         let engine = try Engine(directory: temporaryDirectory(self), options: EngineOptions())
         defer { engine.close() }
