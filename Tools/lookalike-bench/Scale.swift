@@ -29,6 +29,7 @@ struct Scale: AsyncParsableCommand {
     @Option(help: "Items per sealed segment, given to lookalike-ingest (default: its own, at most 2 GiB of vectors); the first segment is the training sample.") var segmentItems: Int?
     @Option(help: "Queries timed per point (the held-out set repeated).") var timedQueries = 4_000
     @Option(help: "Recall at which the --peers summary compares rates.") var target = 0.95
+    @Option(parsing: .upToNextOption, help: "Folders to serve instead of loading, one per --index spec in order, each loaded before with the same --count and --dimension (e.g. a copy of a run's folder): queries again at other efforts or with another binary. Left in place.") var serve: [String] = []
     @Option(help: "Port for the server under test.") var port = 6479
     @Flag(help: "100,000 items: finishes in under two minutes.") var quick = false
     @Option(help: "Scratch folder (deleted afterwards).") var scratch = NSTemporaryDirectory() + "lookalike-bench-scale"
@@ -50,8 +51,12 @@ struct Scale: AsyncParsableCommand {
         let prepared = set.prepared()
         let truth = GroundTruth(base: prepared, rows: set.count, queries: rawQueries, dimension: set.dimension, k: 10, normalise: true)
         var summary: [String] = [], points: [Point] = [], builds: [PeerBuild] = []
-        for spec in index {
-            let (row, measured) = try measure(spec, set: set, npy: npy, meta: meta, prepared: prepared, truth: truth, rawQueries: rawQueries)
+        guard serve.isEmpty || serve.count == index.count else {
+            throw ValidationError("--serve takes one folder per --index spec (\(index.count)), not \(serve.count)")
+        }
+        for (i, spec) in index.enumerated() {
+            let (row, measured) = try measure(spec, set: set, npy: npy, meta: meta, prepared: prepared, truth: truth, rawQueries: rawQueries,
+                                              served: serve.isEmpty ? nil : serve[i])
             summary += row
             points += measured
         }
@@ -90,20 +95,10 @@ struct Scale: AsyncParsableCommand {
         min(set.count, segmentItems ?? (2 << 30) / (4 * set.dimension))
     }
 
-    /// Loads `spec` into a fresh folder, serves it, queries it at every effort; prints its table
-    /// and returns its summary row.
-    func measure(_ spec: String, set: Dataset, npy: String, meta: String, prepared: [Float], truth: GroundTruth,
-                 rawQueries: [[Float]]) throws -> ([String], [Point]) {
-        var rows: [(String, String)] = []
-        let raw = Double(set.count * set.dimension * 4)
-        rows.append(("raw float32 vectors", mib(raw)))
-        let data = scratch + "/data"
-        try? FileManager.default.removeItem(atPath: data)
-        defer { try? FileManager.default.removeItem(atPath: data) }
+    /// lookalike-ingest of the generated set into `data`, as one trained segment.
+    func load(_ spec: String, into data: String, set: Dataset, npy: String, meta: String, rows: inout [(String, String)]) throws {
         let tool = try siblingExecutable("lookalike-ingest")
-        var before = rusage()
-        getrusage(RUSAGE_CHILDREN.rawValue, &before)
-        var t0 = now()
+        let t0 = now()
         let ingestOutput = try runProgram(tool, ["--data", data, "--collection", "items", "--vectors", npy, "--meta", meta, "--index", spec, "--attributes", "category",
                               "--segment-items", "\(trainingRows(set))"])
         let loadSeconds = now() - t0
@@ -111,8 +106,22 @@ struct Scale: AsyncParsableCommand {
         var usage = rusage()
         getrusage(RUSAGE_CHILDREN.rawValue, &usage)
         rows.append(("bulk load (lookalike-ingest, one segment built, synced)", String(format: "%.1f s, %.0f items/s, peak RSS of the children so far ", loadSeconds, Double(set.count) / loadSeconds) + mib(Double(usage.ru_maxrss) * 1024)))
-        rows.append(("data folder on disk", mib(Double(folderBytes(data))) + String(format: " (%.2f× raw)", Double(folderBytes(data)) / raw)))
+    }
 
+    /// Loads `spec` into a fresh folder (or takes `served`, loaded before), serves it, queries
+    /// it at every effort; prints its table and returns its summary row.
+    func measure(_ spec: String, set: Dataset, npy: String, meta: String, prepared: [Float], truth: GroundTruth,
+                 rawQueries: [[Float]], served: String? = nil) throws -> ([String], [Point]) {
+        var rows: [(String, String)] = []
+        let raw = Double(set.count * set.dimension * 4)
+        rows.append(("raw float32 vectors", mib(raw)))
+        let data = served ?? scratch + "/data"
+        if served == nil {
+            try? FileManager.default.removeItem(atPath: data)
+            try load(spec, into: data, set: set, npy: npy, meta: meta, rows: &rows)
+        }
+        defer { if served == nil { try? FileManager.default.removeItem(atPath: data) } }
+        rows.append(("data folder on disk", mib(Double(folderBytes(data))) + String(format: " (%.2f× raw)", Double(folderBytes(data)) / raw)))
         // Start-up, memory, queries.
         var server = try ServerProcess(data: data, port: port)
         rows.append(("server start-up (cold: first open after the load)", String(format: "%.2f s", server.startSeconds)))
@@ -146,7 +155,6 @@ struct Scale: AsyncParsableCommand {
                      + String(format: " = %.0f bytes per item, %.2f× raw (anon alone %.2f×)", Double(rss.anon + rss.file) / Double(set.count),
                               Double(rss.anon + rss.file) / raw, Double(rss.anon) / raw)))
         server.stop()
-        t0 = now()
         server = try ServerProcess(data: data, port: port)
         rows.append(("restart after SIGTERM", String(format: "%.2f s", server.startSeconds)))
         kill(server.process.processIdentifier, SIGKILL)
