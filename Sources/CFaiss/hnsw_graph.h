@@ -46,6 +46,43 @@ namespace lk {
 inline int32_t link_load(const int32_t *slot) { return __atomic_load_n(slot, __ATOMIC_RELAXED); }
 inline void link_store(int32_t *slot, int32_t v) { __atomic_store_n(slot, v, __ATOMIC_RELAXED); }
 
+// The one way the shim's loops read a neighbour list: the ids of slots [begin, end) up to the
+// first -1 (unused slots; a list being rewritten may end early, see above), read with
+// link_load, and of those the ones take(v) accepts, stored in ids (room for end - begin).
+// Returns how many. take is where a loop bounds, marks and prefetches; it is inlined, so each
+// loop compiles to its own plain scan (these are the hottest lines of the server).
+template <typename Take>
+inline int gather_links(const int32_t *neighbors, size_t begin, size_t end, int *ids, Take &&take) {
+    int n = 0;
+    for (size_t i = begin; i < end; i++) {
+        int32_t v = link_load(neighbors + i);
+        if (v < 0) break;
+        if (take(v)) ids[n++] = v;
+    }
+    return n;
+}
+
+// gather_unvisited's bound: a search passes its published count; the inserter, which sees all
+// of its graph, passes Unbounded, and the comparison is compiled away.
+struct Unbounded {};
+inline bool below(int32_t v, int32_t count) { return v < count; }
+inline bool below(int32_t, Unbounded) { return true; }
+
+// A beam's step (insertion and search alike): the neighbours in [begin, end) it has not
+// visited yet and that are below count, each marked visited (seen[v] = stamp) and its row or
+// code (row_bytes bytes at rows + v * row_bytes) prefetched for the batch of distances that
+// follows.
+template <typename Count>
+inline int gather_unvisited(const int32_t *neighbors, size_t begin, size_t end, Count count, uint16_t *seen,
+                            uint16_t stamp, const uint8_t *rows, size_t row_bytes, int *ids) {
+    return gather_links(neighbors, begin, end, ids, [&](int32_t v) {
+        if (!below(v, count) || seen[v] == stamp) return false;
+        seen[v] = stamp;
+        _mm_prefetch(reinterpret_cast<const char *>(rows + (size_t)v * row_bytes), _MM_HINT_T0);
+        return true;
+    });
+}
+
 inline uint64_t pack_entry(int32_t entry, int32_t max_level) {
     return ((uint64_t)(uint32_t)max_level << 32) | (uint32_t)entry;
 }

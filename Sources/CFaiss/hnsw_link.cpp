@@ -126,13 +126,10 @@ struct Worker {
             int32_t prev = nearest;
             size_t b, e;
             g.range(nearest, level, b, e);
-            int n = 0;
-            for (size_t i = b; i < e; i++) {
-                int32_t v = link_load(g.nb + i);
-                if (v < 0) break;
+            int n = gather_links(g.nb, b, e, ids.data(), [&](int32_t v) {
                 _mm_prefetch(reinterpret_cast<const char *>(g.row(v)), _MM_HINT_T0);
-                ids[n++] = v;
-            }
+                return true;
+            });
             dists(q, ids.data(), n, ds.data());
             for (int i = 0; i < n; i++)
                 if (ds[i] < d_nearest) nearest = ids[i], d_nearest = ds[i];
@@ -157,15 +154,8 @@ struct Worker {
             if (!candidates.empty()) prefetch_list(candidates.top().id, level);
             size_t b, e;
             g.range(cur, level, b, e);
-            int n = 0;
-            for (size_t i = b; i < e; i++) {
-                int32_t v = link_load(g.nb + i);
-                if (v < 0) break;
-                if (seen[v] == stamp) continue;
-                seen[v] = stamp;
-                _mm_prefetch(reinterpret_cast<const char *>(g.row(v)), _MM_HINT_T0);
-                ids[n++] = v;
-            }
+            int n = gather_unvisited(g.nb, b, e, Unbounded{}, seen, stamp, reinterpret_cast<const uint8_t *>(g.base),
+                                     g.d * sizeof(float), ids.data());
             dists(q, ids.data(), n, ds.data());
             for (int i = 0; i < n; i++) {
                 if ((int)results.size() < g.efc || results.top().d > ds[i]) {

@@ -98,12 +98,7 @@ struct Searcher {
                 moved = false;
                 size_t b, e;
                 g.range(ep, level, b, e);
-                int n = 0;
-                for (size_t i = b; i < e; i++) {
-                    int32_t v = link_load(g.neighbors + i);
-                    if (v < 0) break;
-                    if (v < count) ids[n++] = v;
-                }
+                int n = gather_links(g.neighbors, b, e, ids, [&](int32_t v) { return v < count; });
                 dists(x, ids, n, ds);
                 for (int i = 0; i < n; i++)
                     if (ds[i] < d_ep) d_ep = ds[i], ep = ids[i], moved = true;
@@ -136,15 +131,7 @@ struct Searcher {
             }
             size_t b, e;
             g.range(c.second, 0, b, e);
-            int n = 0;
-            for (size_t i = b; i < e; i++) {
-                int32_t v = link_load(g.neighbors + i);
-                if (v < 0) break;
-                if (v >= count || seen[v] == stamp) continue;
-                seen[v] = stamp;
-                _mm_prefetch(reinterpret_cast<const char *>(g.code(v)), _MM_HINT_T0);
-                ids[n++] = v;
-            }
+            int n = gather_unvisited(g.neighbors, b, e, count, seen, stamp, g.codes, g.space.code_size, ids);
             dists(x, ids, n, ds);
             for (int i = 0; i < n; i++) {
                 keep(ds[i], ids[i]);
