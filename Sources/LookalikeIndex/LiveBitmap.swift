@@ -51,6 +51,18 @@ public final class LiveBitmap: @unchecked Sendable {
 
     public var deadCount: Int { deadCounter.load(ordering: .relaxed) }
 
+    /// A FAISS selector bitmap of `size` positions (at least every position searched) with the
+    /// bits of those of `positions` that are live now (a filter's members); nil when none is.
+    public func selector(positions: [Int], size: Int) -> [UInt8]? {
+        var bitmap = [UInt8](repeating: 0, count: max(1, (size + 7) / 8))
+        var any = false
+        for p in positions where isLive(p) {
+            bitmap[p >> 3] |= UInt8(1 << (p & 7))
+            any = true
+        }
+        return any ? bitmap : nil
+    }
+
     /// The selector for FAISS, or nil when nothing is dead (no filtering is cheaper).
     public var selector: UnsafeRawBufferPointer? {
         deadCount == 0 ? nil : UnsafeRawBufferPointer(start: bytes, count: byteCount)

@@ -135,12 +135,6 @@ extension LiveSegment {
 
     /// A bitmap over the whole capacity, so positions appended later read as non-members.
     public func selector(positions: [Int]) -> [UInt8]? {
-        var bitmap = [UInt8](repeating: 0, count: max(1, (capacity + 7) / 8))
-        var any = false
-        for p in positions where live.isLive(p) {
-            bitmap[p >> 3] |= UInt8(1 << (p & 7))
-            any = true
-        }
-        return any ? bitmap : nil
+        live.selector(positions: positions, size: capacity)
     }
 }

@@ -287,13 +287,7 @@ public final class SealedSegment: ANNSegment, @unchecked Sendable {
     /// A FAISS selector bitmap over the items at `positions` that are live now (a filter's
     /// members), for `search(_:k:effort:selector:)`; nil when none is live.
     public func selector(positions: [Int]) -> [UInt8]? {
-        var bitmap = [UInt8](repeating: 0, count: max(1, (count + 7) / 8))
-        var any = false
-        for p in positions where live.isLive(p) {
-            bitmap[p >> 3] |= UInt8(1 << (p & 7))
-            any = true
-        }
-        return any ? bitmap : nil
+        live.selector(positions: positions, size: count)
     }
 
     /// Approximate top-k among the items a selector bitmap allows (a filter's members): FAISS
