@@ -184,6 +184,11 @@ public struct RESPDecoder: ByteToMessageDecoder {
         var words: [[UInt8]] = []
         var i = 0
         func isSpace(_ c: UInt8) -> Bool { c == 32 || c == 9 || c == 10 || c == 13 || c == 11 || c == 12 }
+        // A closing quote must be followed by a space or the end.
+        func closesWord(at i: Int) throws -> Bool {
+            if i + 1 < line.count, !isSpace(line[i + 1]) { throw RESPProtocolError(message: "unbalanced quotes in request") }
+            return true
+        }
         func hex(_ c: UInt8) -> Int? {
             switch c {
             case 48...57: return Int(c - 48)
@@ -215,11 +220,7 @@ public struct RESPDecoder: ByteToMessageDecoder {
                         default: word.append(line[i])
                         }
                     } else if c == UInt8(ascii: "\"") {
-                        // A closing quote must be followed by a space or the end.
-                        if i + 1 < line.count, !isSpace(line[i + 1]) {
-                            throw RESPProtocolError(message: "unbalanced quotes in request")
-                        }
-                        done = true
+                        done = try closesWord(at: i)
                     } else {
                         word.append(c)
                     }
@@ -229,10 +230,7 @@ public struct RESPDecoder: ByteToMessageDecoder {
                     if c == UInt8(ascii: "\\"), i + 1 < line.count, line[i + 1] == UInt8(ascii: "'") {
                         word.append(UInt8(ascii: "'")); i += 1
                     } else if c == UInt8(ascii: "'") {
-                        if i + 1 < line.count, !isSpace(line[i + 1]) {
-                            throw RESPProtocolError(message: "unbalanced quotes in request")
-                        }
-                        done = true
+                        done = try closesWord(at: i)
                     } else {
                         word.append(c)
                     }
