@@ -2,7 +2,9 @@
 // (FastFlat here, FastSQ in sq_storage.h).
 // Debian's FAISS is built without SIMD code paths: HNSW spent ~90% of its time (search and
 // build) in the scalar fvec_inner_product_ref before these. Functions compiled with
-// target("avx2,fma") run only when kUseAVX2 says the CPU has them.
+// target("avx2,fma") or LK_SIMD (that and f16c, which every AVX2+FMA CPU has) run only when
+// kUseAVX2 says the CPU has them. The one-row kernels are reduce_rows (distances.h) with their
+// own terms.
 #include "distances.h"
 #include "sq_storage.h"
 
@@ -17,35 +19,20 @@ namespace lk {
 const bool kUseAVX2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                       std::getenv("LOOKALIKE_REFERENCE_DISTANCES") == nullptr;
 
-__attribute__((target("avx2,fma"))) float dot_avx2(const float *x, const float *y, size_t d) {
-    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= d; i += 16) {
-        a = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a);
-        b = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), b);
-    }
-    for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a);
-    float sum = hsum(_mm256_add_ps(a, b));
-    for (; i < d; i++) sum += x[i] * y[i];
-    return sum;
+LK_SIMD float dot_avx2(const float *x, const float *y, size_t d) {
+    return reduce_rows(
+        d, [&](size_t i, __m256 acc) LK_SIMD { return _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), acc); },
+        [&](size_t i, float s) { return s + x[i] * y[i]; });
 }
 
-__attribute__((target("avx2,fma"))) float l2_avx2(const float *x, const float *y, size_t d) {
-    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= d; i += 16) {
-        __m256 u = _mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));
-        __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8));
-        a = _mm256_fmadd_ps(u, u, a);
-        b = _mm256_fmadd_ps(v, v, b);
-    }
-    for (; i + 8 <= d; i += 8) {
-        __m256 u = _mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));
-        a = _mm256_fmadd_ps(u, u, a);
-    }
-    float sum = hsum(_mm256_add_ps(a, b));
-    for (; i < d; i++) sum += (x[i] - y[i]) * (x[i] - y[i]);
-    return sum;
+LK_SIMD float l2_avx2(const float *x, const float *y, size_t d) {
+    return reduce_rows(
+        d,
+        [&](size_t i, __m256 acc) LK_SIMD {
+            __m256 u = _mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));
+            return _mm256_fmadd_ps(u, u, acc);
+        },
+        [&](size_t i, float s) { return s + (x[i] - y[i]) * (x[i] - y[i]); });
 }
 
 __attribute__((target("avx2,fma"))) void four_avx2(bool ip, const float *x, const float *const y[4],

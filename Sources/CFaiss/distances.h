@@ -44,6 +44,27 @@ float l2_avx2(const float *x, const float *y, size_t d);
 // Four dot products (ip) or squared distances of x against y[0..3], sharing the loads of x.
 void four_avx2(bool ip, const float *x, const float *const y[4], size_t d, float out[4]);
 
+// The loop every one-row kernel shares (distances.cpp, sq_storage.cpp): two accumulators,
+// 16 dimensions a step (two chains of FMAs in flight), one more 8-wide step, the horizontal
+// sum, then the scalar tail in order. step(i, acc) is acc plus the 8 terms at i; tail(i, s)
+// is s plus the term at i, in one expression (so it contracts to an FMA as the kernels' tails
+// always did: results are bit for bit those of the kernels written out). Both are inlined;
+// a step that uses intrinsics must be a lambda marked LK_SIMD, the kernels' target.
+#define LK_SIMD __attribute__((target("avx2,fma,f16c")))
+template <typename Step, typename Tail>
+LK_SIMD inline float reduce_rows(size_t d, Step &&step, Tail &&tail) {
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= d; i += 16) {
+        a = step(i, a);
+        b = step(i + 8, b);
+    }
+    for (; i + 8 <= d; i += 8) a = step(i, a);
+    float s = hsum(_mm256_add_ps(a, b));
+    for (; i < d; i++) s = tail(i, s);
+    return s;
+}
+
 inline float dot(const float *x, const float *y, size_t d) {
     return kUseAVX2 ? dot_avx2(x, y, d) : faiss::fvec_inner_product(x, y, d);
 }

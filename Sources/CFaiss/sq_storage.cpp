@@ -1,7 +1,8 @@
 // sq_storage.cpp: the compressed-code kernels and FastSQ declared in sq_storage.h.
-// Functions compiled with target("avx2,fma,f16c") run only when kUseAVX2 says the CPU has
-// AVX2 and FMA (every such x86 CPU also has F16C); Debian's FAISS scores SQ codes with scalar
-// code only.
+// Functions compiled with LK_SIMD (distances.h: target("avx2,fma,f16c")) run only when
+// kUseAVX2 says the CPU has AVX2 and FMA (every such x86 CPU also has F16C); the one-row
+// kernels are reduce_rows (distances.h) with their own terms. Debian's FAISS scores SQ codes
+// with scalar code only.
 #include "sq_storage.h"
 
 #include <immintrin.h>
@@ -57,8 +58,6 @@ float fp16_l2_ref(const float *q, const uint16_t *c, size_t d) {
 
 // MARK: AVX2 kernels
 
-#define LK_SIMD __attribute__((target("avx2,fma,f16c")))
-
 namespace {
 LK_SIMD inline __m256 load_u8(const uint8_t *c) {
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(c))));
@@ -69,37 +68,22 @@ LK_SIMD inline __m256 load_f16(const uint16_t *c) {
 }  // namespace
 
 LK_SIMD float sq8_ip_avx2(const float *w, const uint8_t *c, size_t d) {
-    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= d; i += 16) {
-        a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), load_u8(c + i), a);
-        b = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), load_u8(c + i + 8), b);
-    }
-    for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), load_u8(c + i), a);
-    float s = hsum(_mm256_add_ps(a, b));
-    for (; i < d; i++) s += w[i] * (float)c[i];
-    return s;
+    return reduce_rows(
+        d, [&](size_t i, __m256 acc) LK_SIMD { return _mm256_fmadd_ps(_mm256_loadu_ps(w + i), load_u8(c + i), acc); },
+        [&](size_t i, float s) { return s + w[i] * (float)c[i]; });
 }
 
 LK_SIMD float sq8_l2_avx2(const float *r, const float *bs, const uint8_t *c, size_t d) {
-    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= d; i += 16) {
-        __m256 t = _mm256_fnmadd_ps(_mm256_loadu_ps(bs + i), load_u8(c + i), _mm256_loadu_ps(r + i));
-        __m256 u = _mm256_fnmadd_ps(_mm256_loadu_ps(bs + i + 8), load_u8(c + i + 8), _mm256_loadu_ps(r + i + 8));
-        a = _mm256_fmadd_ps(t, t, a);
-        b = _mm256_fmadd_ps(u, u, b);
-    }
-    for (; i + 8 <= d; i += 8) {
-        __m256 t = _mm256_fnmadd_ps(_mm256_loadu_ps(bs + i), load_u8(c + i), _mm256_loadu_ps(r + i));
-        a = _mm256_fmadd_ps(t, t, a);
-    }
-    float s = hsum(_mm256_add_ps(a, b));
-    for (; i < d; i++) {
-        float t = r[i] - bs[i] * (float)c[i];
-        s += t * t;
-    }
-    return s;
+    return reduce_rows(
+        d,
+        [&](size_t i, __m256 acc) LK_SIMD {
+            __m256 t = _mm256_fnmadd_ps(_mm256_loadu_ps(bs + i), load_u8(c + i), _mm256_loadu_ps(r + i));
+            return _mm256_fmadd_ps(t, t, acc);
+        },
+        [&](size_t i, float s) {
+            float t = r[i] - bs[i] * (float)c[i];
+            return s + t * t;
+        });
 }
 
 LK_SIMD void sq8_four_avx2(bool ip, const float *w, const float *bs, const uint8_t *const c[4], size_t d,
@@ -131,37 +115,22 @@ LK_SIMD void sq8_four_avx2(bool ip, const float *w, const float *bs, const uint8
 }
 
 LK_SIMD float fp16_ip_avx2(const float *q, const uint16_t *c, size_t d) {
-    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= d; i += 16) {
-        a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(c + i), a);
-        b = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load_f16(c + i + 8), b);
-    }
-    for (; i + 8 <= d; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(c + i), a);
-    float s = hsum(_mm256_add_ps(a, b));
-    for (; i < d; i++) s += q[i] * half_to_float(c[i]);
-    return s;
+    return reduce_rows(
+        d, [&](size_t i, __m256 acc) LK_SIMD { return _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(c + i), acc); },
+        [&](size_t i, float s) { return s + q[i] * half_to_float(c[i]); });
 }
 
 LK_SIMD float fp16_l2_avx2(const float *q, const uint16_t *c, size_t d) {
-    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= d; i += 16) {
-        __m256 t = _mm256_sub_ps(_mm256_loadu_ps(q + i), load_f16(c + i));
-        __m256 u = _mm256_sub_ps(_mm256_loadu_ps(q + i + 8), load_f16(c + i + 8));
-        a = _mm256_fmadd_ps(t, t, a);
-        b = _mm256_fmadd_ps(u, u, b);
-    }
-    for (; i + 8 <= d; i += 8) {
-        __m256 t = _mm256_sub_ps(_mm256_loadu_ps(q + i), load_f16(c + i));
-        a = _mm256_fmadd_ps(t, t, a);
-    }
-    float s = hsum(_mm256_add_ps(a, b));
-    for (; i < d; i++) {
-        float t = q[i] - half_to_float(c[i]);
-        s += t * t;
-    }
-    return s;
+    return reduce_rows(
+        d,
+        [&](size_t i, __m256 acc) LK_SIMD {
+            __m256 t = _mm256_sub_ps(_mm256_loadu_ps(q + i), load_f16(c + i));
+            return _mm256_fmadd_ps(t, t, acc);
+        },
+        [&](size_t i, float s) {
+            float t = q[i] - half_to_float(c[i]);
+            return s + t * t;
+        });
 }
 
 LK_SIMD void fp16_four_avx2(bool ip, const float *q, const uint16_t *const c[4], size_t d, float out[4]) {
