@@ -52,6 +52,20 @@ final class FaultTests: XCTestCase {
         XCTAssertEqual(faiss.count, c.segmentSummary().sealed, "segment files: \(files.sorted())", file: file, line: line)
     }
 
+    /// After the faults: every item is served, SAVE seals all of them (no frozen segment
+    /// left), no file is left over, and every item is still served.
+    private func assertNextSaveSealsEverything(_ engine: Engine, _ c: Collection, _ dir: String,
+                                               _ data: [(key: String, vector: [Float])],
+                                               file: StaticString = #filePath, line: UInt = #line) throws {
+        try assertServes(c, exactly: data, file: file, line: line)
+        try engine.persist()
+        XCTAssertEqual(c.indexState, "indexed", file: file, line: line)
+        XCTAssertEqual(c.segmentSummary().frozen, 0, file: file, line: line)
+        XCTAssertEqual(c.segmentSummary().sealedItems, data.count, file: file, line: line)
+        assertNoLeftoverFiles(dir, c, file: file, line: line)
+        try assertServes(c, exactly: data, file: file, line: line)
+    }
+
     private func assertInjected(_ error: Error, at point: FaultPoint, file: StaticString = #filePath, line: UInt = #line) {
         guard case .storage(let message)? = error as? EngineError else {
             return XCTFail("expected a storage error, got \(error)", file: file, line: line)
@@ -147,14 +161,7 @@ final class FaultTests: XCTestCase {
         // A restart after the failures: every item is there (replayed from LMDB).
         do {
             let (engine, c) = try openCollection(dir, creating: false)
-            try assertServes(c, exactly: data)
-            // The next attempt seals everything.
-            try engine.persist()
-            XCTAssertEqual(c.indexState, "indexed")
-            XCTAssertEqual(c.segmentSummary().frozen, 0)
-            XCTAssertEqual(c.segmentSummary().sealedItems, 150)
-            assertNoLeftoverFiles(dir, c)
-            try assertServes(c, exactly: data)
+            try assertNextSaveSealsEverything(engine, c, dir, data)
             engine.close()
         }
         let (engine, c) = try openCollection(dir, creating: false)
@@ -180,13 +187,8 @@ final class FaultTests: XCTestCase {
             XCTAssertTrue(c.indexState.contains("injected fault at \(point.rawValue)"), c.indexState)
             XCTAssertEqual(c.segmentSummary().frozen, 1)
             assertNoLeftoverFiles(dir, c)
-            try assertServes(c, exactly: data)
-            try engine.persist()
-            XCTAssertEqual(c.indexState, "indexed")
+            try assertNextSaveSealsEverything(engine, c, dir, data)
             XCTAssertEqual(c.segmentSummary().sealed, 2)
-            XCTAssertEqual(c.segmentSummary().sealedItems, 150)
-            assertNoLeftoverFiles(dir, c)
-            try assertServes(c, exactly: data)
         }
     }
 
