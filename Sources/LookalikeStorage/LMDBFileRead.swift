@@ -136,18 +136,26 @@ extension Transaction {
     public func read(_ table: Table, _ key: UnsafeRawBufferPointer, into buffer: ReadBuffer) throws
         -> UnsafeRawBufferPointer? {
         guard let mapped = try get(table, key) else { return nil }
-        guard !writable, let file, let base = file.mapBase, let start = mapped.baseAddress,
-              file.isOverflow(keyCount: key.count, valueCount: mapped.count) else { return mapped }
-        let address = UInt(bitPattern: start)
-        guard address >= base, address - base + UInt(mapped.count) <= UInt(file.mapSize) else { return mapped }
+        guard let file, let offset = fileOffset(of: mapped, keyCount: key.count) else { return mapped }
         let destination = buffer.reserve(mapped.count)
-        try file.read(into: destination, count: mapped.count, at: Int(address - base))
+        try file.read(into: destination, count: mapped.count, at: offset)
         return UnsafeRawBufferPointer(start: destination, count: mapped.count)
     }
 
     /// Whether `read` of this value would pread it (for tests and reports).
     func readsByFile(_ table: Table, _ key: UnsafeRawBufferPointer) throws -> Bool {
-        guard let mapped = try get(table, key), let file, file.mapBase != nil else { return false }
-        return !writable && file.isOverflow(keyCount: key.count, valueCount: mapped.count)
+        guard let mapped = try get(table, key) else { return false }
+        return fileOffset(of: mapped, keyCount: key.count) != nil
+    }
+
+    /// Where in the data file `mapped` (a value `get` returned under a key of `keyCount` bytes)
+    /// starts, when it is to be pread: a read-only transaction's value on overflow pages, inside
+    /// a map that was found. Nil: read it through the map.
+    private func fileOffset(of mapped: UnsafeRawBufferPointer, keyCount: Int) -> Int? {
+        guard !writable, let file, let base = file.mapBase, let start = mapped.baseAddress,
+              file.isOverflow(keyCount: keyCount, valueCount: mapped.count) else { return nil }
+        let address = UInt(bitPattern: start)
+        guard address >= base, address - base + UInt(mapped.count) <= UInt(file.mapSize) else { return nil }
+        return Int(address - base)
     }
 }

@@ -10,10 +10,7 @@ import XCTest
 
 final class FileReadTests: XCTestCase {
     private func environment() throws -> (Environment, Table) {
-        var options = StorageOptions()
-        options.mapSize = 64 << 20
-        options.sync = .none
-        let env = try Environment(path: temporaryDirectory(self), options: options)
+        let env = try scratchEnvironment(self)
         return (env, try env.table("t"))
     }
 
@@ -105,10 +102,7 @@ final class FileReadTests: XCTestCase {
     /// CollectionStore.readVector (rescoring's reader) gives the stored floats of a 512-d
     /// vector, pread, and of a 128-d one, mapped.
     func testReadVectorGivesTheStoredFloats() throws {
-        var options = StorageOptions()
-        options.mapSize = 64 << 20
-        options.sync = .none
-        let env = try Environment(path: temporaryDirectory(self), options: options)
+        let env = try scratchEnvironment(self)
         let store = try CollectionStore(environment: env, number: 1, indexedAttributes: [])
         let big = (0..<512).map { Float($0) * 0.25 - 3 }, small = (0..<128).map { Float($0) + 0.5 }
         try env.write { txn in

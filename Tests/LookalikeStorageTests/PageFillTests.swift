@@ -9,10 +9,7 @@ import XCTest
 
 final class PageFillTests: XCTestCase {
     private func emptyStore() throws -> (Environment, CollectionStore) {
-        var options = StorageOptions()
-        options.mapSize = 64 << 20
-        options.sync = .none
-        let env = try Environment(path: temporaryDirectory(self), options: options)
+        let env = try scratchEnvironment(self)
         return (env, try CollectionStore(environment: env, number: 1, indexedAttributes: []))
     }
 

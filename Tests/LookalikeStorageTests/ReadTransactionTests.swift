@@ -11,11 +11,7 @@ import XCTest
 
 final class ReadTransactionTests: XCTestCase {
     private func environment(maxReaders: Int = 126) throws -> (Environment, Table) {
-        var options = StorageOptions()
-        options.mapSize = 64 << 20
-        options.sync = .none
-        options.maxReaders = maxReaders
-        let env = try Environment(path: temporaryDirectory(self), options: options)
+        let env = try scratchEnvironment(self) { $0.maxReaders = maxReaders }
         return (env, try env.table("t"))
     }
 

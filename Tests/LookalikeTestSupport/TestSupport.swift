@@ -5,6 +5,7 @@
 import Foundation
 import LookalikeEngine
 import LookalikeFormats
+import LookalikeStorage
 import XCTest
 
 /// Points around `clusters` random centres: what image embeddings look like, roughly.
@@ -50,6 +51,16 @@ public func temporaryDirectory(_ test: XCTestCase) -> String {
         .appendingPathComponent("lookalike-test-\(UUID().uuidString)").path
     test.addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
     return dir
+}
+
+/// A small LMDB environment in a fresh folder (64 MiB map, no syncs): the storage tests' scratch
+/// store. `configure` changes the options first (e.g. maxReaders).
+public func scratchEnvironment(_ test: XCTestCase, _ configure: (inout StorageOptions) -> Void = { _ in }) throws -> Environment {
+    var options = StorageOptions()
+    options.mapSize = 64 << 20
+    options.sync = .none
+    configure(&options)
+    return try Environment(path: temporaryDirectory(test), options: options)
 }
 
 /// An executable built next to the test bundle (the package's products).
