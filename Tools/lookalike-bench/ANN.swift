@@ -34,6 +34,7 @@ struct ANN: AsyncParsableCommand {
     @Flag(help: "Skip faiss-cpu and hnswlib (no Python environment needed).") var noPeers = false
     @Flag(help: "A 20,000-item subset, fewer points: finishes in under two minutes.") var quick = false
     @Flag(help: "Online mode (ANNOnline.swift): HNSW32 loaded by pipelined VADD into a fresh server and queried at once, then after SAVE, against faiss-cpu at efConstruction 200.") var online = false
+    @Option(help: "Online mode: times each server point is measured; the median rate is kept (the machine is shared, one 0.4 s pass is noisy).") var passes = 3
     @Option(help: "Scratch folder (deleted afterwards).") var scratch = NSTemporaryDirectory() + "lookalike-bench-ann"
     @Option(help: "Results JSON (for the plot).") var results = ".build/bench-results/ann.json"
     @Option(help: "Recall–QPS plot (PNG); empty for none.") var png = "Docs/plots/ann.png"
