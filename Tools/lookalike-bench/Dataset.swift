@@ -60,7 +60,13 @@ struct Dataset {
                        buckets: (0..<n).map { _ in bucketsFor(rng.uniform()) }, authors: authors)
     }
 
-    static func generate(count n: Int, dimension d: Int, seed: UInt64) -> Dataset {
+    /// `latent` 0: 200 Gaussian clusters in the full dimension (σ 0.6 around unit-variance
+    /// centres), so every vector's noise is full-rank and neighbours differ by a hair at high
+    /// dimension. `latent` L > 0: the same clusters drawn in an L-dimensional space and mapped
+    /// into `d` by one random linear map, plus a small full-rank noise (σ 0.05): data of low
+    /// intrinsic dimension, as image embeddings are, on which compressed codes can rank.
+    static func generate(count n: Int, dimension d: Int, seed: UInt64, latent: Int = 0) -> Dataset {
+        if latent > 0 { return generateLatent(count: n, dimension: d, seed: seed, latent: latent) }
         var rng = SeededRandom(seed: seed)
         let clusters = 200
         let weights = (0..<clusters).map { 1 / Double($0 + 1) }
@@ -78,6 +84,41 @@ struct Dataset {
             categories.append("cat\(c)")
         }
         return Dataset(name: "generated \(n) × \(d) (200 clusters, 1/rank sizes, seed \(seed), cosine)", dimension: d,
+                       metric: .cosine, vectors: vectors, keys: (0..<n).map { "item\($0)" }, categories: categories,
+                       buckets: (0..<n).map { _ in bucketsFor(rng.uniform()) }, authors: (0..<n).map { "author\($0 % 997)" })
+    }
+
+    private static func generateLatent(count n: Int, dimension d: Int, seed: UInt64, latent l: Int) -> Dataset {
+        var rng = SeededRandom(seed: seed)
+        let clusters = 200
+        let weights = (0..<clusters).map { 1 / Double($0 + 1) }
+        let total = weights.reduce(0, +)
+        var cumulative: [Double] = []
+        var sum = 0.0
+        for w in weights { sum += w / total; cumulative.append(sum) }
+        let scale = 1 / Float(l).squareRoot()
+        let map = (0..<(l * d)).map { _ in Float(rng.gaussian()) * scale }  // l rows of d
+        let centres = (0..<(clusters * l)).map { _ in Float(rng.gaussian()) }
+        var vectors = [Float](repeating: 0, count: n * d)
+        var categories: [String] = []
+        var z = [Float](repeating: 0, count: l)
+        for i in 0..<n {
+            let u = rng.uniform()
+            let c = cumulative.firstIndex { u <= $0 } ?? clusters - 1
+            for j in 0..<l { z[j] = centres[c * l + j] + 0.6 * Float(rng.gaussian()) }
+            for j in 0..<d { vectors[i * d + j] = 0.05 * Float(rng.gaussian()) }
+            vectors.withUnsafeMutableBufferPointer { v in
+                map.withUnsafeBufferPointer { m in
+                    let row = v.baseAddress! + i * d
+                    for j in 0..<l {
+                        let zj = z[j], mj = m.baseAddress! + j * d
+                        for t in 0..<d { row[t] += zj * mj[t] }
+                    }
+                }
+            }
+            categories.append("cat\(c)")
+        }
+        return Dataset(name: "generated \(n) × \(d) (latent \(l)-d: 200 clusters, 1/rank sizes, seed \(seed), cosine)", dimension: d,
                        metric: .cosine, vectors: vectors, keys: (0..<n).map { "item\($0)" }, categories: categories,
                        buckets: (0..<n).map { _ in bucketsFor(rng.uniform()) }, authors: (0..<n).map { "author\($0 % 997)" })
     }

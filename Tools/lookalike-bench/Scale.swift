@@ -21,6 +21,7 @@ struct Scale: AsyncParsableCommand {
 
     @Option(help: "Generated items.") var count = 1_000_000
     @Option(help: "Generated dimension.") var dimension = 128
+    @Option(help: "Latent dimension of the generated data (0: clusters in the full dimension; L: clusters in L dimensions mapped into --dimension, low intrinsic dimension as image embeddings have: Dataset.swift).") var latent = 0
     @Option(parsing: .upToNextOption, help: "FAISS index specs, each loaded and measured in turn on the same data.") var index: [String] = ["HNSW32"]
     @Option(help: "Held-out queries.") var queries = 1_000
     @Option(parsing: .upToNextOption, help: "Query efforts: EF for HNSW, NPROBE for IVF.") var efforts: [Int] = [32, 64, 128]
@@ -30,6 +31,7 @@ struct Scale: AsyncParsableCommand {
     @Option(help: "Queries timed per point (the held-out set repeated).") var timedQueries = 4_000
     @Option(help: "Recall at which the --peers summary compares rates.") var target = 0.95
     @Option(parsing: .upToNextOption, help: "Folders to serve instead of loading, one per --index spec in order, each loaded before with the same --count and --dimension (e.g. a copy of a run's folder): queries again at other efforts or with another binary. Left in place.") var serve: [String] = []
+    @Option(help: "Keep each loaded folder in DIR/<spec> (',' as '_') instead of deleting it, for --serve later (another binary, other efforts).") var keep: String?
     @Option(help: "Port for the server under test.") var port = 6479
     @Flag(help: "100,000 items: finishes in under two minutes.") var quick = false
     @Option(help: "Scratch folder (deleted afterwards).") var scratch = NSTemporaryDirectory() + "lookalike-bench-scale"
@@ -38,7 +40,7 @@ struct Scale: AsyncParsableCommand {
         lineBufferedOutput()
         let n = quick ? 100_000 : count
         let t0 = now()
-        let (set, rawQueries) = Dataset.generate(count: n + queries, dimension: dimension, seed: 42).split(queries: queries, seed: 5)
+        let (set, rawQueries) = Dataset.generate(count: n + queries, dimension: dimension, seed: 42, latent: latent).split(queries: queries, seed: 5)
         print("# Scale: \(set.name) → base \(set.count), \(index.joined(separator: " | ")); \(machineLine())")
         print("generated in \(String(format: "%.1f", now() - t0)) s")
         try? FileManager.default.removeItem(atPath: scratch)
@@ -108,6 +110,11 @@ struct Scale: AsyncParsableCommand {
         rows.append(("bulk load (lookalike-ingest, one segment built, synced)", String(format: "%.1f s, %.0f items/s, peak RSS of the children so far ", loadSeconds, Double(set.count) / loadSeconds) + mib(Double(usage.ru_maxrss) * 1024)))
     }
 
+    /// Where `--keep` moves the folder loaded for `spec` (one folder per spec), or nil.
+    func keepFolder(_ spec: String) -> String? {
+        keep.map { "\($0)/\(spec.replacingOccurrences(of: ",", with: "_"))" }
+    }
+
     /// Loads `spec` into a fresh folder (or takes `served`, loaded before), serves it, queries
     /// it at every effort; prints its table and returns its summary row.
     func measure(_ spec: String, set: Dataset, npy: String, meta: String, prepared: [Float], truth: GroundTruth,
@@ -120,7 +127,12 @@ struct Scale: AsyncParsableCommand {
             try? FileManager.default.removeItem(atPath: data)
             try load(spec, into: data, set: set, npy: npy, meta: meta, rows: &rows)
         }
-        defer { if served == nil { try? FileManager.default.removeItem(atPath: data) } }
+        defer {
+            if served == nil, let keep = keepFolder(spec) {
+                try? FileManager.default.removeItem(atPath: keep)
+                try? FileManager.default.moveItem(atPath: data, toPath: keep)
+            } else if served == nil { try? FileManager.default.removeItem(atPath: data) }
+        }
         rows.append(("data folder on disk", mib(Double(folderBytes(data))) + String(format: " (%.2f× raw)", Double(folderBytes(data)) / raw)))
         // Start-up, memory, queries.
         var server = try ServerProcess(data: data, port: port)
