@@ -5,6 +5,7 @@
 // target("avx2,fma") or LK_SIMD (that and f16c, which every AVX2+FMA CPU has) run only when
 // kUseAVX2 says the CPU has them. The one-row kernels are reduce_rows (distances.h) with their
 // own terms.
+// Threads: the kernels are pure (any thread); FastFlat is read-only after train/add, as FAISS indexes are.
 #include "distances.h"
 #include "sq_storage.h"
 

@@ -3,6 +3,7 @@
 // kUseAVX2 says the CPU has AVX2 and FMA (every such x86 CPU also has F16C); the one-row
 // kernels are reduce_rows (distances.h) with their own terms. Debian's FAISS scores SQ codes
 // with scalar code only.
+// Threads: as sq_storage.h says: pure kernels; a FastSQ is read-only after train/add.
 #include "sq_storage.h"
 
 #include <immintrin.h>

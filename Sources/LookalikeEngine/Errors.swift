@@ -1,5 +1,6 @@
 // EngineError: every way the engine says no. Messages name what was wrong and what to do; the
 // protocol layer sends them to clients as they are.
+// Threads: values, made and read on any thread.
 import LookalikeIndex
 import LookalikeStorage
 
