@@ -183,12 +183,12 @@ extension Collection {
     }
 
     /// Effort for an unfiltered search whose whole top `wide` must be right (not only its top
-    /// k): efSearch at least six times `wide`. On the real set (HNSW32, efConstruction 40) a
+    /// k): efSearch at least `postFilterDepth` (6) times `wide`. On the real set (HNSW32, efConstruction 40) a
     /// 50% filter got recall@10 0.984 at twice, and 0.989–0.992 at four times (full runs of
     /// `lookalike-bench filtered`, graphs built anew each run): too close to the 0.99 target.
     func postFilterEffort(_ sealed: any ANNSegment, wide: Int, request: SearchRequest) -> SearchEffort {
         var e = effort(for: sealed, k: wide, request: request)
-        e.efSearch = min(engine.options.maxEfSearch, max(e.efSearch, 6 * wide))
+        e.efSearch = min(engine.options.maxEfSearch, max(e.efSearch, engine.options.postFilterDepth * wide))
         return e
     }
 

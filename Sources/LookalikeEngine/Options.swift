@@ -24,6 +24,9 @@ public struct EngineOptions: Sendable {
     /// A segment holding at most this many of a filter's members scans them exactly; above
     /// it, a cost model picks exact or a selector-restricted ANN search (FilteredSearch).
     public var exactFilterLimit = 1_000
+    /// A post-filter's unfiltered search runs at efSearch this many times the candidates it
+    /// must get right (FilteredSearch.postFilterEffort): recall of large filters against rate.
+    public var postFilterDepth = 6
     /// Candidates re-ranked with the exact vectors, as a multiple of COUNT, by collections with
     /// compressed HNSW storage whose definition sets no `rescore` (Rescoring.swift); 0 = off.
     public var rescoreOversampling = 4

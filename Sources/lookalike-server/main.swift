@@ -68,6 +68,7 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Largest COUNT of a query.") var maxCount = 10_000
     @Option(help: "Largest HNSW efSearch.") var maxEfSearch = 4096
     @Option(help: "Filters with at most this many members in a segment are scanned exactly there; above, a cost model chooses.") var exactFilterLimit = 1_000
+    @Option(help: "A post-filtered query (a large filter) searches unfiltered at efSearch this many times the candidates it needs (1-64).") var postFilterDepth = 6
     @Option(help: "Compressed HNSW collections (Q8, HNSWn,SQ8, HNSWn,SQfp16) without their own rescore re-rank COUNT × this many candidates with the exact vectors; 0 = off.") var rescoreOversampling = 4
     @Option(help: "MiB of resolved filters kept per collection for the next query with the same filter.") var filterCacheMb = 64
     @Option(help: "OpenMP threads for sealing (building indexes); 0: all cores.") var buildThreads = 0
@@ -131,6 +132,7 @@ struct LookalikeServer: ParsableCommand {
         guard rankingRefreshSeconds >= 0 && rankingRefreshSeconds.isFinite else {
             throw ValidationError("--ranking-refresh-seconds must be zero or more")
         }
+        guard (1...64).contains(postFilterDepth) else { throw ValidationError("--post-filter-depth must be from 1 to 64") }
         guard (0...100).contains(rescoreOversampling) else { throw ValidationError("--rescore-oversampling must be from 0 (off) to 100") }
         for (name, v) in [("--exact-filter-limit", exactFilterLimit), ("--filter-cache-mb", filterCacheMb),
                           ("--build-threads", buildThreads), ("--batch-job-threads", batchJobThreads),
@@ -220,6 +222,7 @@ struct LookalikeServer: ParsableCommand {
         o.engine.maxK = maxCount
         o.engine.maxEfSearch = maxEfSearch
         o.engine.exactFilterLimit = exactFilterLimit
+        o.engine.postFilterDepth = postFilterDepth
         o.engine.rescoreOversampling = rescoreOversampling
         o.engine.filterCacheBytes = filterCacheMb << 20
         o.engine.buildThreads = buildThreads

@@ -21,6 +21,7 @@ struct Filtered: AsyncParsableCommand {
     @Option(help: "Queries per filter.") var queries = 200
     @Option(help: "Results per query.") var k = 10
     @Option(help: "HNSW efSearch for every method.") var ef = 64
+    @Option(help: "The engine's post-filter depth (--post-filter-depth of the server).") var postFilterDepth = EngineOptions().postFilterDepth
     @Flag(help: "Skip faiss-cpu and hnswlib (no Python environment needed).") var noPeers = false
     @Flag(help: "Fewer queries and filters: finishes in well under two minutes.") var quick = false
     @Option(help: "Scratch data folder (deleted afterwards).") var data = NSTemporaryDirectory() + "lookalike-bench-filtered"
@@ -29,7 +30,7 @@ struct Filtered: AsyncParsableCommand {
         lineBufferedOutput()
         let queryCount = quick ? 50 : queries
         let set = try Dataset.load(generated: generated, count: quick ? min(count, 20_000) : count, dimension: dimension, limit: nil)
-        print("# Filtered search: \(set.name), k=\(k), efSearch \(ef), \(queryCount) queries per filter, 1 thread")
+        print("# Filtered search: \(set.name), k=\(k), efSearch \(ef), \(queryCount) queries per filter, 1 thread, post-filter depth \(postFilterDepth)")
         try? FileManager.default.removeItem(atPath: data)
         defer { try? FileManager.default.removeItem(atPath: data) }
 
@@ -37,6 +38,7 @@ struct Filtered: AsyncParsableCommand {
         var options = EngineOptions()
         options.storage.sync = .none
         options.sealThreshold = set.count + 1
+        options.postFilterDepth = postFilterDepth
         FaissIndex.setThreads(2)
         let engine = try Engine(directory: data, options: options)
         defer { engine.close() }
