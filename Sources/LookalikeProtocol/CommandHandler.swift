@@ -117,10 +117,12 @@ public final class CommandHandler: ChannelInboundHandler {
         if ReplicationCommands.takesOver(command, name: name, server: server, connection: connection, context: context) { return }
         if transaction != nil || name == "multi" {
             if let answer = transactionStep(command, name: name, context: context) {
-                // MULTI and DISCARD are calls (commandstats, SLOWLOG); a queued command counts
-                // when EXEC runs it.
-                let counted = name == "multi" || name == "discard"
+                // Every answer here is recorded (commandstats, errorstats, SLOWLOG) as it would
+                // be outside a transaction: MULTI, DISCARD, and a command refused while queueing
+                // (a rejected call, as in Redis), but QUEUED: a queued command counts when EXEC
+                // runs it.
                 let r = Reply.now(answer)
+                let counted = answer != Self.queued
                 return reply(counted ? measured(command, name: name, r, context: context) : r, version: connection.protocolVersion, context: context)
             }
             if name == "exec" { return exec(command, context: context) }
@@ -190,6 +192,8 @@ public final class CommandHandler: ChannelInboundHandler {
     /// Commands queued since MULTI (nil outside a transaction), and whether one was refused.
     private var transaction: [RESPCommand]?
     private var transactionRefused = false
+    /// The answer to a command queued inside a transaction.
+    private static let queued = RESPValue.simple("QUEUED")
 
     /// MULTI, DISCARD and the queueing of commands inside a transaction; the immediate answer,
     /// or nil when the command is EXEC (run by `exec`) or is not the transaction's business.
@@ -214,7 +218,7 @@ public final class CommandHandler: ChannelInboundHandler {
                 return refusal.value
             }
             transaction?.append(command)
-            return .simple("QUEUED")
+            return Self.queued
         }
     }
 
