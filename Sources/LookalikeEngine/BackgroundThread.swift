@@ -7,72 +7,38 @@
 // Invariants: jobs run one at a time, in submission order. `sync` waits for what was queued
 // before it. After `stop`, queued jobs still run, then the thread ends; later jobs run at once
 // on the caller's thread (there is no thread left to run them).
-// Threads: `async` and `sync` from any thread (`sync` not from the job thread itself).
+// Threads: `async` and `sync` from any thread (`sync` not from the job thread itself). The queue,
+// its lock and the stop handshake are ThreadInbox's (shared with WriteQueue).
 import Foundation
 import LookalikeIndex
 
 final class BackgroundThread: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var jobs: [() -> Void] = []
-    private var stopping = false
-    private var finished = false
+    /// Jobs posted after `stop` still run on this thread until it has ended (the header).
+    private let inbox = ThreadInbox<() -> Void>(late: .queued)
 
     /// Runs at the options' build priority (`buildNice`, `buildIdle`).
     init(name: String, options: EngineOptions) {
-        let (nice, idle) = (options.buildNice, options.buildIdle)
-        let t = Thread { [self] in
+        let (nice, idle, inbox) = (options.buildNice, options.buildIdle, inbox)
+        let t = Thread {
             FaissIndex.setBuildPriority(nice: nice, idle: idle)
-            while true {
-                condition.lock()
-                while jobs.isEmpty && !stopping { condition.wait() }
-                if jobs.isEmpty {
-                    finished = true
-                    condition.broadcast()
-                    condition.unlock()
-                    return
-                }
-                let job = jobs.removeFirst()
-                condition.unlock()
-                job()
-            }
+            while let job = inbox.next() { job() }
         }
         t.name = name
         t.start()
     }
 
     func async(_ job: @escaping () -> Void) {
-        condition.lock()
-        if finished {
-            condition.unlock()
-            job()
-            return
-        }
-        jobs.append(job)
-        condition.signal()
-        condition.unlock()
+        if !inbox.post(job) { job() }
     }
 
     /// Lets the queued jobs run, then ends the thread, and waits for that.
-    func stop() {
-        condition.lock()
-        stopping = true
-        condition.broadcast()
-        while !finished { condition.wait() }
-        condition.unlock()
-    }
+    func stop() { inbox.stop() }
 
     /// Runs `body` after the jobs queued so far, on the caller's thread while this thread is
     /// parked (so it is still one job at a time), and returns when it is done.
     func sync(_ body: () -> Void) {
         let parked = DispatchSemaphore(value: 0), resume = DispatchSemaphore(value: 0)
-        condition.lock()
-        let running = !finished
-        if running {
-            jobs.append { parked.signal(); resume.wait() }
-            condition.signal()
-        }
-        condition.unlock()
-        guard running else { return body() }
+        guard inbox.post({ parked.signal(); resume.wait() }) else { return body() }
         parked.wait()
         body()
         resume.signal()

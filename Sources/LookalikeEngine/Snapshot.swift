@@ -20,7 +20,10 @@
 // finishes the install at the next start (or drops an incomplete download).
 // Threads: `writeSnapshot` blocks its caller for the whole copy (an administrative thread,
 // never the event loop or the search pool); one snapshot of an engine at a time is the
-// caller's business (concurrent ones are correct, only slower).
+// caller's business (concurrent ones are correct, only slower). The server calls it from a
+// one-thread queue of its own (Snapshots.swift), not from the admin executor (AdminJobs), so a
+// replica's full sync never waits behind a compaction and never takes the thread kept for
+// REPLICAOF and SHUTDOWN (AdminJobs' header says why).
 import Foundation
 import Logging
 import LookalikeIndex

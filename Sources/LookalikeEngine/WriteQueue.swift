@@ -15,6 +15,8 @@
 //   - Every committed change becomes a replication stream entry in the same transaction, in
 //     commit order (ReplicationLog): replicas and backups see exactly what was acknowledged.
 // Threads: `submit` from any thread; staging, committing and applying run on the commit thread.
+// The pending list, its lock and the stop handshake are ThreadInbox's (shared with
+// BackgroundThread); the writers' hand-over list is this queue's, under the inbox's lock.
 // Completions run on the commit thread and must not block (they resume async callers).
 // Rejected alternative: a transaction per write. LMDB's fsync per commit caps that at a few
 // hundred writes per second; grouping makes thousands of writes cost one fsync.
@@ -76,10 +78,8 @@ enum MemoryEffect {
 }
 
 final class WriteQueue: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var pending: [PreparedWrite] = []
-    private var stopping = false
-    private var finished = false
+    /// The pending writes; a write submitted once stop is asked fails `.closed` (ThreadInbox).
+    private let inbox = ThreadInbox<PreparedWrite>(late: .refused)
     private let environment: Environment
     /// Where committed writes become stream entries (ReplicationLog).
     private let log: ReplicationLog
@@ -87,7 +87,7 @@ final class WriteQueue: @unchecked Sendable {
     /// The `commit` fault point (Faults.swift).
     private let faults: FaultInjection
     private var thread: Thread?
-    /// Writers of new collections, on their way to the commit thread (under `condition`).
+    /// Writers of new collections, on their way to the commit thread (under the inbox's lock).
     private var adopted: [CollectionWriter] = []
     /// Backpressure: called before each batch is taken, may wait (Indexing.swift). Set before
     /// `start`.
@@ -114,31 +114,16 @@ final class WriteQueue: @unchecked Sendable {
     /// Hands a collection's writer to the commit thread, before any write of it is submitted
     /// (Engine: at open, and in createCollection before the collection is registered).
     func adopt(_ writer: sending CollectionWriter) {
-        condition.lock()
-        if !stopping { adopted.append(writer) }
-        condition.unlock()
+        inbox.ifAccepting { adopted.append(writer) }
     }
 
     func submit(_ write: PreparedWrite) {
-        condition.lock()
-        if stopping {
-            condition.unlock()
-            write.completion(.failure(.closed))
-            return
-        }
-        pending.append(write)
-        condition.signal()
-        condition.unlock()
+        if !inbox.post(write) { write.completion(.failure(.closed)) }
     }
 
     /// Commits what is queued, then stops the thread. Later submits fail with `.closed`.
     func stop() {
-        condition.lock()
-        stopping = true
-        condition.broadcast()
-        while !finished { condition.wait() }
-        adopted = []  // writers hold their collections, which hold the engine: a cycle
-        condition.unlock()
+        inbox.stop { adopted = [] }  // writers hold their collections, which hold the engine: a cycle
         // The thread's closure holds this queue: dropping the thread breaks that cycle, so a
         // closed engine's LMDB environment is freed (DEBUG RELOAD opened a new one each time).
         thread = nil
@@ -147,25 +132,14 @@ final class WriteQueue: @unchecked Sendable {
     private func run() {
         // The commit thread's own: no other thread has a path to them (CollectionWriter.swift).
         var writers = CommitWriters()
-        while true {
-            condition.lock()
-            while pending.isEmpty && !stopping { condition.wait() }
-            if pending.isEmpty && stopping {
-                finished = true
-                condition.broadcast()
-                condition.unlock()
-                return
-            }
-            condition.unlock()
+        while inbox.waitForItems() {
             // Waits outside the lock, so submitters are never blocked, only acknowledged later.
             throttle()
-            condition.lock()
-            let batch = Array(pending.prefix(maxBatch))
-            pending.removeFirst(batch.count)
             // Adopted with the batch they precede: a collection's writer comes before its writes.
-            let arrived = adopted
-            adopted = []
-            condition.unlock()
+            let (batch, arrived) = inbox.take(max: maxBatch) {
+                defer { adopted = [] }
+                return adopted
+            }
             for w in arrived { writers.adopt(w) }
             commit(batch, &writers)
         }

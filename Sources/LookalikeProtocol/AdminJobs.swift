@@ -1,8 +1,22 @@
 // AdminJobs: the one executor of administrative jobs (SAVE, BGSAVE, SHUTDOWN, DEBUG RELOAD,
 // VCOMPACT, VNEWNEIGHBORS, REPLICAOF), on a small fixed set of threads of its own
 // (--admin-threads, default 2), so the search pool only searches and the event loops only
-// frame, dispatch and reply. Snapshots (SAVE TO, BGSAVE TO, full syncs) keep their own
-// one-thread executor (Snapshots.swift): a replica's full sync must not wait for a compaction.
+// frame, dispatch and reply.
+//
+// Not here, by decision (issue 16): snapshots (SAVE TO, BGSAVE TO, the full syncs a primary
+// writes for its replicas) keep a one-thread serial queue of their own (Snapshots.swift).
+//   - As a long job, a full sync would wait behind a VCOMPACT or a VNEWNEIGHBORS (minutes):
+//     with the default two threads, long jobs have one. The replica has no data until the
+//     snapshot arrives, so it would wait as long.
+//   - As a control job, a snapshot (minutes for a large folder, longer with --snapshot-rate-mb)
+//     would take the thread kept for REPLICAOF and SHUTDOWN: a Sentinel failover would wait
+//     behind a backup.
+//   - A third kind with a thread kept for it is that same one thread under this type's name,
+//     plus a third limit in `next`; with --admin-threads 1 it would either starve or exceed
+//     the bound.
+// So the bound on administrative work is --admin-threads threads plus one snapshot thread,
+// each queue in arrival order (test_admin_executor.py: a SAVE TO is written while a
+// VCOMPACT runs; REPLICAOF is not held up by one).
 //
 // Invariants:
 //   - at most `threads` jobs run at once; the others wait, in arrival order within their kind;

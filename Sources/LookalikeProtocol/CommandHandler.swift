@@ -6,11 +6,18 @@
 //   - replies are written in request order, each encoded with the protocol version that was
 //     in force when its command was dispatched;
 //   - memory per connection is bounded: a command counts as in flight until its reply has been
-//     written to the socket, and reading pauses at `maxPipeline` in flight or while the
-//     socket's write buffer is above its high-water mark (the client is not reading; the
-//     commands already read in that wakeup still run, CommandHandlerSocketTests); a
-//     connection with more than its output-buffer limit of replies unread is closed, as
-//     Redis's client-output-buffer-limit does;
+//     written to the socket, and reading pauses (no more bytes are taken from the socket) at
+//     `maxPipeline` in flight or while the socket's write buffer is above its high-water mark
+//     (the client is not reading). A pause is not a hard cap on commands: the input already
+//     read is still decoded and dispatched, and one event-loop wakeup reads up to 16 times
+//     (maxMessagesPerRead, as lookalike-server sets it) up to 64 KiB (NIO's adaptive
+//     buffer), about 1 MiB, so up to that
+//     much input's commands (some 75,000 PINGs) can follow the one that reached the cap
+//     (CommandHandlerSocketTests). What is bounded hard is bytes: the input read, the frame
+//     being assembled (--max-frame-bytes), and the replies unread: a connection with more
+//     than its output-buffer limit of them is closed, as Redis's client-output-buffer-limit
+//     does. Reading resumes at `maxPipeline / 2` in flight once the socket is writable again
+//     (its write buffer below the low-water mark);
 //   - with a timeout, a connection that completed no command for that long and is owed no
 //     reply is closed: idle, or trickling a frame too slowly ever to finish it;
 //   - nothing blocks the event loop: reads and searches run on the search pool, writes in the
@@ -117,10 +124,12 @@ public final class CommandHandler: ChannelInboundHandler {
         if ReplicationCommands.takesOver(command, name: name, server: server, connection: connection, context: context) { return }
         if transaction != nil || name == "multi" {
             if let answer = transactionStep(command, name: name, context: context) {
-                // MULTI and DISCARD are calls (commandstats, SLOWLOG); a queued command counts
-                // when EXEC runs it.
-                let counted = name == "multi" || name == "discard"
+                // Every answer here is recorded (commandstats, errorstats, SLOWLOG) as it would
+                // be outside a transaction: MULTI, DISCARD, and a command refused while queueing
+                // (a rejected call, as in Redis), but QUEUED: a queued command counts when EXEC
+                // runs it.
                 let r = Reply.now(answer)
+                let counted = answer != Self.queued
                 return reply(counted ? measured(command, name: name, r, context: context) : r, version: connection.protocolVersion, context: context)
             }
             if name == "exec" { return exec(command, context: context) }
@@ -190,6 +199,8 @@ public final class CommandHandler: ChannelInboundHandler {
     /// Commands queued since MULTI (nil outside a transaction), and whether one was refused.
     private var transaction: [RESPCommand]?
     private var transactionRefused = false
+    /// The answer to a command queued inside a transaction.
+    private static let queued = RESPValue.simple("QUEUED")
 
     /// MULTI, DISCARD and the queueing of commands inside a transaction; the immediate answer,
     /// or nil when the command is EXEC (run by `exec`) or is not the transaction's business.
@@ -214,7 +225,7 @@ public final class CommandHandler: ChannelInboundHandler {
                 return refusal.value
             }
             transaction?.append(command)
-            return .simple("QUEUED")
+            return Self.queued
         }
     }
 
@@ -308,6 +319,9 @@ public final class CommandHandler: ChannelInboundHandler {
         }
     }
 
+    /// Stops asking the socket for bytes; the reads of the wakeup under way still arrive and
+    /// their commands are dispatched (NIO's read loop does not look at autoRead): the header's
+    /// "not a hard cap".
     private func pauseReadingIfNeeded(context: ChannelHandlerContext) {
         guard !readingPaused, inFlight >= server.options.maxPipeline || !context.channel.isWritable else { return }
         readingPaused = true

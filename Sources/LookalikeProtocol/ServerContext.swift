@@ -26,7 +26,8 @@ public struct ServerOptions: Sendable {
     /// no reply (0: never). A client trickling a frame byte by byte is closed too.
     public var idleTimeoutSeconds = 0
     /// Commands one connection may have in flight (not yet written back to it) before the
-    /// server stops reading from it.
+    /// server stops reading from it. Not a hard cap: the commands in the input already read
+    /// (up to 16 reads of 64 KiB in one wakeup) still run (CommandHandler's header).
     public var maxPipeline = 8192
     /// Bytes of replies a connection may leave unread before it is disconnected (0: no limit).
     /// Before AUTH the limit is at most `unauthenticatedOutputBytes`.

@@ -1,9 +1,13 @@
 // Snapshots: the administrative executor that writes consistent snapshots (Engine.writeSnapshot)
 // for SAVE TO / BGSAVE TO (backups) and for replicas' full syncs, and what INFO shows of them.
 //
-// Invariants: one snapshot runs at a time, on this executor's own thread (never on an event
-// loop or the search pool, which keep serving); a snapshot's folder appears only when it is
-// complete (Snapshot.swift). INFO's persistence section shows the bytes written so far.
+// Invariants: one snapshot runs at a time, in arrival order, on this executor's own thread
+// (never on an event loop or the search pool, which keep serving); BGSAVE TO is refused while
+// one runs or waits; a snapshot's folder appears only when it is complete (Snapshot.swift).
+// INFO's persistence section shows the bytes written so far.
+// Why not the admin executor (AdminJobs, which runs SAVE, BGSAVE, VCOMPACT…): there a full
+// sync would wait behind a compaction, or hold the thread REPLICAOF and SHUTDOWN are kept;
+// AdminJobs' header gives the whole reasoning.
 // Threads: `run` from any thread; completions run on the executor's thread.
 import Dispatch
 import Foundation

@@ -40,7 +40,7 @@ struct LookalikeServer: ParsableCommand {
     @Option(help: "Most arguments in one command.") var maxArguments = 1 << 20
     @Option(help: "Longest inline command line in bytes.") var maxInlineBytes = 64 << 10
     @Option(help: "Largest command in bytes.") var maxFrameBytes = 256 << 20
-    @Option(help: "Commands one connection may have in flight before reading pauses.") var maxPipeline = 8192
+    @Option(help: "Commands in flight on one connection at which reading from it pauses (the input already read, up to about 1 MiB, still runs).") var maxPipeline = 8192
     @Option(help: "Bytes of unread replies after which a client is disconnected (0: no limit).") var clientOutputBufferLimit = 256 << 20
     @Option(help: "Before AUTH: largest argument or inline line in bytes.") var maxUnauthenticatedBytes = 16 << 10
     @Option(help: "Before AUTH: most arguments in one command.") var maxUnauthenticatedArguments = 10

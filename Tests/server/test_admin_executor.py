@@ -168,6 +168,16 @@ def test_replicaof_is_not_held_up_by_a_compaction(compacting):
     assert replies["fast"] == "OK"
 
 
+def test_snapshot_is_not_held_up_by_a_compaction(compacting, tmp_path):
+    """Snapshots keep a thread of their own (Snapshots.swift, AdminJobs' header): with the
+    default two admin threads a VCOMPACT holds the one long jobs may take, and a SAVE TO (the
+    queue a replica's full sync uses too) is written meanwhile, not after it."""
+    s, _ = compacting
+    backup = tmp_path / "backup"
+    fast_first, replies = answered_while_running(s, ("VCOMPACT", "big"), ("SAVE", "TO", str(backup)))
+    assert fast_first, replies
+    assert replies["fast"] is True and (backup / "data.mdb").exists()
+
 def test_admin_threads_flag(tmp_path):
     metrics = free_port()
     s = Server(tmp_path / "data", "--admin-threads", "3", "--metrics-port", str(metrics)).start()

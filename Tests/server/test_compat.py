@@ -54,6 +54,31 @@ def test_transactions_in_commandstats_and_slowlog(server):
     r.config_set("slowlog-log-slower-than", 10000)
 
 
+def test_commands_refused_inside_a_transaction_are_recorded(server):
+    # As in Redis: a command refused while MULTI queues it (wrong arity) is a rejected call of
+    # that command and an error in errorstats, as it is outside a transaction, though EXEC never
+    # runs it; EXEC, answering EXECABORT, is a failed call. The commands queued fine run never:
+    # no call, no SLOWLOG line (the log is at 0 µs here, so any line would show).
+    r = server.client()
+    r.config_set("slowlog-log-slower-than", 0)
+    r.slowlog_reset()
+    with r.pipeline(transaction=True) as p:
+        p.execute_command("VDIM", "tx")
+        p.execute_command("VCARD", "tx", "extra")
+        with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+            p.execute()
+    stats = r.info("commandstats")
+    assert stats["cmdstat_vcard"]["rejected_calls"] == 1 and stats["cmdstat_vcard"]["calls"] == 0, stats
+    assert "cmdstat_vdim" not in stats, stats
+    assert stats["cmdstat_exec"]["calls"] == 1 and stats["cmdstat_exec"]["failed_calls"] == 1, stats
+    errors = r.info("errorstats")
+    assert errors["errorstat_ERR"]["count"] == 1 and errors["errorstat_EXECABORT"]["count"] == 1, errors
+    commands = [(e["command"].decode() if isinstance(e["command"], bytes) else e["command"]) for e in r.slowlog_get(20)]
+    assert not any(c.startswith("VDIM") for c in commands), commands
+    assert any(c.startswith("EXEC") for c in commands), commands
+    r.config_set("slowlog-log-slower-than", 10000)
+
+
 def test_config_get_and_set(server):
     r = server.client()
     cfg = r.config_get("*")
