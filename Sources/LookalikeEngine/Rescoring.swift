@@ -4,8 +4,8 @@
 //
 // A search with oversampling r asks every segment for r × (COUNT + excluded) candidates, merges
 // them, reads just those candidates' vectors (in the search's read transaction, one LMDB get each: no scan;
-// vectors on LMDB's overflow pages, 506-d and up, are copied by pread into one buffer per search
-// rather than read through the map, whose fault-around made most of the data file resident:
+// vectors on LMDB's overflow pages, 506-d and up, are copied by pread straight into their rows
+// of the scan rather than read through the map, whose fault-around made most of the data file resident:
 // CollectionStore.readVector, LMDBFileRead.swift) and scores them exactly with OpenBLAS (StoredVectorScan, the exact scans' one scorer). The
 // collection's default is its definition's `rescore` (0 = off); without one, compressed HNSW
 // specs (`HNSW32,SQ8`, `HNSW32,SQfp16`, and VADD … Q8's sets) rescore with the engine's
@@ -37,9 +37,8 @@ extension Collection {
         guard !candidates.isEmpty else { return [] }
         var scan = StoredVectorScan(dimension: definition.dimension, metric: definition.metric, query: query,
                                     k: candidates.count)
-        let buffer = ReadBuffer(capacity: definition.dimension * MemoryLayout<Float>.size)
-        for n in candidates {  // the scan copies each vector, so one buffer serves them all
-            if let bytes = try store.readVector(n.id, txn, into: buffer) { scan.add(id: n.id, bytes: bytes) }
+        for n in candidates {  // each vector is read straight into its row of the scan
+            try scan.add(id: n.id) { row in try store.readVector(n.id, txn, into: row) }
         }
         return scan.finish()
     }

@@ -32,17 +32,31 @@ struct StoredBlock {
     /// Adds one row; a record of the wrong size is skipped (false). The block must not be full.
     @discardableResult
     mutating func add(id: UInt64, bytes: UnsafeRawBufferPointer) -> Bool {
+        add(id: id) { row in
+            guard bytes.count == row.count else { return bytes.count }
+            row.copyMemory(from: bytes)
+            return bytes.count
+        }
+    }
+
+    /// Adds one row that `fill` writes straight into the block's next slot (`dimension` × 4
+    /// bytes), returning the record's size, or nil when there is none: so a reader copies a
+    /// stored vector once, into its row (CollectionStore.readVector). A record of another size
+    /// (not written) is skipped (false). The block must not be full.
+    @discardableResult
+    mutating func add(id: UInt64, fill: (UnsafeMutableRawBufferPointer) throws -> Int?) rethrows -> Bool {
         let d = dimension
-        guard bytes.count == d * 4 else { return false }
         let slot = count
         let metric = self.metric
         var norm: Float = 0
-        rows.withUnsafeMutableBufferPointer { r in
+        let filled = try rows.withUnsafeMutableBufferPointer { r -> Bool in
             let row = UnsafeMutableBufferPointer(rebasing: r[(slot * d)..<((slot + 1) * d)])
-            _ = bytes.copyBytes(to: row)
+            guard try fill(UnsafeMutableRawBufferPointer(row)) == d * 4 else { return false }
             if metric == .cosine { VectorMath.normalize(row) }
             if metric == .l2 { norm = VectorMath.squaredNorm(row.baseAddress!, count: d) }
+            return true
         }
+        guard filled else { return false }
         norms[slot] = norm
         ids[slot] = id
         count += 1
@@ -61,12 +75,25 @@ struct StoredVectorScan {
     init(dimension: Int, metric: Metric, query: UnsafePointer<Float>, k: Int) {
         self.query = query
         top = TopK(k: k)
-        block = StoredBlock(dimension: dimension, metric: metric, capacity: 1024)
+        block = StoredBlock(dimension: dimension, metric: metric, capacity: Self.blockRows(dimension: dimension))
+    }
+
+    /// Rows scored per BLAS call: a block of about 256 KiB (16 to 1,024 rows), so the rows just
+    /// copied in are still in the cache when they are scored. (It was 1,024 rows at every
+    /// dimension: 16 MiB zeroed per scan at 4096-d, and read back from memory.)
+    static func blockRows(dimension: Int) -> Int {
+        max(16, min(1024, (256 << 10) / (4 * max(1, dimension))))
     }
 
     /// Adds one stored vector; a record of the wrong size is skipped.
     mutating func add(id: UInt64, bytes: UnsafeRawBufferPointer) {
         block.add(id: id, bytes: bytes)
+        if block.isFull { flush() }
+    }
+
+    /// Adds one stored vector that `fill` writes into its row (StoredBlock.add(id:fill:)).
+    mutating func add(id: UInt64, fill: (UnsafeMutableRawBufferPointer) throws -> Int?) rethrows {
+        try block.add(id: id, fill: fill)
         if block.isFull { flush() }
     }
 

@@ -84,12 +84,13 @@ public final class CollectionStore: Sendable {
         try txn.get(vectors, IdKey.encode(id))
     }
 
-    /// The stored vector's bytes read into `buffer`, by pread when the vector is on overflow
-    /// pages (506-d and more at 4 KiB pages), so its pages are not mapped into the process (LMDBFileRead.swift):
-    /// rescoring's reader, whose random reads through the map made most of the file resident.
-    /// Valid until the next read into `buffer` or the end of the transaction.
-    public func readVector(_ id: UInt64, _ txn: Transaction, into buffer: ReadBuffer) throws -> UnsafeRawBufferPointer? {
-        try IdKey.withEncoded(id) { try txn.read(vectors, $0, into: buffer) }
+    /// The stored vector's bytes copied into `destination` (a row of the caller's), by pread
+    /// when the vector is on overflow pages (506-d and more at 4 KiB pages), so its pages are not
+    /// mapped into the process (LMDBFileRead.swift): rescoring's reader, whose random reads
+    /// through the map made most of the file resident. Returns the record's size (copied only
+    /// when it is `destination.count`), nil when absent.
+    public func readVector(_ id: UInt64, _ txn: Transaction, into destination: UnsafeMutableRawBufferPointer) throws -> Int? {
+        try IdKey.withEncoded(id) { try txn.read(vectors, $0, copyingInto: destination) }
     }
 
     public func vector(_ id: UInt64, _ txn: Transaction) throws -> [Float]? {

@@ -142,6 +142,25 @@ extension Transaction {
         return UnsafeRawBufferPointer(start: destination, count: mapped.count)
     }
 
+    /// The value of `key` copied into `destination` when it is exactly `destination.count`
+    /// bytes: pread when `read(_:_:into:)` would pread it, else copied from the map. Returns the
+    /// value's size (one of another size is not copied: the caller skips it), nil when absent.
+    /// For callers that keep the bytes (rescoring's rows): one copy, where `read` and then a
+    /// copy of its view are two.
+    public func read(_ table: Table, _ key: UnsafeRawBufferPointer, copyingInto destination: UnsafeMutableRawBufferPointer) throws
+        -> Int? {
+        guard let mapped = try get(table, key) else { return nil }
+        guard mapped.count == destination.count, let to = destination.baseAddress, let from = mapped.baseAddress else {
+            return mapped.count
+        }
+        if let file, let offset = fileOffset(of: mapped, keyCount: key.count) {
+            try file.read(into: to, count: mapped.count, at: offset)
+        } else {
+            to.copyMemory(from: from, byteCount: mapped.count)
+        }
+        return mapped.count
+    }
+
     /// Whether `read` of this value would pread it (for tests and reports).
     func readsByFile(_ table: Table, _ key: UnsafeRawBufferPointer) throws -> Bool {
         guard let mapped = try get(table, key) else { return false }

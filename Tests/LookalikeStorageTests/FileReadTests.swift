@@ -99,8 +99,32 @@ final class FileReadTests: XCTestCase {
         }
     }
 
-    /// CollectionStore.readVector (rescoring's reader) gives the stored floats of a 512-d
-    /// vector, pread, and of a 128-d one, mapped.
+    /// `read(copyingInto:)` (rescoring's way: straight into a row) copies exactly the stored
+    /// bytes of every size, pread or mapped as `read(into:)` decides; a destination of another
+    /// size gets nothing and learns the value's size; an absent key gives nil.
+    func testReadCopyingIntoARowGivesTheStoredBytes() throws {
+        let (env, table) = try environment()
+        try write(env, table, seed: 1)
+        try env.read { txn in
+            for (i, size) in sizes.enumerated() {
+                try IdKey.withEncoded(UInt64(i + 1)) { key in
+                    var row = [UInt8](repeating: 0xAB, count: size)
+                    let got = try row.withUnsafeMutableBytes { try txn.read(table, key, copyingInto: $0) }
+                    XCTAssertEqual(got, size)
+                    XCTAssertEqual(row, bytes(size, seed: 100 + i), "\(size) bytes")
+                    var short = [UInt8](repeating: 0xAB, count: size - 1)
+                    let told = try short.withUnsafeMutableBytes { try txn.read(table, key, copyingInto: $0) }
+                    XCTAssertEqual(told, size, "the value's size, not copied")
+                    XCTAssertEqual(short, [UInt8](repeating: 0xAB, count: size - 1))
+                }
+            }
+            var row = [UInt8](repeating: 0, count: 8)
+            XCTAssertNil(try IdKey.withEncoded(99) { key in try row.withUnsafeMutableBytes { try txn.read(table, key, copyingInto: $0) } })
+        }
+    }
+
+    /// CollectionStore.readVector (rescoring's reader) copies the stored floats of a 512-d
+    /// vector (pread) and of a 128-d one (mapped) into the caller's row.
     func testReadVectorGivesTheStoredFloats() throws {
         let env = try scratchEnvironment(self)
         let store = try CollectionStore(environment: env, number: 1, indexedAttributes: [])
@@ -112,15 +136,14 @@ final class FileReadTests: XCTestCase {
                 }
             }
         }
-        let buffer = ReadBuffer(capacity: 512 * 4)
         try env.read { txn in
             for (id, v) in [(UInt64(1), big), (2, small)] {
-                let read = try XCTUnwrap(store.readVector(id, txn, into: buffer))
-                XCTAssertEqual(Array(read.bindMemory(to: Float.self)), v)
-                let mapped = try store.vectorBytes(id, txn)
-                XCTAssertEqual(read.baseAddress == mapped?.baseAddress, id == 2, "pread iff 512-d")
+                var row = [Float](repeating: .nan, count: v.count)
+                XCTAssertEqual(try row.withUnsafeMutableBytes { try store.readVector(id, txn, into: $0) }, v.count * 4)
+                XCTAssertEqual(row, v)
             }
-            XCTAssertNil(try store.readVector(3, txn, into: buffer))
+            var row = [Float](repeating: 0, count: 128)
+            XCTAssertNil(try row.withUnsafeMutableBytes { try store.readVector(3, txn, into: $0) })
         }
     }
 }
