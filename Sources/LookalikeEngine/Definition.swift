@@ -22,7 +22,7 @@ public struct CollectionDefinition: Codable, Sendable, Equatable {
     public var index: String
     /// Attributes with an LMDB index table (fast filters and counts).
     public var attributes: [String]
-    /// Default per-query effort; nil picks from the index (HNSW efSearch 64; IVF nlist/16).
+    /// Default per-query effort; nil picks from the index (HNSW efSearch 64; IVF nlist/16, at least 64: Collection.defaultNprobe).
     public var efSearch: Int?
     public var nprobe: Int?
     /// HNSW build effort (FAISS default 40).

@@ -74,6 +74,21 @@ final class RecallTests: XCTestCase {
         try await assertRecall("IVF64,Flat", metrics: [.cosine, .l2], atLeast: 0.9, nprobe: 16)
     }
 
+    /// With no NPROBE from the query or the definition, an IVF search reads nlist/16 lists and
+    /// at least 64 (Collection.defaultNprobe): at 64 lists every list, so it is exact; nlist/16
+    /// alone (4) was not.
+    func testDefaultNprobeReadsAtLeast64Lists() async throws {
+        let (_, c, data) = try await load("IVF64,Flat", .l2)
+        XCTAssertGreaterThan(c.segmentSummary().sealed, 0)
+        XCTAssertEqual(try meanRecall(c, data, metric: .l2), 1.0, "the default reads all 64 lists")
+        let queries = clusteredVectors(count: 50, dimension: dimension, clusters: 40, seed: 7 + 1000)
+        for q in queries.prefix(10) {
+            let byDefault = try c.search(SearchRequest(query: .vector(q), k: 10)).map(\.key)
+            let at64 = try c.search(SearchRequest(query: .vector(q), k: 10, nprobe: 64)).map(\.key)
+            XCTAssertEqual(byDefault, at64)
+        }
+    }
+
     func testCompressedIVFSQ8StillRanksWell() async throws {
         let (_, c, data) = try await load("IVF32,SQ8", .l2, nprobe: 32)
         XCTAssertGreaterThan(c.segmentSummary().sealed, 0)
