@@ -69,11 +69,7 @@ struct Dataset {
         if latent > 0 { return generateLatent(count: n, dimension: d, seed: seed, latent: latent) }
         var rng = SeededRandom(seed: seed)
         let clusters = 200
-        let weights = (0..<clusters).map { 1 / Double($0 + 1) }
-        let total = weights.reduce(0, +)
-        var cumulative: [Double] = []
-        var sum = 0.0
-        for w in weights { sum += w / total; cumulative.append(sum) }
+        let cumulative = clusterShares(clusters)
         let centres = (0..<(clusters * d)).map { _ in rng.gaussian() }
         var vectors = [Float](repeating: 0, count: n * d)
         var categories: [String] = []
@@ -91,11 +87,7 @@ struct Dataset {
     private static func generateLatent(count n: Int, dimension d: Int, seed: UInt64, latent l: Int) -> Dataset {
         var rng = SeededRandom(seed: seed)
         let clusters = 200
-        let weights = (0..<clusters).map { 1 / Double($0 + 1) }
-        let total = weights.reduce(0, +)
-        var cumulative: [Double] = []
-        var sum = 0.0
-        for w in weights { sum += w / total; cumulative.append(sum) }
+        let cumulative = clusterShares(clusters)
         let scale = 1 / Float(l).squareRoot()
         let map = (0..<(l * d)).map { _ in Float(rng.gaussian()) * scale }  // l rows of d
         let centres = (0..<(clusters * l)).map { _ in Float(rng.gaussian()) }
@@ -121,6 +113,17 @@ struct Dataset {
         return Dataset(name: "generated \(n) × \(d) (latent \(l)-d: 200 clusters, 1/rank sizes, seed \(seed), cosine)", dimension: d,
                        metric: .cosine, vectors: vectors, keys: (0..<n).map { "item\($0)" }, categories: categories,
                        buckets: (0..<n).map { _ in bucketsFor(rng.uniform()) }, authors: (0..<n).map { "author\($0 % 997)" })
+    }
+
+    /// The generators' cluster sizes: cluster c takes a share 1/(c+1) of the items (1/rank),
+    /// as cumulative shares for drawing a cluster by one uniform number.
+    private static func clusterShares(_ clusters: Int) -> [Double] {
+        let weights = (0..<clusters).map { 1 / Double($0 + 1) }
+        let total = weights.reduce(0, +)
+        var cumulative: [Double] = []
+        var sum = 0.0
+        for w in weights { sum += w / total; cumulative.append(sum) }
+        return cumulative
     }
 
     static func bucketsFor(_ u: Double) -> [String] {
