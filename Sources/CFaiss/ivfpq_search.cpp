@@ -1,0 +1,45 @@
+// ivfpq_search.cpp: IVF-PQ search (ivfpq_search.h): FAISS 1.7.3's IndexIVF::search with the
+// coarse step swapped for the shim's.
+//
+// What this copies of 1.7.3's IndexIVF::search: nprobe = min(nlist, params.nprobe); per part of
+// the batch, quantizer->search(nprobe) (here ivf_coarse), invlists->prefetch_lists over the keys
+// (a no-op for in-memory lists and for mmapped ones with prefetch_nthread 0), then
+// search_preassigned(keys, coarse scores, store_pairs false, params). FAISS's search also adds
+// per-part counters to the global indexIVF_stats; nothing here reads them, and passing none
+// keeps concurrent searches from racing on them.
+#include "ivfpq_search.h"
+
+#include "ivf_scan.h"
+
+#include <faiss/invlists/InvertedLists.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+namespace lk {
+
+namespace {
+
+void search_part(const faiss::IndexIVF &ivf, int64_t n, const float *x, int64_t k, size_t nprobe,
+                 const faiss::SearchParametersIVF &params, float *distances, int64_t *labels) {
+    std::vector<float> coarse((size_t)n * nprobe);
+    std::vector<int64_t> keys((size_t)n * nprobe);
+    ivf_coarse(ivf, n, x, nprobe, coarse.data(), keys.data());
+    ivf.invlists->prefetch_lists(keys.data(), (int)(n * (int64_t)nprobe));
+    ivf.search_preassigned(n, x, k, keys.data(), coarse.data(), distances, labels, false, &params, nullptr);
+}
+
+}  // namespace
+
+void ivfpq_search(const faiss::IndexIVF &ivf, int64_t n, const float *x, int64_t k,
+                  const faiss::SearchParametersIVF &params, int threads, float *distances, int64_t *labels) {
+    if (k <= 0) throw std::invalid_argument("k must be positive");
+    const size_t nprobe = std::min(ivf.nlist, params.nprobe);
+    if (nprobe == 0) throw std::invalid_argument("nprobe must be positive");
+    ivf_split(n, threads, [&](int64_t q0, int64_t q1) {
+        search_part(ivf, q1 - q0, x + q0 * ivf.d, k, nprobe, params, distances + q0 * k, labels + q0 * k);
+    });
+}
+
+}  // namespace lk
