@@ -6,7 +6,7 @@
 // then one lookup a code) is cheap by comparison and stays FAISS's.
 //
 // Owns: the call sequence of IndexIVF::search (coarse step, prefetch, search_preassigned), with
-// the coarse step from ivf_scan.h's AVX2 quantizer.
+// the coarse step from ivf_scan.h's AVX2 quantizer, for fewer than 20 queries a call.
 // Invariants:
 //   - Results equal FAISS 1.7.3's IndexIVF::search with the same params up to float rounding of
 //     the coarse scores: same lists in the same order (ivf_scan's coarse step equals FAISS's
@@ -15,9 +15,10 @@
 //     product recomputes <q, c> itself and uses the keys only.
 //   - Only for an index whose ivf_fast_kind (ivf_scan.h) is pq: the process-wide version check
 //     and self-test against FAISS's own search cover this path.
-// Threads: reads the index only; any number at once. A batch is split over plain threads with
-// ivf_split, each part one coarse step and one search_preassigned (FAISS's own search splits
-// the same way over OpenMP).
+// Threads: reads the index only; any number at once. Fewer than 20 queries are split over plain
+// threads with ivf_split, each part one coarse step and one search_preassigned (FAISS's own
+// search splits the same way over OpenMP); from 20, FAISS's own search runs (its coarse step is
+// BLAS then, no gain to have).
 #ifndef LOOKALIKE_IVFPQ_SEARCH_H
 #define LOOKALIKE_IVFPQ_SEARCH_H
 

@@ -41,8 +41,8 @@ final class IVFScanTests: XCTestCase {
     }
 
     /// Every copy (built, mmapped, clone) of each spec, under L2 and inner product, with no
-    /// selector, deletes and a filter, nprobe 1 and 4, one query a call and one batch: the
-    /// shim's path takes it and finds what FAISS's own search finds.
+    /// selector, deletes and a filter, nprobe 1 and 4, one query a call, a batch of 5 (split over
+    /// 2 threads) and one of 25: the shim's path takes it and finds what FAISS's own search finds.
     func assertEqualsFAISSOwnSearch(_ specs: [String], dimension: Int, file: StaticString = #filePath, line: UInt = #line) throws {
         let k = 10
         let data = clusteredVectors(count: 2_000, dimension: dimension, clusters: 24, seed: UInt64(dimension))
@@ -72,7 +72,10 @@ final class IVFScanTests: XCTestCase {
                             let flat = queries.flatMap { $0 }
                             let batch = try search(ix, flat, count: queries.count, k: k, nprobe: nprobe, selector: selector, faiss: false)
                             let theirs = try search(ix, flat, count: queries.count, k: k, nprobe: nprobe, selector: selector, faiss: true)
-                            for (label, r) in [("single", ours), ("batch", batch)] {
+                            var small = try search(ix, Array(flat[..<(5 * dimension)]), count: 5, k: k, nprobe: nprobe, selector: selector, faiss: false)
+                            small.distances += ours.distances[(5 * k)...]
+                            small.positions += ours.positions[(5 * k)...]
+                            for (label, r) in [("single", ours), ("batch of 5", small), ("batch", batch)] {
                                 XCTAssertEqual(r.positions, theirs.positions, what + " " + label + ": same positions", file: file, line: line)
                                 for (a, b) in zip(r.distances, theirs.distances) where b.isFinite && abs(b) < 1e30 {
                                     XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)), what + " " + label, file: file, line: line)
