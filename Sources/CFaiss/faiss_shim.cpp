@@ -9,7 +9,8 @@
 // here: distances.cpp has the kernels and FastFlat, sq_storage.cpp FastSQ, hnsw_search.cpp the
 // HNSW search loop, hnsw_link.cpp the HNSW insertion loop and hnsw_build.cpp its two uses
 // (hnsw_graph.h: what they share, and why a search may run during an insert), ivf_scan.cpp the
-// IVF coarse quantizer and list scanner, index_memory.cpp the memory accounting.
+// IVF coarse quantizer and list scanner, ivfpq_search.cpp the IVF-PQ search around FAISS's
+// list scan, index_memory.cpp the memory accounting.
 // Threads: as lookalike_faiss.h says per function; the Swift index layer (FaissIndex) and the
 // engine keep mutations apart.
 #include "shim_index.h"

@@ -1,5 +1,6 @@
-// ivf_scan.cpp: the shim's IVF search (ivf_scan.h): coarse quantizer, list scanner, and the
-// check that this FAISS behaves as the scanner assumes.
+// ivf_scan.cpp: the shim's IVF search (ivf_scan.h): coarse quantizer, list scanner, the split
+// of a batch over threads, and the check that this FAISS behaves as the scanner (and the IVF-PQ
+// path of ivfpq_search.cpp, which shares the coarse step) assumes.
 //
 // FAISS 1.7.3 semantics copied here (IndexIVF::search_preassigned, IVFFlatScanner,
 // IVFSQScannerL2/IP): lists are probed in the quantizer's order; a list's codes are scored in
@@ -10,10 +11,12 @@
 #include "ivf_scan.h"
 
 #include "distances.h"
+#include "ivfpq_search.h"
 #include "sq_storage.h"
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQ.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/invlists/InvertedLists.h>
@@ -59,6 +62,15 @@ IvfKind kind_of(const faiss::IndexIVF &ivf) {
     const std::type_info &t = typeid(ivf);
     if (t == typeid(faiss::IndexIVFFlat))
         return ivf.code_size == (size_t)ivf.d * sizeof(float) ? IvfKind::flat : IvfKind::none;
+    if (t == typeid(faiss::IndexIVFPQ)) {
+        // Only the coarse step is ours: worth it, and checked, for a flat quantizer, residual
+        // codes (factory's default), tables of kind 0/1 (2 needs a MultiIndexQuantizer), and
+        // FAISS's one-thread-per-query mode (the batch split here is then the same).
+        const auto &pq = static_cast<const faiss::IndexIVFPQ &>(ivf);
+        bool ok = flat_quantizer(ivf.quantizer) != nullptr && pq.by_residual && pq.use_precomputed_table <= 1 &&
+                  pq.parallel_mode == 0 && pq.code_size == pq.pq.code_size;
+        return ok ? IvfKind::pq : IvfKind::none;
+    }
     if (t != typeid(faiss::IndexIVFScalarQuantizer)) return IvfKind::none;
     const auto &sq = static_cast<const faiss::IndexIVFScalarQuantizer &>(ivf).sq;
     if (sq.code_size != ivf.code_size) return IvfKind::none;
@@ -101,14 +113,12 @@ struct Scanner {
     size_t bitmap_bytes;
     size_t nprobe;
     bool ip, by_residual;
-    const faiss::IndexFlat *quantizer;  // flat: centroids read directly; else FAISS's search
     std::vector<float> a, b;            // sq8 tables (CodeSpace points here)
     CodeSpace space;
 
     Scanner(const faiss::IndexIVF &index, IvfKind k, size_t probes, const uint8_t *bits, size_t bytes)
             : ivf(index), kind(k), bitmap(bits), bitmap_bytes(bytes), nprobe(probes),
-              ip(index.metric_type == faiss::METRIC_INNER_PRODUCT), by_residual(false),
-              quantizer(flat_quantizer(index.quantizer)) {
+              ip(index.metric_type == faiss::METRIC_INNER_PRODUCT), by_residual(false) {
         if (kind == IvfKind::flat) {
             space.codec = Codec::f32;
             space.d = (size_t)index.d;
@@ -123,17 +133,6 @@ struct Scanner {
 
     bool member(int64_t id) const {
         return bitmap == nullptr || ((size_t)(id >> 3) < bitmap_bytes && ((bitmap[id >> 3] >> (id & 7)) & 1));
-    }
-
-    // The coarse step for one query, unless the batch's was done by FAISS already.
-    void coarse(const float *x, float *dis, int64_t *keys) const {
-        if (quantizer == nullptr) {
-            ivf.quantizer->search(1, x, (int64_t)nprobe, dis, keys);
-        } else if (quantizer->metric_type == faiss::METRIC_INNER_PRODUCT) {
-            coarse_one<HeapIP>(*quantizer, x, nprobe, dis, keys);
-        } else {
-            coarse_one<HeapL2>(*quantizer, x, nprobe, dis, keys);
-        }
     }
 
     // Scores four codes (FAISS's convention: inner product or squared L2) before `accu0`.
@@ -212,7 +211,7 @@ struct Scanner {
             const float *xq = x + q * ivf.d;
             const float *cd = pre_dis ? pre_dis + q * nprobe : dis.data();
             const int64_t *ck = pre_keys ? pre_keys + q * nprobe : keys.data();
-            if (pre_keys == nullptr) coarse(xq, dis.data(), keys.data());
+            if (pre_keys == nullptr) ivf_coarse(ivf, 1, xq, nprobe, dis.data(), keys.data());
             if (ip) query<HeapIP>(xq, cd, ck, k, distances + q * k, labels + q * k, residual);
             else query<HeapL2>(xq, cd, ck, k, distances + q * k, labels + q * k, residual);
         }
@@ -230,36 +229,21 @@ void search(const faiss::IndexIVF &ivf, IvfKind kind, int64_t n, const float *x,
     if (n >= faiss::distance_compute_blas_threshold) {
         pre_dis.resize((size_t)n * nprobe);
         pre_keys.resize((size_t)n * nprobe);
-        ivf.quantizer->search(n, x, (int64_t)nprobe, pre_dis.data(), pre_keys.data());
+        ivf_coarse(ivf, n, x, nprobe, pre_dis.data(), pre_keys.data());
     }
     const float *pd = pre_keys.empty() ? nullptr : pre_dis.data();
     const int64_t *pk = pre_keys.empty() ? nullptr : pre_keys.data();
-    const int team = (int)std::min<int64_t>(n, std::max(1, threads));
-    if (team <= 1) return s.run(0, n, x, k, pd, pk, distances, labels);
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    auto work = [&](int t) {
-        try {
-            s.run(n * t / team, n * (t + 1) / team, x, k, pd, pk, distances, labels);
-        } catch (...) {
-            std::lock_guard<std::mutex> guard(failure_mutex);
-            if (!failure) failure = std::current_exception();
-        }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < team; t++) pool.emplace_back(work, t);
-    work(0);
-    for (auto &t : pool) t.join();
-    if (failure) std::rethrow_exception(failure);
+    ivf_split(n, threads, [&](int64_t q0, int64_t q1) { s.run(q0, q1, x, k, pd, pk, distances, labels); });
 }
 
 // MARK: the check that this FAISS is the one the scanner copies
 
 // A small index of each kind and metric (13 dimensions: every kernel tail), searched by FAISS
 // and by the shim with and without a selector; any difference beyond float rounding turns the
-// fast path off for the process.
+// fast path off for the process. IVF-PQ (13 one-dimension codebooks of 16 centroids: 640
+// points keep FAISS's k-means from warning) also without its L2 precomputed table.
 bool self_test() {
-    const int d = 13, nb = 200, nlist = 4, k = 7;
+    const int d = 13, nb = 640, nlist = 4, k = 7;
     std::vector<float> xb((size_t)nb * d), centroids((size_t)nlist * d);
     uint32_t state = 12345;
     auto next = [&] { return (state = state * 1664525u + 1013904223u) / 4294967296.0f - 0.5f; };
@@ -269,17 +253,23 @@ bool self_test() {
     std::vector<uint8_t> bitmap((nb + 7) / 8);
     for (int i = 0; i < nb; i += 3) bitmap[i >> 3] |= (uint8_t)(1u << (i & 7));
     for (faiss::MetricType metric : {faiss::METRIC_L2, faiss::METRIC_INNER_PRODUCT}) {
-        for (int type = 0; type < 3; type++) {
+        for (int type = 0; type < 5; type++) {
             faiss::IndexFlat quantizer(d, metric);
             quantizer.add(nlist, centroids.data());
             std::unique_ptr<faiss::IndexIVF> ivf;
             if (type == 0) ivf.reset(new faiss::IndexIVFFlat(&quantizer, d, nlist, metric));
-            else
+            else if (type <= 2)
                 ivf.reset(new faiss::IndexIVFScalarQuantizer(
                         &quantizer, d, nlist, type == 1 ? faiss::ScalarQuantizer::QT_8bit : faiss::ScalarQuantizer::QT_fp16,
                         metric));
-            ivf->train(nb, xb.data());  // the quantizer is complete: trains the SQ ranges only
+            else ivf.reset(new faiss::IndexIVFPQ(&quantizer, d, nlist, d, 4, metric));
+            ivf->train(nb, xb.data());  // the quantizer is complete: trains the SQ ranges or PQ only
             ivf->add(nb, xb.data());
+            if (type == 4) {  // PQ with no precomputed table: L2 scores the residual (IP has none)
+                auto *pq = static_cast<faiss::IndexIVFPQ *>(ivf.get());
+                pq->use_precomputed_table = -1;
+                pq->precompute_table();
+            }
             IvfKind kind = kind_of(*ivf);
             if (kind == IvfKind::none) return false;
             for (bool filtered : {false, true}) {
@@ -291,8 +281,10 @@ bool self_test() {
                 std::vector<float> fd(nq * k), sd(nq * k);
                 std::vector<int64_t> fl(nq * k), sl(nq * k);
                 ivf->search(nq, xb.data() + 17 * d, k, fd.data(), fl.data(), &params);
-                search(*ivf, kind, nq, xb.data() + 17 * d, k, 2, filtered ? bitmap.data() : nullptr, bitmap.size(), 1,
-                       sd.data(), sl.data());
+                if (kind == IvfKind::pq) ivfpq_search(*ivf, nq, xb.data() + 17 * d, k, params, 1, sd.data(), sl.data());
+                else
+                    search(*ivf, kind, nq, xb.data() + 17 * d, k, 2, filtered ? bitmap.data() : nullptr, bitmap.size(), 1,
+                           sd.data(), sl.data());
                 for (int i = 0; i < nq * k; i++)
                     if (fl[i] != sl[i] || std::fabs(fd[i] - sd[i]) > 1e-3f * std::max(1.0f, std::fabs(fd[i]))) return false;
             }
@@ -329,8 +321,42 @@ IvfKind ivf_fast_kind(const faiss::IndexIVF &ivf) {
 void ivf_fast_search(const faiss::IndexIVF &ivf, int64_t n, const float *x, int64_t k, size_t nprobe,
                      const uint8_t *bitmap, size_t bitmap_bytes, int threads, float *distances, int64_t *labels) {
     IvfKind kind = ivf_fast_kind(ivf);
-    if (kind == IvfKind::none) throw std::logic_error("ivf_fast_search on an index the fast path declines");
+    if (kind == IvfKind::none || kind == IvfKind::pq)
+        throw std::logic_error("ivf_fast_search on an index its scanner declines");
     search(ivf, kind, n, x, k, nprobe, bitmap, bitmap_bytes, threads, distances, labels);
+}
+
+void ivf_coarse(const faiss::IndexIVF &ivf, int64_t n, const float *x, size_t nprobe, float *dis, int64_t *keys) {
+    const faiss::IndexFlat *q = flat_quantizer(ivf.quantizer);
+    if (q == nullptr || n >= faiss::distance_compute_blas_threshold) {
+        ivf.quantizer->search(n, x, (int64_t)nprobe, dis, keys);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const float *xi = x + i * ivf.d;
+        if (q->metric_type == faiss::METRIC_INNER_PRODUCT) coarse_one<HeapIP>(*q, xi, nprobe, dis + i * nprobe, keys + i * nprobe);
+        else coarse_one<HeapL2>(*q, xi, nprobe, dis + i * nprobe, keys + i * nprobe);
+    }
+}
+
+void ivf_split(int64_t n, int threads, const std::function<void(int64_t, int64_t)> &slice) {
+    const int team = (int)std::min<int64_t>(n, std::max(1, threads));
+    if (team <= 1) return slice(0, n);
+    std::exception_ptr failure;
+    std::mutex failure_mutex;
+    auto work = [&](int t) {
+        try {
+            slice(n * t / team, n * (t + 1) / team);
+        } catch (...) {
+            std::lock_guard<std::mutex> guard(failure_mutex);
+            if (!failure) failure = std::current_exception();
+        }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < team; t++) pool.emplace_back(work, t);
+    work(0);
+    for (auto &t : pool) t.join();
+    if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace lk

@@ -1,7 +1,8 @@
 // shim_search.cpp: the extern "C" side of lookalike_faiss.h for searching: lk_index_search
-// (which loop serves which index: the shim's HNSW loop, its IVF scanner, or FAISS's own) and
-// lk_index_code_distances (the kernels against their references and FAISS's, for tests).
-// Marshalling and dispatch only: the loops are hnsw_search.cpp's and ivf_scan.cpp's.
+// (which loop serves which index: the shim's HNSW loop, its IVF scanner, FAISS's IVF-PQ scan
+// after the shim's coarse step, or FAISS's own) and lk_index_code_distances (the kernels against
+// their references and FAISS's, for tests). Marshalling and dispatch only: the loops are
+// hnsw_search.cpp's, ivf_scan.cpp's and ivfpq_search.cpp's.
 //
 // Owns: nothing beyond the calls; lk_index is shim_index.h's.
 // Invariants: every entry point catches every C++ exception (guarded); parameters reach the core
@@ -11,6 +12,7 @@
 
 #include "distances.h"
 #include "ivf_scan.h"
+#include "ivfpq_search.h"
 #include "sq_storage.h"
 
 #include <faiss/IndexFlat.h>
@@ -70,13 +72,19 @@ int lk_index_search(const lk_index *index, int64_t n, const float *x, int64_t k,
                 if (index->live) throw std::invalid_argument("FAISS's own search is refused on a live HNSW graph");
             }
         }
-        // IVF-Flat and IVF-SQ8/fp16 on in-memory or mmapped lists take the shim's scanner.
+        // IVF-Flat and IVF-SQ8/fp16 on in-memory or mmapped lists take the shim's scanner;
+        // IVF-PQ its coarse step, then FAISS's own scan with the very params FAISS's search gets.
         if (ix == core && sp == &ip && (params == nullptr || !params->faiss_search)) {
             auto *ivf = static_cast<faiss::IndexIVF *>(core);
-            if (lk::ivf_fast_kind(*ivf) != lk::IvfKind::none) {
+            const lk::IvfKind kind = lk::ivf_fast_kind(*ivf);
+            const int threads = n > 1 ? omp_get_max_threads() : 1;
+            if (kind == lk::IvfKind::pq) {
+                lk::ivfpq_search(*ivf, n, x, k, ip, threads, distances, labels);
+                return;
+            }
+            if (kind != lk::IvfKind::none) {
                 lk::ivf_fast_search(*ivf, n, x, k, ip.nprobe, params ? params->bitmap : nullptr,
-                                    params ? params->bitmap_bytes : 0, n > 1 ? omp_get_max_threads() : 1,
-                                    distances, labels);
+                                    params ? params->bitmap_bytes : 0, threads, distances, labels);
                 return;
             }
         }

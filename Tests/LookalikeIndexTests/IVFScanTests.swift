@@ -1,8 +1,9 @@
 // The shim's IVF search (Sources/CFaiss/ivf_scan.cpp) against FAISS 1.7.3's own (the
 // faissSearch switch): IVF-Flat, IVF-SQ8 and IVF-SQfp16 under L2 and inner product, at
 // dimensions with kernel tails (13, 100), with no selector, a selector of deletes and a
-// filter's, one query and a batch, on in-memory lists, mmapped lists and a clone; that it
-// declines what it does not handle; and its recall against brute force.
+// filter's, one query and a batch, on in-memory lists, mmapped lists and a clone; the same for
+// IVF-PQ, whose coarse step only is the shim's (ivfpq_search.cpp); that it declines what it
+// does not handle; and its recall against brute force.
 import Foundation
 import LookalikeFormats
 import LookalikeIndex
@@ -39,46 +40,50 @@ final class IVFScanTests: XCTestCase {
         }
     }
 
-    func testFastPathEqualsFAISSOwnSearch() throws {
+    /// Every copy (built, mmapped, clone) of each spec, under L2 and inner product, with no
+    /// selector, deletes and a filter, nprobe 1 and 4, one query a call, a batch of 5 (split over
+    /// 2 threads) and one of 25: the shim's path takes it and finds what FAISS's own search finds.
+    func assertEqualsFAISSOwnSearch(_ specs: [String], dimension: Int, file: StaticString = #filePath, line: UInt = #line) throws {
         let k = 10
-        for dimension in [13, 100] {
-            let data = clusteredVectors(count: 2_000, dimension: dimension, clusters: 24, seed: UInt64(dimension))
-            let queries = clusteredVectors(count: 25, dimension: dimension, clusters: 24, seed: UInt64(dimension) + 50)
-            let deletes = bitmap(data.count) { $0 % 7 != 3 }
-            let filter = bitmap(data.count) { ($0 * 2_654_435_761) % 100 < 15 }
-            for spec in ["IVF16,Flat", "IVF16,SQ8", "IVF16,SQfp16"] {
-                for metric in [FaissMetric.l2, .innerProduct] {
-                    let index = try built(spec, data, metric)
-                    let path = FileManager.default.temporaryDirectory.appendingPathComponent("ivf-\(UUID()).faiss").path
-                    defer { unlink(path) }
-                    try index.write(to: path)
-                    let copies = [("built", index), ("mmapped", try FaissIndex.read(path: path, mmap: true)),
-                                  ("clone", try index.clone())]
-                    for (name, ix) in copies {
-                        XCTAssertEqual(try ix.info().fastDistances, avx, "\(spec) \(name): the shim's scanner takes it")
-                        for (selectorName, selector) in [("none", nil), ("deletes", deletes), ("filter", filter)] as [(String, [UInt8]?)] {
-                            for nprobe in [1, 4] {
-                                let what = "\(spec) d=\(dimension) \(metric) \(name) selector=\(selectorName) nprobe=\(nprobe)"
-                                // One query per call (the engine's path), then one batch (FAISS's BLAS coarse step).
-                                var ours: (distances: [Float], positions: [Int64]) = ([], [])
-                                for q in 0..<queries.count {
-                                    let r = try search(ix, queries[q], count: 1, k: k, nprobe: nprobe, selector: selector, faiss: false)
-                                    ours.distances += r.distances
-                                    ours.positions += r.positions
+        let data = clusteredVectors(count: 2_000, dimension: dimension, clusters: 24, seed: UInt64(dimension))
+        let queries = clusteredVectors(count: 25, dimension: dimension, clusters: 24, seed: UInt64(dimension) + 50)
+        let deletes = bitmap(data.count) { $0 % 7 != 3 }
+        let filter = bitmap(data.count) { ($0 * 2_654_435_761) % 100 < 15 }
+        for spec in specs {
+            for metric in [FaissMetric.l2, .innerProduct] {
+                let index = try built(spec, data, metric)
+                let path = FileManager.default.temporaryDirectory.appendingPathComponent("ivf-\(UUID()).faiss").path
+                defer { unlink(path) }
+                try index.write(to: path)
+                let copies = [("built", index), ("mmapped", try FaissIndex.read(path: path, mmap: true)),
+                              ("clone", try index.clone())]
+                for (name, ix) in copies {
+                    XCTAssertEqual(try ix.info().fastDistances, avx, "\(spec) \(name): the shim's path takes it", file: file, line: line)
+                    for (selectorName, selector) in [("none", nil), ("deletes", deletes), ("filter", filter)] as [(String, [UInt8]?)] {
+                        for nprobe in [1, 4] {
+                            let what = "\(spec) d=\(dimension) \(metric) \(name) selector=\(selectorName) nprobe=\(nprobe)"
+                            // One query per call (the engine's path), then one batch (FAISS's BLAS coarse step).
+                            var ours: (distances: [Float], positions: [Int64]) = ([], [])
+                            for q in 0..<queries.count {
+                                let r = try search(ix, queries[q], count: 1, k: k, nprobe: nprobe, selector: selector, faiss: false)
+                                ours.distances += r.distances
+                                ours.positions += r.positions
+                            }
+                            let flat = queries.flatMap { $0 }
+                            let batch = try search(ix, flat, count: queries.count, k: k, nprobe: nprobe, selector: selector, faiss: false)
+                            let theirs = try search(ix, flat, count: queries.count, k: k, nprobe: nprobe, selector: selector, faiss: true)
+                            var small = try search(ix, Array(flat[..<(5 * dimension)]), count: 5, k: k, nprobe: nprobe, selector: selector, faiss: false)
+                            small.distances += ours.distances[(5 * k)...]
+                            small.positions += ours.positions[(5 * k)...]
+                            for (label, r) in [("single", ours), ("batch of 5", small), ("batch", batch)] {
+                                XCTAssertEqual(r.positions, theirs.positions, what + " " + label + ": same positions", file: file, line: line)
+                                for (a, b) in zip(r.distances, theirs.distances) where b.isFinite && abs(b) < 1e30 {
+                                    XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)), what + " " + label, file: file, line: line)
                                 }
-                                let flat = queries.flatMap { $0 }
-                                let batch = try search(ix, flat, count: queries.count, k: k, nprobe: nprobe, selector: selector, faiss: false)
-                                let theirs = try search(ix, flat, count: queries.count, k: k, nprobe: nprobe, selector: selector, faiss: true)
-                                for (label, r) in [("single", ours), ("batch", batch)] {
-                                    XCTAssertEqual(r.positions, theirs.positions, what + " " + label + ": same positions")
-                                    for (a, b) in zip(r.distances, theirs.distances) where b.isFinite && abs(b) < 1e30 {
-                                        XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b)), what + " " + label)
-                                    }
-                                }
-                                if let selector {
-                                    for p in ours.positions where p >= 0 {
-                                        XCTAssertTrue(selector[Int(p) >> 3] & (1 << (Int(p) & 7)) != 0, what + ": members only")
-                                    }
+                            }
+                            if let selector {
+                                for p in ours.positions where p >= 0 {
+                                    XCTAssertTrue(selector[Int(p) >> 3] & (1 << (Int(p) & 7)) != 0, what + ": members only", file: file, line: line)
                                 }
                             }
                         }
@@ -88,10 +93,23 @@ final class IVFScanTests: XCTestCase {
         }
     }
 
-    /// What the scanner does not copy (PQ codes, a pre-transform, 4-bit SQ) is left to FAISS.
+    func testFastPathEqualsFAISSOwnSearch() throws {
+        for dimension in [13, 100] {
+            try assertEqualsFAISSOwnSearch(["IVF16,Flat", "IVF16,SQ8", "IVF16,SQfp16"], dimension: dimension)
+        }
+    }
+
+    /// IVF-PQ: the shim's coarse step, FAISS's own list scan (ivfpq_search.cpp). Dimensions
+    /// whose coarse kernels have tails (13: 8 + 5; 100: 6 x 16 + 4), 4- and 8-bit codes.
+    func testPQCoarseStepEqualsFAISSOwnSearch() throws {
+        try assertEqualsFAISSOwnSearch(["IVF16,PQ13x4"], dimension: 13)
+        try assertEqualsFAISSOwnSearch(["IVF16,PQ10x4", "IVF16,PQ20"], dimension: 100)
+    }
+
+    /// What the shim does not copy (a pre-transform, 4-bit SQ, PQ behind OPQ) is left to FAISS.
     func testOtherIVFTypesAreLeftToFAISS() throws {
         let data = clusteredVectors(count: 2_000, dimension: 16, clusters: 8, seed: 4)
-        for spec in ["IVF8,PQ4x4", "PCA8,IVF8,Flat", "IVF8,SQ4"] {
+        for spec in ["PCA8,IVF8,Flat", "IVF8,SQ4", "OPQ4,IVF8,PQ4x4"] {
             let index = try built(spec, data, .l2)
             XCTAssertFalse(try index.info().fastDistances, spec)
             let r = try search(index, data[5], count: 1, k: 5, nprobe: 2, selector: nil, faiss: false)
@@ -101,7 +119,8 @@ final class IVFScanTests: XCTestCase {
     }
 
     /// Recall@10 against brute force in Double: every list probed, IVF-Flat is exact and SQ
-    /// loses what 8 bits lose; a few lists probed, the shim's scanner finds what FAISS's does.
+    /// loses what 8 bits lose, PQ24 (2 dimensions a byte) more (0.85 L2, 0.78 IP when written);
+    /// a few lists probed, the shim's path finds what FAISS's does.
     func testRecallAgainstBruteForce() throws {
         let dimension = 48, k = 10
         let data = clusteredVectors(count: 5_000, dimension: dimension, clusters: 40, seed: 9)
@@ -118,7 +137,7 @@ final class IVFScanTests: XCTestCase {
                 }
                 return Set(scored.sorted { $0.1 < $1.1 }.prefix(k).map(\.0))
             }
-            for (spec, exhaustive) in [("IVF32,Flat", 0.99), ("IVF32,SQ8", 0.85)] {
+            for (spec, exhaustive) in [("IVF32,Flat", 0.99), ("IVF32,SQ8", 0.85), ("IVF32,PQ24", 0.7)] {
                 let index = try built(spec, data, metric)
                 func recall(_ nprobe: Int, faiss: Bool) throws -> Double {
                     try queries.indices.reduce(0.0) { sum, q in

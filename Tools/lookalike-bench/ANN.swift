@@ -8,6 +8,9 @@
 //   - faiss-cpu and hnswlib from PyPI in-process (Tools/bench/peers.py, batch, `threads`).
 // Recall is tie-aware, scored here against exact brute force for every method alike. The
 // summary gives each method's best rate at recall ≥ 0.95 and the ratios the targets name.
+// `--faiss-only` stops after the Debian FAISS rows (for IVF, IVF-PQ included: the shim's search
+// against FAISS's own, one batch and one query a call), for high dimensions where loading the
+// engine and the server would take most of the run.
 import ArgumentParser
 import Foundation
 import LookalikeClient
@@ -32,12 +35,18 @@ struct ANN: AsyncParsableCommand {
     @Option(help: "Recall at which rates are compared.") var target = 0.95
     @Option(parsing: .upToNextOption, help: "Index types to sweep (default: Flat, HNSW32, IVFn,Flat, IVFn,SQ8).") var indexes: [String] = []
     @Flag(help: "Skip faiss-cpu and hnswlib (no Python environment needed).") var noPeers = false
+    @Flag(help: "Only Debian FAISS from Swift (the batch, and for IVF the shim's against FAISS's own search): no engine, server or peers.") var faissOnly = false
+    @Option(parsing: .upToNextOption, help: "IVF nprobe values to sweep (default 1 2 4 8 16 32 64; --quick 1 4 16).") var nprobes: [Int] = []
     @Flag(help: "A 20,000-item subset, fewer points: finishes in under two minutes.") var quick = false
     @Flag(help: "Online mode (ANNOnline.swift): HNSW32 loaded by pipelined VADD into a fresh server and queried at once, then after SAVE, against faiss-cpu at efConstruction 200.") var online = false
     @Option(help: "Online mode: times each server point is measured; the median rate is kept (the machine is shared, one 0.4 s pass is noisy).") var passes = 3
     @Option(help: "Scratch folder (deleted afterwards).") var scratch = NSTemporaryDirectory() + "lookalike-bench-ann"
     @Option(help: "Results JSON (for the plot).") var results = ".build/bench-results/ann.json"
     @Option(help: "Recall–QPS plot (PNG); empty for none.") var png = "Docs/plots/ann.png"
+
+    func validate() throws {
+        if nprobes.contains(where: { $0 <= 0 }) { throw ValidationError("--nprobes: every value must be positive") }
+    }
 
     mutating func run() async throws {
         lineBufferedOutput()
@@ -46,7 +55,7 @@ struct ANN: AsyncParsableCommand {
         let (set, rawQueries) = whole.split(queries: queryCount, seed: 5)
         let nlist = set.count >= 60_000 ? 1024 : 256
         let efs = quick ? [16, 32, 64, 128] : [16, 24, 32, 48, 64, 96, 128, 256]
-        let nprobes = quick ? [1, 4, 16] : [1, 2, 4, 8, 16, 32, 64]
+        let nprobes = !self.nprobes.isEmpty ? self.nprobes : quick ? [1, 4, 16] : [1, 2, 4, 8, 16, 32, 64]
         // Every rate is taken over at least 4,000 queries (the query set repeated), so short
         // runs do not measure warm-up; recall is scored on the first round.
         let rounds = max(1, 4_000 / rawQueries.count)
@@ -98,6 +107,10 @@ struct ANN: AsyncParsableCommand {
                 record("FAISS 1.7.3 via the shim (batch)", spec, param, Double(rawQueries.count * rounds) / (now() - t0), hits)
                 if spec.hasPrefix("IVF") { try compareIVF(index, spec, param, effort, truth.queries, rawQueries.count, rounds, record) }
             }
+        }
+        if faissOnly {
+            printTable(points)
+            return
         }
 
         // 2. Lookalike's engine in-process: one sealed segment per collection, as after SAVE.

@@ -58,7 +58,8 @@ typedef struct {
     int64_t train_hint;    /* vectors training wants before it gives good centroids/codebooks */
     int64_t code_size;     /* bytes per stored vector */
     int fast_distances;    /* 1 when HNSW storage uses the shim's AVX2 distances, or an IVF index is
-                              searched by the shim's scanner (ivf_scan.h) */
+                              searched by the shim's scanner (ivf_scan.h) or, IVF-PQ, takes its
+                              coarse step (ivfpq_search.h) */
     int storage;           /* HNSW: LK_STORAGE_*, else LK_STORAGE_OTHER */
     double ivf_imbalance;  /* IVF: sum(list size^2) * nlist / ntotal^2 (1 = even lists); else 0 */
     int pre_transform;     /* 1 when the searchable index sits behind a pre-transform (PCA, OPQ...):
@@ -73,7 +74,7 @@ typedef struct {
     const uint8_t *bitmap;   /* if non-null, only positions whose bit is set are returned */
     size_t bitmap_bytes;
     int threads;             /* if > 0, OpenMP threads for this call (set on the calling thread) */
-    int faiss_search;        /* HNSW on flat or SQ storage, IVF-Flat/SQ8/fp16: non-zero runs FAISS's
+    int faiss_search;        /* HNSW on flat or SQ storage, IVF-Flat/SQ8/fp16/PQ: non-zero runs FAISS's
                                 own search instead of the shim's (tests, A/B); an error on a live
                                 HNSW graph */
 } lk_search_params;
