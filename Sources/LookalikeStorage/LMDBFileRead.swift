@@ -75,11 +75,24 @@ struct DataFile: Sendable {
         var st = stat()
         guard fstat(fd, &st) == 0,
               let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return nil }
+        return mapBase(in: maps, device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    /// `mapBase(of:)` on the text of a maps file: the shared mappings of the file with this
+    /// device and inode. A mapping of a deleted file is skipped: another environment's data.mdb
+    /// removed while still mapped (a test's folder) can carry the same inode number, and was
+    /// taken for a second map of this file, so pread was turned off.
+    static func mapBase(in maps: String, device: UInt64, inode: UInt64) -> UInt? {
+        // glibc's dev_t: major in bits 8-19 and 32-43, minor in bits 0-7 and 20-31.
+        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~UInt64(0xfff))
+        let minor = (device & 0xff) | ((device >> 12) & ~UInt64(0xff))
         var bases = Set<UInt>()
         // "start-end perms offset dev inode path": every piece of one mapping gives start − offset.
-        for line in maps.split(separator: "\n") {
+        for line in maps.split(separator: "\n") where !line.hasSuffix(" (deleted)") {
             let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-            guard f.count >= 5, f[1].hasSuffix("s"), UInt64(f[4]) == UInt64(st.st_ino),
+            guard f.count >= 5, f[1].hasSuffix("s"), UInt64(f[4]) == inode,
+                  let colon = f[3].firstIndex(of: ":"), UInt64(f[3][..<colon], radix: 16) == major,
+                  UInt64(f[3][f[3].index(after: colon)...], radix: 16) == minor,
                   let dash = f[0].firstIndex(of: "-"), let start = UInt(f[0][..<dash], radix: 16),
                   let offset = UInt(f[2], radix: 16), offset <= start else { continue }
             bases.insert(start - offset)

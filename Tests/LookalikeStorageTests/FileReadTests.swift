@@ -66,6 +66,23 @@ final class FileReadTests: XCTestCase {
         }
     }
 
+    /// The map base is the one live shared mapping of the file's device and inode: a mapping of
+    /// a deleted file with the same inode number (a closed-over test folder), or of another
+    /// device's file, does not make it ambiguous (CI once failed on that: no base found).
+    func testMapBaseSkipsDeletedFilesAndOtherDevices() {
+        let dev: UInt64 = (0xfd << 8) | 0x01  // fd:01
+        let maps = """
+            7f0000000000-7f0000400000 r--s 00000000 fd:01 1234                       /tmp/a/data.mdb (deleted)
+            7f1000000000-7f1000400000 r--s 00000000 08:02 1234                       /mnt/b/data.mdb
+            7f2000000000-7f2000400000 r--s 00000000 fd:01 1234                       /tmp/c/data.mdb
+            7f3000000000-7f3000001000 r--p 00000000 fd:01 1234                       /tmp/c/data.mdb
+            """
+        XCTAssertEqual(DataFile.mapBase(in: maps, device: dev, inode: 1234), 0x7f20_0000_0000)
+        XCTAssertNil(DataFile.mapBase(in: maps, device: dev, inode: 99))
+        let twice = maps + "\n7f4000000000-7f4000400000 r--s 00000000 fd:01 1234                       /tmp/c/data.mdb"
+        XCTAssertNil(DataFile.mapBase(in: twice, device: dev, inode: 1234), "two live maps are ambiguous")
+    }
+
     /// A read transaction begun before overwrites, deletes and more writes (which reuse the
     /// pages freed by older snapshots) still reads its own snapshot's bytes; a new one reads
     /// the new bytes; values a write transaction reads are its own, never pread.
