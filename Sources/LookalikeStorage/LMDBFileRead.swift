@@ -73,9 +73,27 @@ struct DataFile: Sendable {
     /// it is not mapped exactly once (two maps of one file would make an offset ambiguous).
     static func mapBase(of fd: Int32) -> UInt? {
         var st = stat()
-        guard fstat(fd, &st) == 0,
-              let maps = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return nil }
+        guard fstat(fd, &st) == 0, let maps = procText("/proc/self/maps") else { return nil }
         return mapBase(in: maps, device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    /// A /proc file read to its end with read(2). (procfs reports size 0; reading it through
+    /// Foundation's String(contentsOfFile:) lost this file's line once the process had many
+    /// mappings, late in the test suite, and the map was then "not found".)
+    static func procText(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return nil }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// `mapBase(of:)` on the text of a maps file: the shared mappings of the file with this
